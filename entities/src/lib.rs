@@ -1,0 +1,15 @@
+//! SeaORM entities for every table Gantry owns. Only persistence shapes live here: the
+//! subgraphs convert these `Model`s into their own GraphQL types, so a column can change
+//! without leaking into the public API.
+//!
+//! # Layout
+//! - [`user`]: accounts (username and email unique case-insensitively).
+//! - [`session`]: a refresh-token family; revoking it ends the whole sign-in.
+//! - [`refresh_token`]: one issued refresh token (stored hashed), rotated on every use.
+//! - [`outbox_event`]: domain events written in the same transaction as the change they
+//!   describe, delivered to other subgraphs at least once.
+
+pub mod outbox_event;
+pub mod refresh_token;
+pub mod session;
+pub mod user;

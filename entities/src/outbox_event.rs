@@ -1,0 +1,26 @@
+//! The transactional outbox. A subgraph writes an event in the same transaction as the
+//! change it describes; consumers read events in id order (UUIDv7 ids sort by time) and
+//! remember the last one they handled, so delivery is at least once and nothing written
+//! is lost while a consumer is down.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox_events")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// What happened, e.g. `user.account_deleted`.
+    pub topic: String,
+    /// The event as JSON text.
+    pub payload: String,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// Topic of the event the users subgraph writes when an account is deleted.
+pub const TOPIC_ACCOUNT_DELETED: &str = "user.account_deleted";

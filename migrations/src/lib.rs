@@ -1,0 +1,22 @@
+//! The schema of every table Gantry owns, as sea-orm-migration steps that go up and down.
+//! `gantry migrate [up|down|status]` runs them; every server command applies pending ones
+//! at start.
+//!
+//! # Layout
+//! - [`m20261127_000001_users`]: users, sessions (refresh-token families), refresh tokens,
+//!   and the outbox of domain events.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod m20261127_000001_users;
+
+/// Every migration in the order it applies.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_users::Migration)]
+    }
+}
