@@ -1,0 +1,116 @@
+//! Opening the database. SQLite in the data dir is the default (one file, WAL journal so
+//! readers never wait for the writer); PostgreSQL is one `DATABASE_URL` away.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH?mode=rwc` or `postgres://…`. Default: `gantry.db` in the data dir.
+    pub url: String,
+    /// Pool size. Default: 10 for PostgreSQL, 5 for SQLite.
+    pub max_connections: Option<u32>,
+}
+
+impl DatabaseSettings {
+    /// `DATABASE_URL` when given, else the SQLite file in `data_dir`.
+    pub fn from_url_or_data_dir(url: Option<String>, data_dir: &Path) -> Self {
+        let url = url.unwrap_or_else(|| sqlite_url(&data_dir.join("gantry.db")));
+        Self {
+            url,
+            max_connections: None,
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+}
+
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Connects with a bounded pool and, for SQLite, creates the file's folder and switches
+/// the journal to WAL.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    if settings.is_sqlite()
+        && let Some(path) = sqlite_path(&settings.url)
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the database folder {}", dir.display()))?;
+    }
+    let mut options = ConnectOptions::new(settings.url.clone());
+    let default_pool = if settings.is_sqlite() { 5 } else { 10 };
+    options
+        .max_connections(settings.max_connections.unwrap_or(default_pool))
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("connecting to the database at {}", redact(&settings.url)))?;
+    Ok(db)
+}
+
+fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_redacted() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
+
+    #[test]
+    fn the_sqlite_path_is_read_from_the_url() {
+        assert_eq!(
+            sqlite_path("sqlite://data/gantry.db?mode=rwc"),
+            Some(Path::new("data/gantry.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

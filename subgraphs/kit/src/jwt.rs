@@ -1,0 +1,229 @@
+//! Access tokens: EdDSA-signed JWTs with a `kid`. Both subgraphs and the gateway verify
+//! them the same way: known key, right issuer and audience, not expired.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys::{PublicKey, SigningKey};
+
+/// What every token carries. `sid` names the session (refresh-token family) the token was
+/// issued for, so "every other session" can be told apart from this one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// Token settings shared by issuers and verifiers.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `GANTRY_JWT_ISSUER`, default `gantry`.
+    pub issuer: String,
+    /// `GANTRY_JWT_AUDIENCE`, default `gantry`.
+    pub audience: String,
+    /// `GANTRY_ACCESS_TOKEN_TTL_SECS`, default 900 (15 minutes).
+    pub access_ttl: Duration,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "gantry".into(),
+            audience: "gantry".into(),
+            access_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Why a token was refused. Every variant is `UNAUTHENTICATED` to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token is malformed")]
+    Malformed,
+    #[error("the access token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the access token's signature is invalid")]
+    BadSignature,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token was issued by someone else")]
+    WrongIssuer,
+    #[error("the access token is meant for another audience")]
+    WrongAudience,
+}
+
+/// Signs access tokens with the one signing key.
+#[derive(Debug, Clone)]
+pub struct TokenSigner {
+    key: SigningKey,
+    settings: JwtSettings,
+}
+
+impl TokenSigner {
+    pub fn new(key: SigningKey, settings: JwtSettings) -> Self {
+        Self { key, settings }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.settings.access_ttl
+    }
+
+    /// Issues a token for `user_id` in session `session_id`.
+    pub fn sign(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = AccessClaims {
+            sub: user_id,
+            sid: session_id,
+            iat: now,
+            exp: now + self.settings.access_ttl.as_secs() as i64,
+            jti: Uuid::now_v7(),
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.public.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+    }
+}
+
+/// Verifies access tokens against a set of trusted public keys.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    pub fn new(public_keys: &[PublicKey], settings: &JwtSettings) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        for key in public_keys {
+            keys.insert(key.kid.clone(), DecodingKey::from_ed_components(&key.x)?);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        validation.leeway = 5;
+        Ok(Self { keys, validation })
+    }
+
+    /// Whether a token signed with `kid` could be checked here.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeySettings;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    fn key() -> (tempfile::TempDir, SigningKey) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = KeySettings {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let key = SigningKey::load(&settings).expect("key");
+        (dir, key)
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_names_its_user_and_session() {
+        let (_dir, key) = key();
+        let settings = JwtSettings::default();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&key.public), &settings).expect("verifier");
+        let signer = TokenSigner::new(key, settings);
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let claims = verifier
+            .verify(&signer.sign(user, session).expect("signed"))
+            .expect("valid");
+        assert_eq!((claims.sub, claims.sid), (user, session));
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_refused() {
+        let (_d1, ours) = key();
+        let (_d2, theirs) = key();
+        let settings = JwtSettings::default();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&ours.public), &settings).expect("verifier");
+        let forged = TokenSigner::new(theirs, settings)
+            .sign(Uuid::now_v7(), Uuid::now_v7())
+            .expect("signed");
+        assert_eq!(verifier.verify(&forged), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_refused() {
+        let (_dir, key) = key();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&key.public), &JwtSettings::default())
+                .expect("verifier");
+        let header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, key.public.kid));
+        let body = URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#);
+        assert_eq!(
+            verifier.verify(&format!("{header}.{body}.")),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_audience_is_refused() {
+        let (_dir, key) = key();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&key.public), &JwtSettings::default())
+                .expect("verifier");
+        let other = JwtSettings {
+            audience: "elsewhere".into(),
+            ..Default::default()
+        };
+        let token = TokenSigner::new(key, other)
+            .sign(Uuid::now_v7(), Uuid::now_v7())
+            .expect("signed");
+        assert_eq!(verifier.verify(&token), Err(TokenError::WrongAudience));
+    }
+}

@@ -1,0 +1,27 @@
+//! Plumbing every Gantry subgraph shares, so that the users and posts subgraphs agree on
+//! how a viewer is recognised, how errors are coded, how cursors look and how a database
+//! is opened.
+//!
+//! # Layout
+//! - [`error`]: the stable `extensions.code` values and the one place that turns domain
+//!   and database errors into GraphQL errors.
+//! - [`db`]: opening SQLite (the default, in the data dir) or PostgreSQL with sane pool and
+//!   journal settings, and running migrations.
+//! - [`keys`]: the Ed25519 signing key, from configuration or generated once into the data
+//!   dir, and the public JWKS.
+//! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
+//! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
+//! - [`cursor`]: opaque Relay cursors and `first` validation.
+//! - [`server`]: serving a subgraph's axum router with request ids, tracing and graceful
+//!   shutdown, and the GraphQL handler that hands the viewer to resolvers.
+
+pub mod cursor;
+pub mod db;
+pub mod error;
+pub mod jwt;
+pub mod keys;
+pub mod server;
+pub mod viewer;
+
+pub use error::{ApiError, ErrorCode};
+pub use viewer::{Viewer, ViewerState};

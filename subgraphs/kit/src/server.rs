@@ -1,0 +1,146 @@
+//! Serving a subgraph: the GraphQL endpoint that turns HTTP credentials into a
+//! [`ViewerState`], `/health`, request ids, tracing, and a graceful stop that finishes
+//! in-flight requests within a bounded time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{ObjectType, Schema, SubscriptionType};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, Request};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::jwt::TokenVerifier;
+use crate::viewer::{ClientAddr, ViewerState};
+
+/// What the GraphQL handler needs besides the schema.
+#[derive(Debug, Clone)]
+pub struct HttpAuth {
+    pub verifier: Arc<TokenVerifier>,
+    /// Read the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+struct GraphqlState<Q, M, S> {
+    schema: Schema<Q, M, S>,
+    auth: HttpAuth,
+}
+
+/// `POST /graphql` and `GET /graphql` for `schema`, with the viewer and client address
+/// put into each request's data.
+pub fn graphql_router<Q, M, S>(schema: Schema<Q, M, S>, auth: HttpAuth) -> Router
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let state = Arc::new(GraphqlState { schema, auth });
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql_handler::<Q, M, S>).post(graphql_handler::<Q, M, S>),
+        )
+        .with_state(state)
+}
+
+#[tracing::instrument(skip_all)]
+async fn graphql_handler<Q, M, S>(
+    State(state): State<Arc<GraphqlState<Q, M, S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let viewer = ViewerState::from_headers(&headers, &state.auth.verifier);
+    let client = ClientAddr::resolve(peer.ip(), &headers, state.auth.trust_forwarded_for);
+    let request = request.into_inner().data(viewer).data(client);
+    state.schema.execute(request).await.into()
+}
+
+/// Adds `/health`, request ids (`x-request-id`, generated when the client sent none) and
+/// request tracing to a router.
+pub fn with_common_layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// How long in-flight requests may run on after a stop was asked for.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
+/// waits at most `grace` for in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx.clone();
+    tokio::select! {
+        result = server => result,
+        () = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("stop requested; finishing in-flight requests");
+}

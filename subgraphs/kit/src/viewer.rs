@@ -1,0 +1,142 @@
+//! Who is asking. Over HTTP the viewer is read from `Authorization: Bearer <token>`; when
+//! the gateway calls a subgraph in-process it hands over a [`ViewerState`] it verified
+//! itself. Resolvers ask for the viewer through [`ViewerState::require`] (fields that need
+//! one) or [`ViewerState::viewer`] (public fields, where a bad token reads as anonymous).
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::jwt::{TokenError, TokenVerifier};
+
+/// A verified signed-in user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: Uuid,
+    /// The session (refresh-token family) the access token belongs to.
+    pub session_id: Uuid,
+}
+
+/// What the request's credentials amount to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ViewerState {
+    #[default]
+    Anonymous,
+    Authenticated(Viewer),
+    /// A token was sent and refused.
+    Rejected(TokenError),
+}
+
+impl ViewerState {
+    pub fn from_headers(headers: &HeaderMap, verifier: &TokenVerifier) -> Self {
+        match headers.get(AUTHORIZATION) {
+            None => Self::Anonymous,
+            Some(value) => Self::from_authorization(value.to_str().ok(), verifier),
+        }
+    }
+
+    /// Reads an `Authorization` header value (`None` when it was not valid text).
+    pub fn from_authorization(value: Option<&str>, verifier: &TokenVerifier) -> Self {
+        let token = value.and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        match token {
+            None => Self::Rejected(TokenError::Malformed),
+            Some(token) => match verifier.verify(token) {
+                Ok(claims) => Self::Authenticated(Viewer {
+                    user_id: claims.sub,
+                    session_id: claims.sid,
+                }),
+                Err(err) => Self::Rejected(err),
+            },
+        }
+    }
+
+    /// The viewer, or `UNAUTHENTICATED` saying why there is none.
+    pub fn require(&self) -> Result<Viewer, ApiError> {
+        match self {
+            Self::Authenticated(viewer) => Ok(*viewer),
+            Self::Anonymous => Err(ApiError::unauthenticated("sign in to do this")),
+            Self::Rejected(err) => Err(ApiError::unauthenticated(err.to_string())),
+        }
+    }
+
+    /// The viewer if the token was good; public data treats anything else as anonymous.
+    pub fn viewer(&self) -> Option<Viewer> {
+        match self {
+            Self::Authenticated(viewer) => Some(*viewer),
+            _ => None,
+        }
+    }
+}
+
+/// The client's address, for throttling. Behind a trusted proxy it is the first
+/// `X-Forwarded-For` hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> Self {
+        if trust_forwarded_for {
+            let forwarded = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
+            if let Some(ip) = forwarded {
+                return Self(ip);
+            }
+        }
+        Self(peer)
+    }
+}
+
+/// Reads the viewer a request handed to the resolvers (anonymous when none was).
+pub fn viewer_state<'a>(ctx: &async_graphql::Context<'a>) -> &'a ViewerState {
+    static ANONYMOUS: ViewerState = ViewerState::Anonymous;
+    ctx.data_opt::<ViewerState>().unwrap_or(&ANONYMOUS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::JwtSettings;
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(&[], &JwtSettings::default()).expect("verifier")
+    }
+
+    #[test]
+    fn no_header_is_anonymous() {
+        assert_eq!(
+            ViewerState::from_headers(&HeaderMap::new(), &verifier()),
+            ViewerState::Anonymous
+        );
+    }
+
+    #[test]
+    fn a_header_without_bearer_is_malformed() {
+        let state = ViewerState::from_authorization(Some("Basic abc"), &verifier());
+        assert_eq!(state, ViewerState::Rejected(TokenError::Malformed));
+        assert!(state.require().is_err());
+        assert_eq!(state.viewer(), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_when_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.7, 10.0.0.1".parse().expect("header"),
+        );
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert_eq!(ClientAddr::resolve(peer, &headers, false).0, peer);
+        assert_eq!(
+            ClientAddr::resolve(peer, &headers, true).0.to_string(),
+            "203.0.113.7"
+        );
+    }
+}
