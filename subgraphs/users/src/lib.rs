@@ -1,0 +1,97 @@
+//! The users subgraph: accounts, sessions and access-token issuing, served as a
+//! federation v2 subgraph (`User @key(fields: "id")`).
+//!
+//! # Layout
+//! - [`domain`]: parsed account input (`Username`, `Email`, `Password`, …).
+//! - [`password`]: Argon2id hashing on the blocking pool.
+//! - [`sessions`]: refresh-token families: start, rotate with reuse detection, revoke.
+//! - [`throttle`]: login back-off per account and per client address.
+//! - [`service`]: every operation, over SeaORM.
+//! - [`loader`]: the `User` DataLoader.
+//! - [`schema`]: the GraphQL types and resolvers.
+//! - this file: [`UsersSubgraph`], which wires them and serves HTTP.
+
+pub mod domain;
+pub mod loader;
+pub mod password;
+pub mod schema;
+pub mod service;
+pub mod sessions;
+pub mod throttle;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use gantry_kit::jwt::{JwtSettings, TokenSigner, TokenVerifier};
+use gantry_kit::keys::{SigningKey, jwks};
+use gantry_kit::server::{HttpAuth, graphql_router};
+use sea_orm::DatabaseConnection;
+
+pub use schema::UsersSchema;
+pub use throttle::ThrottleSettings;
+
+/// Everything the users subgraph needs to run.
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    pub jwt: JwtSettings,
+    pub throttle: ThrottleSettings,
+    /// Read client addresses from `X-Forwarded-For` (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+}
+
+/// The assembled subgraph: its schema (for in-process calls) and its HTTP routes.
+#[derive(Clone)]
+pub struct UsersSubgraph {
+    pub schema: UsersSchema,
+    pub key: SigningKey,
+    pub verifier: Arc<TokenVerifier>,
+    trust_forwarded_for: bool,
+}
+
+impl std::fmt::Debug for UsersSubgraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsersSubgraph")
+            .field("kid", &self.key.public.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsersSubgraph {
+    pub fn new(
+        db: DatabaseConnection,
+        key: SigningKey,
+        config: UsersConfig,
+    ) -> anyhow::Result<Self> {
+        let verifier = Arc::new(TokenVerifier::new(
+            std::slice::from_ref(&key.public),
+            &config.jwt,
+        )?);
+        let signer = TokenSigner::new(key.clone(), config.jwt);
+        let service = Arc::new(service::UsersService::new(
+            db,
+            signer,
+            throttle::LoginThrottle::new(config.throttle),
+        ));
+        Ok(Self {
+            schema: schema::build(service),
+            key,
+            verifier,
+            trust_forwarded_for: config.trust_forwarded_for,
+        })
+    }
+
+    /// `/graphql` and `/.well-known/jwks.json` (add `/health` with
+    /// [`gantry_kit::server::with_common_layers`]).
+    pub fn router(&self) -> Router {
+        let auth = HttpAuth {
+            verifier: self.verifier.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+        };
+        let set = jwks(std::slice::from_ref(&self.key.public));
+        graphql_router(self.schema.clone(), auth).route(
+            "/.well-known/jwks.json",
+            get(move || async move { Json(set.clone()) }),
+        )
+    }
+}

@@ -1,0 +1,347 @@
+//! The account service: every operation of the users subgraph, over SeaORM. Resolvers
+//! parse nothing and decide nothing; they call in here.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::Utc;
+use gantry_entities::{outbox_event, user};
+use gantry_kit::error::{ApiResult, on_unique_violation};
+use gantry_kit::jwt::TokenSigner;
+use gantry_kit::{ApiError, Viewer};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::domain::{Bio, DisplayName, Email, Password, Username};
+use crate::password;
+use crate::sessions::{self, RefreshToken, RevokeReason, Rotation};
+use crate::throttle::LoginThrottle;
+
+/// What a successful sign-in hands the client.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub access_token: String,
+    pub refresh_token: RefreshToken,
+    pub expires_in: u64,
+    pub user: user::Model,
+}
+
+/// Raw registration input, as the client sent it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+}
+
+/// How long a session lives at most, however often it is refreshed. Default 30 days.
+pub const DEFAULT_SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30);
+
+#[derive(Debug)]
+pub struct UsersService {
+    db: DatabaseConnection,
+    signer: TokenSigner,
+    throttle: LoginThrottle,
+    session_lifetime: chrono::Duration,
+}
+
+impl UsersService {
+    pub fn new(db: DatabaseConnection, signer: TokenSigner, throttle: LoginThrottle) -> Self {
+        Self {
+            db,
+            signer,
+            throttle,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    #[tracing::instrument(skip_all, fields(username = %input.username))]
+    pub async fn register(&self, input: Registration) -> ApiResult<SignedIn> {
+        let username = Username::parse(&input.username)?;
+        let email = Email::parse(&input.email)?;
+        let password = Password::parse(&input.password, "password")?;
+        let display_name = DisplayName::parse(&input.display_name)?;
+        if self.find_by_username(username.as_str()).await?.is_some() {
+            return Err(ApiError::conflict("username", "that username is taken"));
+        }
+        if self.find_by_email(email.as_str()).await?.is_some() {
+            return Err(ApiError::conflict(
+                "email",
+                "an account with that email exists",
+            ));
+        }
+        let password_hash = password::hash(&password).await?;
+        let now = Utc::now();
+        let model = user::Model {
+            id: Uuid::now_v7(),
+            username: username.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+            display_name: display_name.into_inner(),
+            bio: String::new(),
+            password_hash,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = self.db.begin().await?;
+        user::Entity::insert(user::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|err| {
+                on_unique_violation(err, |detail| {
+                    if detail.contains("username") {
+                        ApiError::conflict("username", "that username is taken")
+                    } else {
+                        ApiError::conflict("email", "an account with that email exists")
+                    }
+                })
+            })?;
+        let (session_id, refresh_token) =
+            sessions::start(&txn, model.id, self.session_lifetime).await?;
+        txn.commit().await?;
+        tracing::info!(user_id = %model.id, "account registered");
+        self.signed_in(model, session_id, refresh_token)
+    }
+
+    /// Signs in by username or email. Unknown account and wrong password give the same
+    /// answer, after the same work.
+    #[tracing::instrument(skip_all, fields(client = %addr))]
+    pub async fn login(&self, login: &str, password: &str, addr: IpAddr) -> ApiResult<SignedIn> {
+        let key = login.trim().to_lowercase();
+        self.throttle.check(&key, addr)?;
+        let found = if key.contains('@') {
+            self.find_by_email(&key).await?
+        } else {
+            self.find_by_username(&key).await?
+        };
+        let ok =
+            password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
+        let Some(account) = found.filter(|_| ok) else {
+            self.throttle.record_failure(&key, addr);
+            tracing::info!("login refused");
+            return Err(ApiError::unauthenticated("wrong login or password"));
+        };
+        self.throttle.record_success(&key);
+        let (session_id, refresh_token) =
+            sessions::start(&self.db, account.id, self.session_lifetime).await?;
+        tracing::info!(user_id = %account.id, "signed in");
+        self.signed_in(account, session_id, refresh_token)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, presented: &str) -> ApiResult<SignedIn> {
+        let presented = RefreshToken::from_client(presented);
+        let txn = self.db.begin().await?;
+        let rotation = sessions::rotate(&txn, &presented).await?;
+        txn.commit().await?;
+        match rotation {
+            Rotation::Rotated {
+                user_id,
+                session_id,
+                token,
+            } => {
+                let account = self.find_by_id(user_id).await?.ok_or_else(|| {
+                    ApiError::unauthenticated("the refresh token is invalid or expired")
+                })?;
+                self.signed_in(account, session_id, token)
+            }
+            Rotation::Invalid => Err(ApiError::unauthenticated(
+                "the refresh token is invalid or expired",
+            )),
+            Rotation::Reused {
+                user_id,
+                session_id,
+            } => {
+                tracing::warn!(%user_id, %session_id, "a rotated refresh token was presented again; session revoked");
+                Err(ApiError::unauthenticated(
+                    "the refresh token was already used; the session has been revoked",
+                ))
+            }
+        }
+    }
+
+    /// Ends the session the refresh token belongs to. `false` when the token is unknown.
+    pub async fn logout(&self, presented: &str) -> ApiResult<bool> {
+        let presented = RefreshToken::from_client(presented);
+        let Some(family) = sessions::session_of(&self.db, &presented).await? else {
+            return Ok(false);
+        };
+        sessions::revoke(&self.db, family.id, RevokeReason::Logout).await?;
+        Ok(true)
+    }
+
+    pub async fn logout_everywhere(&self, viewer: Viewer) -> ApiResult<bool> {
+        let ended = sessions::revoke_all(
+            &self.db,
+            viewer.user_id,
+            None,
+            RevokeReason::LogoutEverywhere,
+        )
+        .await?;
+        tracing::info!(user_id = %viewer.user_id, ended, "signed out everywhere");
+        Ok(true)
+    }
+
+    pub async fn update_profile(
+        &self,
+        viewer: Viewer,
+        display_name: Option<String>,
+        bio: Option<String>,
+    ) -> ApiResult<user::Model> {
+        let display_name = display_name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()?;
+        let bio = bio.as_deref().map(Bio::parse).transpose()?;
+        let account = self.viewer_account(viewer).await?;
+        let mut active: user::ActiveModel = account.into();
+        if let Some(name) = display_name {
+            active.display_name = Set(name.into_inner());
+        }
+        if let Some(bio) = bio {
+            active.bio = Set(bio.into_inner());
+        }
+        active.updated_at = Set(Utc::now());
+        Ok(active.update(&self.db).await?)
+    }
+
+    /// Changes the password after checking the current one, and ends every other session.
+    pub async fn change_password(
+        &self,
+        viewer: Viewer,
+        current: &str,
+        new: &str,
+        addr: IpAddr,
+    ) -> ApiResult<bool> {
+        let new = Password::parse(new, "newPassword")?;
+        let account = self.viewer_account(viewer).await?;
+        self.recheck_password(&account, current, "currentPassword", addr)
+            .await?;
+        let hash = password::hash(&new).await?;
+        let txn = self.db.begin().await?;
+        let mut active: user::ActiveModel = account.into();
+        active.password_hash = Set(hash);
+        active.updated_at = Set(Utc::now());
+        active.update(&txn).await?;
+        let ended = sessions::revoke_all(
+            &txn,
+            viewer.user_id,
+            Some(viewer.session_id),
+            RevokeReason::PasswordChanged,
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::info!(user_id = %viewer.user_id, ended, "password changed; other sessions revoked");
+        Ok(true)
+    }
+
+    /// Deletes the account and everything personal in it; sessions go with it (cascade),
+    /// and an account-deleted event is written to the outbox in the same transaction.
+    pub async fn delete_account(
+        &self,
+        viewer: Viewer,
+        password: &str,
+        addr: IpAddr,
+    ) -> ApiResult<bool> {
+        let account = self.viewer_account(viewer).await?;
+        self.recheck_password(&account, password, "password", addr)
+            .await?;
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        user::Entity::delete_by_id(account.id).exec(&txn).await?;
+        let payload = serde_json::json!({ "userId": account.id, "deletedAt": now });
+        outbox_event::Entity::insert(outbox_event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            topic: Set(outbox_event::TOPIC_ACCOUNT_DELETED.to_owned()),
+            payload: Set(payload.to_string()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        tracing::info!(user_id = %account.id, "account deleted");
+        Ok(true)
+    }
+
+    pub async fn find_by_id(&self, id: Uuid) -> ApiResult<Option<user::Model>> {
+        Ok(user::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    pub async fn find_by_username(&self, username: &str) -> ApiResult<Option<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Username.eq(username.trim().to_lowercase()))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn find_by_email(&self, email: &str) -> ApiResult<Option<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(ExprTrait::eq(
+                Func::lower(Expr::col(user::Column::Email)),
+                email.trim().to_lowercase(),
+            ))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// One query for many ids; what the `User` DataLoader calls.
+    pub async fn find_many(&self, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect())
+    }
+
+    async fn viewer_account(&self, viewer: Viewer) -> ApiResult<user::Model> {
+        self.find_by_id(viewer.user_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("the account no longer exists"))
+    }
+
+    /// Re-checks the password of a signed-in user, throttled like a login.
+    async fn recheck_password(
+        &self,
+        account: &user::Model,
+        password: &str,
+        field: &'static str,
+        addr: IpAddr,
+    ) -> ApiResult<()> {
+        let key = account.username.clone();
+        self.throttle.check(&key, addr)?;
+        if password::verify(password, Some(account.password_hash.clone())).await? {
+            Ok(())
+        } else {
+            self.throttle.record_failure(&key, addr);
+            Err(ApiError::bad_input(field, "the password is incorrect"))
+        }
+    }
+
+    fn signed_in(
+        &self,
+        user: user::Model,
+        session_id: Uuid,
+        refresh_token: RefreshToken,
+    ) -> ApiResult<SignedIn> {
+        let access_token = self
+            .signer
+            .sign(user.id, session_id)
+            .map_err(|err| ApiError::internal("signing an access token", err))?;
+        Ok(SignedIn {
+            access_token,
+            refresh_token,
+            expires_in: self.signer.ttl().as_secs(),
+            user,
+        })
+    }
+}
