@@ -1,0 +1,14 @@
+//! The `gantry` command: the CLI that wires the gateway, the subgraphs and the database
+//! into each shape the product runs in. Thin by design: the work lives in the member
+//! crates.
+//!
+//! # Layout
+//! - [`cli`] — commands and settings (flags with environment variables and defaults).
+//! - [`settings`] — turns those settings into each library's typed settings.
+//! - [`commands`] — one module per command; each builds an app and serves it.
+//! - [`telemetry`] — logging.
+
+pub mod cli;
+pub mod commands;
+pub mod settings;
+pub mod telemetry;

@@ -1,0 +1,53 @@
+//! Turns command-line settings into the typed settings of each library.
+
+use std::time::Duration;
+
+use gantry_kit::db::DatabaseSettings;
+use gantry_kit::jwt::JwtSettings;
+use gantry_kit::keys::KeySettings;
+use gantry_users::{ThrottleSettings, UsersConfig};
+
+use crate::cli::CommonArgs;
+
+impl CommonArgs {
+    pub fn database(&self) -> DatabaseSettings {
+        let mut settings =
+            DatabaseSettings::from_url_or_data_dir(self.database_url.clone(), &self.data_dir);
+        settings.max_connections = self.database_max_connections;
+        settings
+    }
+
+    pub fn keys(&self) -> KeySettings {
+        KeySettings {
+            private_key_pem: self.jwt_private_key.clone(),
+            private_key_file: self.jwt_private_key_file.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    pub fn jwt(&self) -> JwtSettings {
+        JwtSettings {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            access_ttl: Duration::from_secs(self.access_token_ttl_secs),
+        }
+    }
+
+    pub fn users(&self) -> UsersConfig {
+        UsersConfig {
+            jwt: self.jwt(),
+            throttle: ThrottleSettings {
+                account_threshold: self.login_account_threshold.max(1),
+                address_threshold: self.login_address_threshold.max(1),
+                base_delay: Duration::from_millis(self.login_backoff_base_ms),
+                max_delay: Duration::from_secs(self.login_backoff_max_secs),
+                ..ThrottleSettings::default()
+            },
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
