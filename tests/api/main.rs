@@ -1,0 +1,7 @@
+//! End-to-end tests: real servers on port 0, real databases (a fresh SQLite file or a
+//! fresh PostgreSQL database per test), spoken to over HTTP. One binary for all of them.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod users;
