@@ -8,8 +8,15 @@
 //! - [`refresh_token`]: one issued refresh token (stored hashed), rotated on every use.
 //! - [`outbox_event`]: domain events written in the same transaction as the change they
 //!   describe, delivered to other subgraphs at least once.
+//! - [`outbox_offset`]: how far each consumer has read the outbox.
+//! - [`post`], [`comment`], [`like`], [`follow`]: the posts subgraph's content.
 
+pub mod comment;
+pub mod follow;
+pub mod like;
 pub mod outbox_event;
+pub mod outbox_offset;
+pub mod post;
 pub mod refresh_token;
 pub mod session;
 pub mod user;

@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`m20261127_000001_users`]: users, sessions (refresh-token families), refresh tokens,
 //!   and the outbox of domain events.
+//! - [`m20261127_000002_posts`]: posts, comments, likes, follows and outbox offsets.
 
 pub use sea_orm_migration::prelude::*;
 
 pub mod m20261127_000001_users;
+pub mod m20261127_000002_posts;
 
 /// Every migration in the order it applies.
 #[derive(Debug)]
@@ -17,6 +19,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_users::Migration)]
+        vec![
+            Box::new(m20261127_000001_users::Migration),
+            Box::new(m20261127_000002_posts::Migration),
+        ]
     }
 }

@@ -8,6 +8,8 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 const PREFIX: &str = "gc1:";
+/// The page size when a client does not say.
+pub const DEFAULT_PAGE: i32 = 20;
 /// The largest page a client may ask for.
 pub const MAX_PAGE: i32 = 100;
 

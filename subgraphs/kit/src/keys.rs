@@ -11,9 +11,11 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, ThumbprintHash,
 };
+
+pub use jsonwebtoken::jwk::JwkSet;
 
 /// Name of the generated key file inside the data dir.
 pub const GENERATED_KEY_FILE: &str = "jwt-ed25519.pem";
@@ -126,6 +128,15 @@ impl SigningKey {
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
             .context("the JWT private key is not an Ed25519 PKCS#8 PEM")?;
         Ok(Self { public, encoding })
+    }
+
+    /// A fresh key that lives only in memory (for tools that sign nothing that lasts).
+    pub fn ephemeral() -> anyhow::Result<Self> {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .context("encoding the generated key")?;
+        Self::from_pem(&pem)
     }
 
     /// Loads the configured key, or the one generated into the data dir (generating it on

@@ -12,6 +12,7 @@
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
+//! - [`outbox`]: the in-process bell that wakes outbox consumers.
 //! - [`server`]: serving a subgraph's axum router with request ids, tracing and graceful
 //!   shutdown, and the GraphQL handler that hands the viewer to resolvers.
 
@@ -20,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod jwt;
 pub mod keys;
+pub mod outbox;
 pub mod server;
 pub mod viewer;
 

@@ -94,6 +94,14 @@ impl ClientAddr {
     }
 }
 
+/// What the gateway hands a subgraph it calls in-process, in place of the HTTP headers it
+/// would otherwise forward: the viewer it verified and the client's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub viewer: ViewerState,
+    pub client: Option<ClientAddr>,
+}
+
 /// Reads the viewer a request handed to the resolvers (anonymous when none was).
 pub fn viewer_state<'a>(ctx: &async_graphql::Context<'a>) -> &'a ViewerState {
     static ANONYMOUS: ViewerState = ViewerState::Anonymous;

@@ -1,1 +1,97 @@
-//! placeholder
+//! The posts subgraph: posts, comments, likes, follows and the home feed, served as a
+//! federation v2 subgraph (`Post @key(fields: "id")`, and the `User` fields that live
+//! here). Every per-parent field is batched, so a page costs a fixed number of statements.
+//!
+//! # Layout
+//! - [`domain`]: parsed input (`PostBody`, `CommentBody`, ids).
+//! - [`pages`]: keyset pages, one parent's or many parents' in one statement.
+//! - [`loaders`]: the DataLoader behind every per-parent field.
+//! - [`service`]: writes, and the feed and latest-posts lists.
+//! - [`schema`]: the GraphQL types and resolvers.
+//! - [`consumer`]: removes a deleted account's content, from the outbox.
+//! - this file: [`PostsSubgraph`], which wires them and serves HTTP.
+
+pub mod consumer;
+pub mod domain;
+pub mod loaders;
+pub mod pages;
+pub mod schema;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use gantry_kit::jwt::TokenVerifier;
+use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::server::{HttpAuth, graphql_router};
+use sea_orm::DatabaseConnection;
+
+pub use consumer::AccountDeletionConsumer;
+pub use schema::PostsSchema;
+
+#[derive(Debug, Clone)]
+pub struct PostsConfig {
+    /// How often the account-deletion consumer polls the outbox. Default 1 s.
+    pub outbox_poll_interval: Duration,
+    /// Read client addresses from `X-Forwarded-For` (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+    /// How long DataLoaders gather keys before querying. Default 1 ms.
+    pub batch_delay: Duration,
+}
+
+impl Default for PostsConfig {
+    fn default() -> Self {
+        Self {
+            outbox_poll_interval: Duration::from_secs(1),
+            trust_forwarded_for: false,
+            batch_delay: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The assembled subgraph: its schema (for in-process calls), its HTTP routes, and the
+/// outbox consumer to run beside it.
+#[derive(Clone)]
+pub struct PostsSubgraph {
+    pub schema: PostsSchema,
+    pub verifier: Arc<TokenVerifier>,
+    db: DatabaseConnection,
+    config: PostsConfig,
+}
+
+impl std::fmt::Debug for PostsSubgraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostsSubgraph").finish_non_exhaustive()
+    }
+}
+
+impl PostsSubgraph {
+    pub fn new(db: DatabaseConnection, verifier: Arc<TokenVerifier>, config: PostsConfig) -> Self {
+        let service = Arc::new(service::PostsService::new(db.clone()));
+        Self {
+            schema: schema::build(service, config.batch_delay),
+            verifier,
+            db,
+            config,
+        }
+    }
+
+    /// `/graphql` (add `/health` with [`gantry_kit::server::with_common_layers`]).
+    pub fn router(&self) -> Router {
+        let auth = HttpAuth {
+            verifier: self.verifier.clone(),
+            trust_forwarded_for: self.config.trust_forwarded_for,
+        };
+        graphql_router(self.schema.clone(), auth)
+    }
+
+    /// The consumer that removes deleted accounts' content; `signal` wakes it at once when
+    /// the users subgraph runs in the same process.
+    pub fn account_deletion_consumer(
+        &self,
+        signal: Option<OutboxSignal>,
+    ) -> AccountDeletionConsumer {
+        AccountDeletionConsumer::new(self.db.clone(), self.config.outbox_poll_interval, signal)
+    }
+}

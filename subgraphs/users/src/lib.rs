@@ -25,6 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gantry_kit::jwt::{JwtSettings, TokenSigner, TokenVerifier};
 use gantry_kit::keys::{SigningKey, jwks};
+use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::server::{HttpAuth, graphql_router};
 use sea_orm::DatabaseConnection;
 
@@ -38,6 +39,8 @@ pub struct UsersConfig {
     pub throttle: ThrottleSettings,
     /// Read client addresses from `X-Forwarded-For` (behind a trusted proxy only).
     pub trust_forwarded_for: bool,
+    /// How long the `User` DataLoader gathers keys before querying.
+    pub batch_delay: std::time::Duration,
 }
 
 /// The assembled subgraph: its schema (for in-process calls) and its HTTP routes.
@@ -58,10 +61,12 @@ impl std::fmt::Debug for UsersSubgraph {
 }
 
 impl UsersSubgraph {
+    /// `outbox_signal` wakes outbox consumers running in the same process.
     pub fn new(
         db: DatabaseConnection,
         key: SigningKey,
         config: UsersConfig,
+        outbox_signal: Option<OutboxSignal>,
     ) -> anyhow::Result<Self> {
         let verifier = Arc::new(TokenVerifier::new(
             std::slice::from_ref(&key.public),
@@ -72,9 +77,10 @@ impl UsersSubgraph {
             db,
             signer,
             throttle::LoginThrottle::new(config.throttle),
+            outbox_signal,
         ));
         Ok(Self {
-            schema: schema::build(service),
+            schema: schema::build(service, config.batch_delay),
             key,
             verifier,
             trust_forwarded_for: config.trust_forwarded_for,

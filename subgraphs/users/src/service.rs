@@ -8,6 +8,7 @@ use chrono::Utc;
 use gantry_entities::{outbox_event, user};
 use gantry_kit::error::{ApiResult, on_unique_violation};
 use gantry_kit::jwt::TokenSigner;
+use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
@@ -48,15 +49,23 @@ pub struct UsersService {
     signer: TokenSigner,
     throttle: LoginThrottle,
     session_lifetime: chrono::Duration,
+    /// Rung after an event is committed, for consumers in this process.
+    outbox_signal: Option<OutboxSignal>,
 }
 
 impl UsersService {
-    pub fn new(db: DatabaseConnection, signer: TokenSigner, throttle: LoginThrottle) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        signer: TokenSigner,
+        throttle: LoginThrottle,
+        outbox_signal: Option<OutboxSignal>,
+    ) -> Self {
         Self {
             db,
             signer,
             throttle,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
+            outbox_signal,
         }
     }
 
@@ -267,6 +276,9 @@ impl UsersService {
         .exec_without_returning(&txn)
         .await?;
         txn.commit().await?;
+        if let Some(signal) = &self.outbox_signal {
+            signal.notify();
+        }
         tracing::info!(user_id = %account.id, "account deleted");
         Ok(true)
     }

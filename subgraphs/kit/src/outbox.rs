@@ -1,0 +1,23 @@
+//! Waking outbox consumers. Events are always read from the outbox table, so nothing is
+//! lost while a consumer is down; when producer and consumer share a process, the producer
+//! also rings this bell after committing so the consumer reacts at once instead of at its
+//! next poll.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    /// A new event was committed.
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes after the next `notify` (or at once if one is pending).
+    pub async fn notified(&self) {
+        self.0.notified().await;
+    }
+}

@@ -1,0 +1,344 @@
+//! Every per-parent lookup of the posts subgraph, batched. One [`ContentLoader`] answers
+//! many key types; async-graphql's `DataLoader` gathers the keys of each type requested
+//! while a response is resolved and calls `load` once per type, so a page of 50 posts
+//! costs the same number of statements as a page of 5.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::dataloader::Loader;
+use gantry_entities::{comment, follow, like, post};
+use gantry_kit::ApiError;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+use crate::pages::{Direction, Page, ParentList, pages_per_parent};
+
+#[derive(Debug, Clone)]
+pub struct ContentLoader {
+    db: DatabaseConnection,
+}
+
+impl ContentLoader {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+/// A post by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PostById(pub Uuid);
+/// How many likes a post has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LikeCount(pub Uuid);
+/// How many comments a post has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommentCount(pub Uuid);
+/// Whether `viewer` likes `post`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewerLiked {
+    pub viewer: Uuid,
+    pub post: Uuid,
+}
+/// How many followers a user has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FollowerCount(pub Uuid);
+/// How many users a user follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FollowingCount(pub Uuid);
+/// Whether `viewer` follows `user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewerFollows {
+    pub viewer: Uuid,
+    pub user: Uuid,
+}
+
+/// Which per-parent list a [`PageOf`] key asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// A post's comments, oldest first.
+    Comments,
+    /// A user's posts, newest first.
+    PostsBy,
+    /// A user's followers, newest follow first.
+    Followers,
+    /// Whom a user follows, newest follow first.
+    Following,
+}
+
+/// One page of a per-parent list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageOf {
+    pub kind: ListKind,
+    pub parent: Uuid,
+    pub first: u64,
+    pub after: Option<Uuid>,
+}
+
+/// A page of one of the per-parent lists.
+#[derive(Debug, Clone)]
+pub enum ListPage {
+    Comments(Page<comment::Model>),
+    Posts(Page<post::Model>),
+    Follows(Page<follow::Model>),
+}
+
+type Loaded<K, V> = Result<HashMap<K, V>, ApiError>;
+
+impl Loader<PostById> for ContentLoader {
+    type Value = post::Model;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[PostById]) -> Loaded<PostById, post::Model> {
+        let rows = post::Entity::find()
+            .filter(post::Column::Id.is_in(keys.iter().map(|k| k.0)))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|p| (PostById(p.id), p)).collect())
+    }
+}
+
+/// `SELECT key, COUNT(*) … WHERE key IN (…) GROUP BY key`, with zero for absent keys.
+async fn counts<E: EntityTrait>(
+    db: &DatabaseConnection,
+    key_col: E::Column,
+    ids: impl Iterator<Item = Uuid> + Clone,
+) -> Result<HashMap<Uuid, i64>, ApiError> {
+    let rows: Vec<(Uuid, i64)> = E::find()
+        .select_only()
+        .column(key_col)
+        .column_as(ExprTrait::count(Expr::col(key_col)), "count")
+        .filter(key_col.is_in(ids.clone()))
+        .group_by(key_col)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut counts: HashMap<Uuid, i64> = ids.map(|id| (id, 0)).collect();
+    counts.extend(rows);
+    Ok(counts)
+}
+
+impl Loader<LikeCount> for ContentLoader {
+    type Value = i64;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[LikeCount]) -> Loaded<LikeCount, i64> {
+        let counts =
+            counts::<like::Entity>(&self.db, like::Column::PostId, keys.iter().map(|k| k.0))
+                .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (LikeCount(id), n))
+            .collect())
+    }
+}
+
+impl Loader<CommentCount> for ContentLoader {
+    type Value = i64;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[CommentCount]) -> Loaded<CommentCount, i64> {
+        let counts =
+            counts::<comment::Entity>(&self.db, comment::Column::PostId, keys.iter().map(|k| k.0))
+                .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (CommentCount(id), n))
+            .collect())
+    }
+}
+
+impl Loader<FollowerCount> for ContentLoader {
+    type Value = i64;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[FollowerCount]) -> Loaded<FollowerCount, i64> {
+        let counts = counts::<follow::Entity>(
+            &self.db,
+            follow::Column::FolloweeId,
+            keys.iter().map(|k| k.0),
+        )
+        .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (FollowerCount(id), n))
+            .collect())
+    }
+}
+
+impl Loader<FollowingCount> for ContentLoader {
+    type Value = i64;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[FollowingCount]) -> Loaded<FollowingCount, i64> {
+        let counts = counts::<follow::Entity>(
+            &self.db,
+            follow::Column::FollowerId,
+            keys.iter().map(|k| k.0),
+        )
+        .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (FollowingCount(id), n))
+            .collect())
+    }
+}
+
+impl Loader<ViewerLiked> for ContentLoader {
+    type Value = bool;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[ViewerLiked]) -> Loaded<ViewerLiked, bool> {
+        let viewers: HashSet<Uuid> = keys.iter().map(|k| k.viewer).collect();
+        let posts: HashSet<Uuid> = keys.iter().map(|k| k.post).collect();
+        let found: HashSet<(Uuid, Uuid)> = like::Entity::find()
+            .select_only()
+            .column(like::Column::UserId)
+            .column(like::Column::PostId)
+            .filter(like::Column::UserId.is_in(viewers))
+            .filter(like::Column::PostId.is_in(posts))
+            .into_tuple()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.contains(&(k.viewer, k.post))))
+            .collect())
+    }
+}
+
+impl Loader<ViewerFollows> for ContentLoader {
+    type Value = bool;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[ViewerFollows]) -> Loaded<ViewerFollows, bool> {
+        let viewers: HashSet<Uuid> = keys.iter().map(|k| k.viewer).collect();
+        let users: HashSet<Uuid> = keys.iter().map(|k| k.user).collect();
+        let found: HashSet<(Uuid, Uuid)> = follow::Entity::find()
+            .select_only()
+            .column(follow::Column::FollowerId)
+            .column(follow::Column::FolloweeId)
+            .filter(follow::Column::FollowerId.is_in(viewers))
+            .filter(follow::Column::FolloweeId.is_in(users))
+            .into_tuple()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.contains(&(k.viewer, k.user))))
+            .collect())
+    }
+}
+
+impl Loader<PageOf> for ContentLoader {
+    type Value = ListPage;
+    type Error = ApiError;
+
+    /// Keys of one kind, size and cursor share a statement; a response usually asks for
+    /// one such group per list field (e.g. `comments(first: 3)` of every post).
+    async fn load(&self, keys: &[PageOf]) -> Loaded<PageOf, ListPage> {
+        let mut groups: HashMap<(ListKind, u64, Option<Uuid>), Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            groups
+                .entry((key.kind, key.first, key.after))
+                .or_default()
+                .push(key.parent);
+        }
+        let mut loaded = HashMap::with_capacity(keys.len());
+        for ((kind, first, after), parents) in groups {
+            let key = |parent| PageOf {
+                kind,
+                parent,
+                first,
+                after,
+            };
+            match kind {
+                ListKind::Comments => {
+                    let pages = pages_per_parent(
+                        &self.db,
+                        &ParentList::<comment::Entity> {
+                            parent_col: comment::Column::PostId,
+                            id_col: comment::Column::Id,
+                            direction: Direction::OldestFirst,
+                            parent_of: |c| c.post_id,
+                        },
+                        &parents,
+                        first,
+                        after,
+                    )
+                    .await?;
+                    loaded.extend(
+                        pages
+                            .into_iter()
+                            .map(|(p, page)| (key(p), ListPage::Comments(page))),
+                    );
+                }
+                ListKind::PostsBy => {
+                    let pages = pages_per_parent(
+                        &self.db,
+                        &ParentList::<post::Entity> {
+                            parent_col: post::Column::AuthorId,
+                            id_col: post::Column::Id,
+                            direction: Direction::NewestFirst,
+                            parent_of: |p| p.author_id,
+                        },
+                        &parents,
+                        first,
+                        after,
+                    )
+                    .await?;
+                    loaded.extend(
+                        pages
+                            .into_iter()
+                            .map(|(p, page)| (key(p), ListPage::Posts(page))),
+                    );
+                }
+                ListKind::Followers => {
+                    let pages = pages_per_parent(
+                        &self.db,
+                        &ParentList::<follow::Entity> {
+                            parent_col: follow::Column::FolloweeId,
+                            id_col: follow::Column::Id,
+                            direction: Direction::NewestFirst,
+                            parent_of: |f| f.followee_id,
+                        },
+                        &parents,
+                        first,
+                        after,
+                    )
+                    .await?;
+                    loaded.extend(
+                        pages
+                            .into_iter()
+                            .map(|(p, page)| (key(p), ListPage::Follows(page))),
+                    );
+                }
+                ListKind::Following => {
+                    let pages = pages_per_parent(
+                        &self.db,
+                        &ParentList::<follow::Entity> {
+                            parent_col: follow::Column::FollowerId,
+                            id_col: follow::Column::Id,
+                            direction: Direction::NewestFirst,
+                            parent_of: |f| f.follower_id,
+                        },
+                        &parents,
+                        first,
+                        after,
+                    )
+                    .await?;
+                    loaded.extend(
+                        pages
+                            .into_iter()
+                            .map(|(p, page)| (key(p), ListPage::Follows(page))),
+                    );
+                }
+            }
+        }
+        Ok(loaded)
+    }
+}

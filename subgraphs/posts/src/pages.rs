@@ -1,0 +1,162 @@
+//! Keyset pages, alone or many at once. A page is fetched with one row more than asked
+//! for, which tells whether another page follows. Many parents' first pages (the first
+//! comments of every post in a feed, say) come from one statement: rows are numbered per
+//! parent with `ROW_NUMBER() OVER (PARTITION BY …)` and cut at the page size.
+
+use std::collections::HashMap;
+
+use gantry_kit::ApiError;
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Func, Order, Query, WindowStatement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryOrder,
+    QuerySelect, Select,
+};
+use uuid::Uuid;
+
+/// One page of items, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+}
+
+impl<T> Page<T> {
+    /// Cuts `rows` (fetched with one extra) to `first` items.
+    pub fn from_rows(mut rows: Vec<T>, first: u64) -> Self {
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(first as usize);
+        Self {
+            items: rows,
+            has_next,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            items: Vec::new(),
+            has_next: false,
+        }
+    }
+}
+
+/// Direction of a list: newest first (posts, follows) or oldest first (comments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    NewestFirst,
+    OldestFirst,
+}
+
+impl Direction {
+    fn order(self) -> Order {
+        match self {
+            Self::NewestFirst => Order::Desc,
+            Self::OldestFirst => Order::Asc,
+        }
+    }
+}
+
+/// Fetches one page of `select`, keyed on `id_col` (a UUIDv7 column), after `after`.
+pub async fn page<E, C>(
+    db: &C,
+    select: Select<E>,
+    id_col: E::Column,
+    direction: Direction,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<Page<E::Model>, ApiError>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let select = match (after, direction) {
+        (Some(after), Direction::NewestFirst) => select.filter_col_lt(id_col, after),
+        (Some(after), Direction::OldestFirst) => select.filter_col_gt(id_col, after),
+        (None, _) => select,
+    };
+    let rows = select
+        .order_by(id_col, direction.order())
+        .limit(first + 1)
+        .all(db)
+        .await?;
+    Ok(Page::from_rows(rows, first))
+}
+
+trait FilterCol<E: EntityTrait> {
+    fn filter_col_lt(self, col: E::Column, value: Uuid) -> Self;
+    fn filter_col_gt(self, col: E::Column, value: Uuid) -> Self;
+}
+
+impl<E: EntityTrait> FilterCol<E> for Select<E> {
+    fn filter_col_lt(self, col: E::Column, value: Uuid) -> Self {
+        sea_orm::QueryFilter::filter(self, col.lt(value))
+    }
+    fn filter_col_gt(self, col: E::Column, value: Uuid) -> Self {
+        sea_orm::QueryFilter::filter(self, col.gt(value))
+    }
+}
+
+/// A list that hangs off a parent row: which column names the parent, which orders the
+/// list, in which direction, and how to read the parent back from a row.
+#[derive(Debug)]
+pub struct ParentList<E: EntityTrait> {
+    pub parent_col: E::Column,
+    pub id_col: E::Column,
+    pub direction: Direction,
+    pub parent_of: fn(&E::Model) -> Uuid,
+}
+
+/// The first page after `after` of each parent in `parents`, in one statement.
+pub async fn pages_per_parent<E, C>(
+    db: &C,
+    list: &ParentList<E>,
+    parents: &[Uuid],
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<HashMap<Uuid, Page<E::Model>>, ApiError>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult,
+    C: ConnectionTrait,
+{
+    let ParentList {
+        parent_col,
+        id_col,
+        direction,
+        parent_of,
+    } = *list;
+    let mut window = WindowStatement::partition_by(parent_col);
+    window.order_by(id_col, direction.order());
+    let mut numbered = Query::select();
+    numbered
+        .columns(E::Column::iter())
+        .from(E::default())
+        .expr_window_as(Func::cust("ROW_NUMBER"), window, Alias::new("rn"))
+        .and_where(Expr::col(parent_col).is_in(parents.iter().copied()));
+    if let Some(after) = after {
+        numbered.and_where(match direction {
+            Direction::NewestFirst => Expr::col(id_col).lt(after),
+            Direction::OldestFirst => Expr::col(id_col).gt(after),
+        });
+    }
+    let mut outer = Query::select();
+    outer
+        .column(Asterisk)
+        .from_subquery(numbered, Alias::new("numbered"))
+        .and_where(Expr::col(Alias::new("rn")).lte((first + 1) as i64))
+        .order_by(Alias::new(parent_col.as_str()), Order::Asc)
+        .order_by(Alias::new(id_col.as_str()), direction.order());
+    let statement = db.get_database_backend().build(&outer);
+    let rows = E::Model::find_by_statement(statement).all(db).await?;
+
+    let mut grouped: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
+    for row in rows {
+        grouped.entry(parent_of(&row)).or_default().push(row);
+    }
+    Ok(parents
+        .iter()
+        .map(|parent| {
+            let rows = grouped.remove(parent).unwrap_or_default();
+            (*parent, Page::from_rows(rows, first))
+        })
+        .collect())
+}

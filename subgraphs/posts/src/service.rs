@@ -1,0 +1,234 @@
+//! The posts service: every write, and the top-level lists (feed, latest posts). Per-parent
+//! reads go through [`crate::loaders`] instead.
+
+use chrono::Utc;
+use gantry_entities::{comment, follow, like, post};
+use gantry_kit::error::ApiResult;
+use gantry_kit::{ApiError, Viewer};
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait,
+    QueryFilter,
+};
+use uuid::Uuid;
+
+use crate::domain::{CommentBody, PostBody};
+use crate::pages::{Direction, Page, page};
+
+#[derive(Debug, Clone)]
+pub struct PostsService {
+    db: DatabaseConnection,
+}
+
+impl PostsService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Everyone's posts, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn latest(&self, first: u64, after: Option<Uuid>) -> ApiResult<Page<post::Model>> {
+        page(
+            &self.db,
+            post::Entity::find(),
+            post::Column::Id,
+            Direction::NewestFirst,
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// The viewer's own posts and those of everyone they follow, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn feed(
+        &self,
+        viewer: Viewer,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
+        let followed = Query::select()
+            .column(follow::Column::FolloweeId)
+            .from(follow::Entity)
+            .and_where(follow::Column::FollowerId.eq(viewer.user_id))
+            .to_owned();
+        let select = post::Entity::find().filter(
+            Condition::any()
+                .add(post::Column::AuthorId.eq(viewer.user_id))
+                .add(post::Column::AuthorId.in_subquery(followed)),
+        );
+        page(
+            &self.db,
+            select,
+            post::Column::Id,
+            Direction::NewestFirst,
+            first,
+            after,
+        )
+        .await
+    }
+
+    pub async fn find_post(&self, id: Uuid) -> ApiResult<post::Model> {
+        post::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no post has that id"))
+    }
+
+    #[tracing::instrument(skip(self, body))]
+    pub async fn create_post(&self, viewer: Viewer, body: &str) -> ApiResult<post::Model> {
+        let body = PostBody::parse(body, "body")?;
+        let model = post::Model {
+            id: Uuid::now_v7(),
+            author_id: viewer.user_id,
+            body: body.into_inner(),
+            created_at: Utc::now(),
+            edited_at: None,
+        };
+        post::Entity::insert(post::ActiveModel::from(model.clone()))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(model)
+    }
+
+    #[tracing::instrument(skip(self, body))]
+    pub async fn edit_post(&self, viewer: Viewer, id: Uuid, body: &str) -> ApiResult<post::Model> {
+        let body = PostBody::parse(body, "body")?;
+        let existing = self.find_post(id).await?;
+        if existing.author_id != viewer.user_id {
+            return Err(ApiError::forbidden("only the author can edit a post"));
+        }
+        let mut active: post::ActiveModel = existing.into();
+        active.body = Set(body.into_inner());
+        active.edited_at = Set(Some(Utc::now()));
+        Ok(active.update(&self.db).await?)
+    }
+
+    /// Deletes a post with its comments and likes (by cascade).
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_post(&self, viewer: Viewer, id: Uuid) -> ApiResult<bool> {
+        let existing = self.find_post(id).await?;
+        if existing.author_id != viewer.user_id {
+            return Err(ApiError::forbidden("only the author can delete a post"));
+        }
+        post::Entity::delete_by_id(id).exec(&self.db).await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip(self, body))]
+    pub async fn add_comment(
+        &self,
+        viewer: Viewer,
+        post_id: Uuid,
+        body: &str,
+    ) -> ApiResult<comment::Model> {
+        let body = CommentBody::parse(body)?;
+        self.find_post(post_id).await?;
+        let model = comment::Model {
+            id: Uuid::now_v7(),
+            post_id,
+            author_id: viewer.user_id,
+            body: body.into_inner(),
+            created_at: Utc::now(),
+        };
+        comment::Entity::insert(comment::ActiveModel::from(model.clone()))
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(|err| match err.sql_err() {
+                // The post was deleted between the check and the insert.
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+                    ApiError::not_found("no post has that id")
+                }
+                _ => err.into(),
+            })?;
+        Ok(model)
+    }
+
+    /// The comment's author or the post's author may delete a comment.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_comment(&self, viewer: Viewer, id: Uuid) -> ApiResult<bool> {
+        let existing = comment::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no comment has that id"))?;
+        if existing.author_id != viewer.user_id {
+            let post = post::Entity::find_by_id(existing.post_id)
+                .one(&self.db)
+                .await?;
+            if post.is_none_or(|p| p.author_id != viewer.user_id) {
+                return Err(ApiError::forbidden(
+                    "only the comment's author or the post's author can delete a comment",
+                ));
+            }
+        }
+        comment::Entity::delete_by_id(id).exec(&self.db).await?;
+        Ok(true)
+    }
+
+    /// Likes a post; liking it again changes nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn like(&self, viewer: Viewer, post_id: Uuid) -> ApiResult<post::Model> {
+        let post = self.find_post(post_id).await?;
+        like::Entity::insert(like::ActiveModel {
+            post_id: Set(post_id),
+            user_id: Set(viewer.user_id),
+            created_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::columns([like::Column::PostId, like::Column::UserId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(post)
+    }
+
+    /// Removes a like; unliking a post one does not like changes nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn unlike(&self, viewer: Viewer, post_id: Uuid) -> ApiResult<post::Model> {
+        let post = self.find_post(post_id).await?;
+        like::Entity::delete_many()
+            .filter(like::Column::PostId.eq(post_id))
+            .filter(like::Column::UserId.eq(viewer.user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(post)
+    }
+
+    /// Follows a user; following again changes nothing; following oneself is refused.
+    #[tracing::instrument(skip(self))]
+    pub async fn follow(&self, viewer: Viewer, user_id: Uuid) -> ApiResult<()> {
+        if user_id == viewer.user_id {
+            return Err(ApiError::bad_input("userId", "you cannot follow yourself"));
+        }
+        follow::Entity::insert(follow::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            follower_id: Set(viewer.user_id),
+            followee_id: Set(user_id),
+            created_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::columns([follow::Column::FollowerId, follow::Column::FolloweeId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn unfollow(&self, viewer: Viewer, user_id: Uuid) -> ApiResult<()> {
+        follow::Entity::delete_many()
+            .filter(follow::Column::FollowerId.eq(viewer.user_id))
+            .filter(follow::Column::FolloweeId.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
