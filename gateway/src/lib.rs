@@ -1,3 +1,124 @@
-//! The federation gateway: composes subgraph SDLs into a supergraph, plans each client
-//! operation with hive-router-query-planner, executes the plan against the subgraphs and
-//! serves the client-facing API over HTTP. Its modules arrive stage by stage.
+//! Gantry's federation gateway: composes subgraphs into a supergraph, then answers client
+//! operations by validating them against the API schema, planning them with
+//! hive-router-query-planner, executing the plan over subgraph transports and shaping the
+//! merged data exactly as the client asked.
+//!
+//! [`execute_operation`] runs those stages top to bottom for one request.
+//!
+//! # Layout
+//!
+//! - [`auth`]: JWT verification at the gateway (configured keys or the users JWKS).
+//! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
+//! - [`supergraph`]: composition (with the root-type `@join__type` fix), loading a
+//!   supergraph SDL, and what derives from it (planner, API schema, URLs, plan cache).
+//! - [`schema`]: name-indexed lookups over the client-facing API schema.
+//! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
+//!   coercion.
+//! - [`plan`]: normalization and planning, through the supergraph's plan cache.
+//! - [`transport`]: the [`SubgraphTransport`] trait, [`Transports`] and [`HttpTransport`].
+//! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
+//!   and merges the results.
+//! - [`response`]: shapes the merged data for the client (null propagation, fragments,
+//!   introspection).
+//! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
+//!   then the request path).
+//! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
+//! - [`pipeline`]: [`execute_operation`], the request path.
+//! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
+//!   compression, request ids) around any [`graphql_http::OperationExecutor`].
+//! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
+//!   time.
+//! - `values`: GraphQL literal → JSON conversions.
+
+pub mod auth;
+pub mod execute;
+pub mod graphql;
+pub mod graphql_http;
+pub mod pipeline;
+pub mod plan;
+pub mod playground;
+pub mod response;
+pub mod schema;
+pub mod service;
+pub mod shared;
+pub mod supergraph;
+pub mod transport;
+pub mod validate;
+mod values;
+pub mod variables;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, PathSegment};
+pub use crate::pipeline::{RequestContext, execute_operation};
+pub use crate::supergraph::{
+    SubgraphSdl, Supergraph, SupergraphError, SupergraphOptions, compose_supergraph_sdl,
+};
+pub use crate::transport::{
+    HttpTransport, HttpTransportConfig, InProcessTransport, SubgraphRequest, SubgraphResponse,
+    SubgraphTransport, TransportError, Transports,
+};
+use crate::validate::Validator;
+
+/// Gateway behaviour that is not derived from the supergraph.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Answer `__schema` / `__type`. When false they fail with `GRAPHQL_VALIDATION_FAILED`.
+    /// Default: true.
+    pub introspection: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+        }
+    }
+}
+
+/// The running gateway: the current supergraph, the transports to its subgraphs, and config.
+#[derive(Debug)]
+pub struct Gateway {
+    supergraph: RwLock<Arc<Supergraph>>,
+    transports: Transports,
+    validator: Validator,
+}
+
+impl Gateway {
+    pub fn new(supergraph: Supergraph, transports: Transports, config: GatewayConfig) -> Self {
+        Self {
+            supergraph: RwLock::new(Arc::new(supergraph)),
+            transports,
+            validator: Validator::new(config.introspection),
+        }
+    }
+
+    /// The supergraph in use; requests already running keep the one they started with.
+    pub fn supergraph(&self) -> Arc<Supergraph> {
+        self.supergraph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the supergraph (and with it the API schema and the plan cache).
+    pub fn replace_supergraph(&self, supergraph: Supergraph) {
+        *self
+            .supergraph
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(supergraph);
+    }
+
+    pub fn transports(&self) -> &Transports {
+        &self.transports
+    }
+
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+}

@@ -1,0 +1,338 @@
+//! Plan execution: walks the query plan, sends each fetch through its subgraph transport, and
+//! merges the results into one data tree (shaped for the client later, by `response`).
+
+mod entities;
+mod json;
+mod subgraph_errors;
+
+use std::any::Any;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::{BoxFuture, join_all};
+use hive_router_query_planner::planner::plan_nodes::{
+    BatchFetchNode, FetchNode, FlattenNodePathSegment, PlanNode, QueryPlan,
+};
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+
+use self::entities::EntityBatch;
+use self::json::{apply_rewrite, deep_merge, value_at_mut};
+use self::subgraph_errors::{ResponseOrigin, translate_error, transport_error};
+use crate::graphql::GraphQLError;
+use crate::schema::ApiSchema;
+use crate::transport::{SubgraphRequest, SubgraphResponse, Transports};
+
+pub use self::subgraph_errors::SUBGRAPH_ERROR;
+
+/// What one execution needs besides the plan.
+pub struct ExecutionContext<'a> {
+    pub transports: &'a Transports,
+    pub schema: &'a ApiSchema,
+    /// The client's coerced variables.
+    pub variables: &'a Map<String, Value>,
+    /// Headers forwarded to every subgraph request.
+    pub headers: &'a HeaderMap,
+    /// Passed through to transports as [`SubgraphRequest::context`].
+    pub context: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// The merged data of every fetch, before shaping.
+#[derive(Debug, Default)]
+pub struct ExecutionOutput {
+    pub data: Value,
+    pub errors: Vec<GraphQLError>,
+    pub cache_control: Vec<String>,
+}
+
+/// Executes a plan. Never fails as a whole: a failed fetch leaves its part of the data
+/// missing and adds an error.
+pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> ExecutionOutput {
+    let executor = Executor {
+        context,
+        data: Mutex::new(Value::Object(Map::new())),
+        errors: Mutex::new(Vec::new()),
+        cache_control: Mutex::new(Vec::new()),
+    };
+    if let Some(node) = &plan.node {
+        executor.execute_node(node).await;
+    }
+    ExecutionOutput {
+        data: executor
+            .data
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+        errors: executor
+            .errors
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+        cache_control: executor
+            .cache_control
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    }
+}
+
+struct Executor<'a> {
+    context: &'a ExecutionContext<'a>,
+    /// Locked only between awaits, never across one.
+    data: Mutex<Value>,
+    errors: Mutex<Vec<GraphQLError>>,
+    cache_control: Mutex<Vec<String>>,
+}
+
+impl<'a> Executor<'a> {
+    fn execute_node<'n>(&'n self, node: &'n PlanNode) -> BoxFuture<'n, ()> {
+        Box::pin(async move {
+            match node {
+                PlanNode::Sequence(sequence) => {
+                    for node in &sequence.nodes {
+                        self.execute_node(node).await;
+                    }
+                }
+                PlanNode::Parallel(parallel) => {
+                    join_all(parallel.nodes.iter().map(|node| self.execute_node(node))).await;
+                }
+                PlanNode::Condition(condition) => {
+                    let value = self.context.variables.get(&condition.condition);
+                    let branch = if value.and_then(Value::as_bool).unwrap_or(false) {
+                        &condition.if_clause
+                    } else {
+                        &condition.else_clause
+                    };
+                    if let Some(node) = branch {
+                        self.execute_node(node).await;
+                    }
+                }
+                PlanNode::Flatten(flatten) => match flatten.node.as_ref() {
+                    PlanNode::Fetch(fetch) => {
+                        self.entity_fetch(fetch, flatten.path.as_slice()).await
+                    }
+                    other => self.execute_node(other).await,
+                },
+                PlanNode::Fetch(fetch) if fetch.requires.is_some() => {
+                    self.entity_fetch(fetch, &[]).await
+                }
+                PlanNode::Fetch(fetch) => self.root_fetch(fetch).await,
+                PlanNode::BatchFetch(batch) => self.batch_fetch(batch).await,
+                PlanNode::Subscription(_) | PlanNode::Defer(_) => {
+                    tracing::error!("the plan contains a node kind the gateway does not execute");
+                    self.push_errors(vec![GraphQLError::with_code(
+                        "Internal server error",
+                        "INTERNAL_SERVER_ERROR",
+                    )]);
+                }
+            }
+        })
+    }
+
+    async fn root_fetch(&self, fetch: &FetchNode) {
+        let variables = self.forwarded_variables(fetch.variable_usages.iter().flatten());
+        let Some(response) = self
+            .send(
+                &fetch.service_name,
+                &fetch.operation.document_str,
+                variables,
+            )
+            .await
+        else {
+            return;
+        };
+        let errors: Vec<_> = response
+            .errors
+            .iter()
+            .flat_map(|raw| translate_error(&fetch.service_name, raw, &ResponseOrigin::Root))
+            .collect();
+        if let Some(mut data) = response.data {
+            for rewrite in fetch.output_rewrites.iter().flatten() {
+                apply_rewrite(self.context.schema, rewrite, &mut data);
+            }
+            deep_merge(&mut self.lock_data(), data);
+        }
+        self.push_errors(errors);
+    }
+
+    async fn entity_fetch(&self, fetch: &FetchNode, path: &[FlattenNodePathSegment]) {
+        let Some(requires) = &fetch.requires else {
+            return self.root_fetch(fetch).await;
+        };
+        let batch = EntityBatch::collect(
+            self.context.schema,
+            &self.lock_data(),
+            &[path],
+            requires,
+            fetch.input_rewrites.as_deref(),
+        );
+        if batch.representations.is_empty() {
+            return;
+        }
+        let mut variables = self.forwarded_variables(fetch.variable_usages.iter().flatten());
+        variables.insert(
+            "representations".into(),
+            Value::Array(batch.representations.clone()),
+        );
+        let Some(mut response) = self
+            .send(
+                &fetch.service_name,
+                &fetch.operation.document_str,
+                variables,
+            )
+            .await
+        else {
+            return;
+        };
+        let entities = take_entities(&mut response.data, "_entities");
+        let origin = ResponseOrigin::Entities(vec![("_entities", &batch)]);
+        let errors: Vec<_> = response
+            .errors
+            .iter()
+            .flat_map(|raw| translate_error(&fetch.service_name, raw, &origin))
+            .collect();
+        self.merge_entities(&batch, entities, fetch.output_rewrites.as_deref());
+        self.push_errors(errors);
+    }
+
+    async fn batch_fetch(&self, node: &BatchFetchNode) {
+        let aliases = &node.entity_batch.aliases;
+        let batches: Vec<EntityBatch> = {
+            let data = self.lock_data();
+            aliases
+                .iter()
+                .map(|alias| {
+                    let paths: Vec<_> = alias.merge_paths.iter().map(|p| p.as_slice()).collect();
+                    EntityBatch::collect(
+                        self.context.schema,
+                        &data,
+                        &paths,
+                        &alias.requires,
+                        alias.input_rewrites.as_deref(),
+                    )
+                })
+                .collect()
+        };
+        if batches.iter().all(|batch| batch.representations.is_empty()) {
+            return;
+        }
+        let mut variables = self.forwarded_variables(node.variable_usages.iter().flatten());
+        for (alias, batch) in aliases.iter().zip(&batches) {
+            variables.insert(
+                alias.representations_variable_name.clone(),
+                Value::Array(batch.representations.clone()),
+            );
+        }
+        let Some(mut response) = self
+            .send(&node.service_name, &node.operation.document_str, variables)
+            .await
+        else {
+            return;
+        };
+        let origin = ResponseOrigin::Entities(
+            aliases
+                .iter()
+                .zip(&batches)
+                .map(|(alias, batch)| (alias.alias.as_str(), batch))
+                .collect(),
+        );
+        let errors: Vec<_> = response
+            .errors
+            .iter()
+            .flat_map(|raw| translate_error(&node.service_name, raw, &origin))
+            .collect();
+        for (alias, batch) in aliases.iter().zip(&batches) {
+            let entities = take_entities(&mut response.data, &alias.alias);
+            self.merge_entities(batch, entities, alias.output_rewrites.as_deref());
+        }
+        self.push_errors(errors);
+    }
+
+    fn merge_entities(
+        &self,
+        batch: &EntityBatch,
+        mut entities: Vec<Value>,
+        output_rewrites: Option<&[hive_router_query_planner::planner::plan_nodes::FetchRewrite]>,
+    ) {
+        for entity in &mut entities {
+            for rewrite in output_rewrites.unwrap_or_default() {
+                apply_rewrite(self.context.schema, rewrite, entity);
+            }
+        }
+        let mut data = self.lock_data();
+        for (path, index) in &batch.targets {
+            let Some(entity @ Value::Object(_)) = entities.get(*index) else {
+                continue;
+            };
+            if let Some(target) = value_at_mut(&mut data, path) {
+                deep_merge(target, entity.clone());
+            }
+        }
+    }
+
+    /// Sends one subgraph request; on transport failure records a `SUBGRAPH_ERROR`.
+    async fn send(
+        &self,
+        service: &str,
+        query: &str,
+        variables: Map<String, Value>,
+    ) -> Option<SubgraphResponse> {
+        let request = SubgraphRequest {
+            subgraph_name: service.to_string(),
+            query: query.to_string(),
+            operation_name: None,
+            variables,
+            headers: self.context.headers.clone(),
+            extensions: Map::new(),
+            context: self.context.context.clone(),
+        };
+        match self.context.transports.execute(request).await {
+            Ok(response) => {
+                // An empty entry stands for a fetch without a hint, which makes the whole
+                // response uncacheable (see `crate::cache::CachePolicy`).
+                self.cache_control
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(response.cache_control.clone().unwrap_or_default());
+                Some(response)
+            }
+            Err(error) => {
+                self.push_errors(vec![transport_error(service, &error)]);
+                None
+            }
+        }
+    }
+
+    fn forwarded_variables<'v>(
+        &self,
+        usages: impl Iterator<Item = &'v String>,
+    ) -> Map<String, Value> {
+        usages
+            .filter_map(|name| {
+                let value = self.context.variables.get(name)?;
+                Some((name.clone(), value.clone()))
+            })
+            .collect()
+    }
+
+    fn lock_data(&self) -> std::sync::MutexGuard<'_, Value> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push_errors(&self, errors: Vec<GraphQLError>) {
+        if !errors.is_empty() {
+            self.errors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(errors);
+        }
+    }
+}
+
+/// Takes the `_entities` list (or a batch alias's list) out of a subgraph response.
+fn take_entities(data: &mut Option<Value>, key: &str) -> Vec<Value> {
+    match data
+        .as_mut()
+        .and_then(|data| data.get_mut(key))
+        .map(Value::take)
+    {
+        Some(Value::Array(entities)) => entities,
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,161 @@
+//! The GraphQL wire types every stage shares: the client request, the response and its errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A GraphQL request as a client sends it (the body of `POST /graphql`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphQLRequest {
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<String>,
+    /// `null` and absent both mean "no variables".
+    #[serde(default, deserialize_with = "null_as_empty_map")]
+    pub variables: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Map<String, Value>>,
+}
+
+impl GraphQLRequest {
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_variables(mut self, variables: Value) -> Self {
+        if let Value::Object(map) = variables {
+            self.variables = map;
+        }
+        self
+    }
+
+    pub fn with_operation_name(mut self, name: impl Into<String>) -> Self {
+        self.operation_name = Some(name.into());
+        self
+    }
+}
+
+fn null_as_empty_map<'de, D>(deserializer: D) -> Result<Map<String, Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// One step of a response path: an object key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PathSegment {
+    Key(String),
+    Index(usize),
+}
+
+impl PathSegment {
+    /// Reads a path segment from JSON (as found in a subgraph error's `path`).
+    pub fn from_json(value: &Value) -> Option<Self> {
+        match value {
+            Value::String(key) => Some(Self::Key(key.clone())),
+            Value::Number(n) => n.as_u64().map(|i| Self::Index(i as usize)),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for PathSegment {
+    fn from(key: &str) -> Self {
+        Self::Key(key.to_string())
+    }
+}
+
+impl From<usize> for PathSegment {
+    fn from(index: usize) -> Self {
+        Self::Index(index)
+    }
+}
+
+/// A position in the client's operation text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// An error as the client sees it in `errors[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphQLError {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<PathSegment>>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extensions: Map<String, Value>,
+}
+
+impl GraphQLError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            locations: Vec::new(),
+            path: None,
+            extensions: Map::new(),
+        }
+    }
+
+    /// An error carrying a stable `extensions.code`, which clients branch on.
+    pub fn with_code(message: impl Into<String>, code: &str) -> Self {
+        Self::new(message).extension("code", Value::String(code.to_string()))
+    }
+
+    pub fn extension(mut self, key: &str, value: Value) -> Self {
+        self.extensions.insert(key.to_string(), value);
+        self
+    }
+
+    pub fn at(mut self, path: Vec<PathSegment>) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.extensions.get("code").and_then(Value::as_str)
+    }
+}
+
+/// The response sent back to the client.
+///
+/// `data` is `None` for request errors (parse, validation, variables: nothing was executed)
+/// and `Some(Value::Null)` when execution ran but a null bubbled up to the root; the HTTP
+/// layer needs that distinction for GraphQL-over-HTTP status codes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GraphQLResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<GraphQLError>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extensions: Map<String, Value>,
+    /// `Cache-Control` values of every subgraph response that contributed, one per fetch
+    /// (empty when that fetch had no hint); the HTTP layer derives the response's own
+    /// policy from them. Not serialized.
+    #[serde(skip)]
+    pub subgraph_cache_control: Vec<String>,
+}
+
+impl GraphQLResponse {
+    /// A request error: nothing was executed, so there is no `data` key.
+    pub fn request_errors(errors: Vec<GraphQLError>) -> Self {
+        Self {
+            errors,
+            ..Self::default()
+        }
+    }
+
+    /// The response as JSON, as the client would receive it.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}

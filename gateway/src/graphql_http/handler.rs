@@ -1,0 +1,180 @@
+//! The axum handlers: read the request, ask the executor, answer per the protocol.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use futures::future::join_all;
+
+use crate::graphql_http::media::{self, ResponseMediaType};
+use crate::graphql_http::request::{self, PostBody, RequestError};
+use crate::graphql_http::request_id::RequestId;
+use crate::graphql_http::response::{self, BAD_REQUEST_CODE};
+use crate::graphql_http::{
+    GraphQLResponse, HttpSettings, OperationExecutor, OperationKind, RequestContext,
+};
+use crate::playground::PlaygroundPage;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub executor: Arc<dyn OperationExecutor>,
+    pub settings: Arc<HttpSettings>,
+    pub playground: Arc<PlaygroundPage>,
+}
+
+fn context(method: Method, headers: HeaderMap, request: &Request) -> RequestContext {
+    RequestContext {
+        method,
+        headers,
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default(),
+        client_addr: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip()),
+    }
+}
+
+fn not_acceptable() -> Response {
+    response::protocol_error(
+        StatusCode::NOT_ACCEPTABLE,
+        ResponseMediaType::Json,
+        "Acceptable response types: application/graphql-response+json, application/json",
+    )
+}
+
+fn bad_request(media: ResponseMediaType, error: &RequestError) -> Response {
+    response::protocol_error(StatusCode::BAD_REQUEST, media, error)
+}
+
+/// `GET /`: the playground.
+pub async fn playground_page(State(state): State<HttpState>) -> Response {
+    state.playground.response()
+}
+
+/// `GET {path}`: the playground for a browser, otherwise a query from the query string.
+#[tracing::instrument(skip_all)]
+pub async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    if state.settings.playground.enabled && media::wants_html(&headers) {
+        return state.playground.response();
+    }
+    let Some(media) = media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let params = match Query::<Vec<(String, String)>>::try_from_uri(request.uri()) {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return response::protocol_error(StatusCode::BAD_REQUEST, media, rejection.body_text());
+        }
+    };
+    let graphql_request = match request::parse_get_params(params) {
+        Ok(graphql_request) => graphql_request,
+        Err(error) => return bad_request(media, &error),
+    };
+    let context = context(Method::GET, headers, &request);
+    match state
+        .executor
+        .operation_kind(&graphql_request, &context)
+        .await
+    {
+        Err(refusal) => response::single(refusal, media),
+        Ok(OperationKind::Mutation) => response::mutation_over_get(media),
+        Ok(OperationKind::Query | OperationKind::Subscription) => response::single(
+            state.executor.execute(graphql_request, &context).await,
+            media,
+        ),
+    }
+}
+
+/// `POST {path}`: one request or a batch in a JSON body.
+#[tracing::instrument(skip_all)]
+pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let Some(media) = media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if let Err(error) = media::check_content_type(&headers) {
+        return response::protocol_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, error);
+    }
+    let limit = state.settings.max_body_bytes;
+    let declared_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return too_large(media, limit);
+    }
+    let context = context(Method::POST, headers, &request);
+    let body = match read_body(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(media, limit),
+        Err(BodyError::Unreadable(error)) => {
+            return response::protocol_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                format!("The request body could not be read: {error}"),
+            );
+        }
+    };
+    match request::parse_post_body(&body, state.settings.max_batch_size) {
+        Err(error) => bad_request(media, &error),
+        Ok(PostBody::Single(graphql_request)) => response::single(
+            state.executor.execute(graphql_request, &context).await,
+            media,
+        ),
+        Ok(PostBody::Batch(items)) => {
+            // Items run concurrently, as independent requests; a client that needs one
+            // mutation to see another's effect sends them separately.
+            let responses = join_all(items.into_iter().map(|item| {
+                let executor = state.executor.clone();
+                let context = &context;
+                async move {
+                    match item {
+                        Ok(graphql_request) => executor.execute(graphql_request, context).await,
+                        Err(error) => {
+                            GraphQLResponse::request_error(error.to_string(), BAD_REQUEST_CODE)
+                        }
+                    }
+                }
+            }))
+            .await;
+            response::batch(responses, media)
+        }
+    }
+}
+
+fn too_large(media: ResponseMediaType, limit: usize) -> Response {
+    response::protocol_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        media,
+        format!("The request body is larger than {limit} bytes"),
+    )
+}
+
+enum BodyError {
+    TooLarge,
+    Unreadable(axum::Error),
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::iter::successors(
+            Some(&error as &(dyn std::error::Error + 'static)),
+            |error| error.source(),
+        )
+        .any(|error| error.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            BodyError::TooLarge
+        } else {
+            BodyError::Unreadable(error)
+        }
+    })
+}

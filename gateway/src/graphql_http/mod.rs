@@ -1,0 +1,218 @@
+//! GraphQL over HTTP: the axum layer between a client and an [`OperationExecutor`].
+//!
+//! It knows the wire protocol (the GraphQL-over-HTTP spec and what the `graphql-http` audit
+//! checks) and nothing about how an operation runs: the gateway's pipeline, or a test's stub
+//! schema, plugs in behind the [`OperationExecutor`] trait.
+//!
+//! What it does, top to bottom:
+//! - `POST {path}` with an `application/json` body: one request object, or a JSON array of
+//!   them (a batch, answered with an array of results, at most
+//!   [`HttpSettings::max_batch_size`] items).
+//! - `GET {path}?query=…&operationName=…&variables=…&extensions=…&documentId=…`; a mutation
+//!   over GET is refused with `405` and `Allow: POST`, so GETs stay safe to cache.
+//! - The response media type follows `Accept`: `application/graphql-response+json` when the
+//!   client names it, `application/json` when it names that, sends `*/*` or no `Accept`
+//!   (as the audit expects), `406` when it accepts neither.
+//! - Status codes: with `application/graphql-response+json` a request that never executed
+//!   (no `data` entry: parse, validation or variable errors) gets `400`, one that executed
+//!   gets `200`; with `application/json` every GraphQL response gets `200`. A malformed body,
+//!   a missing `query`, a parameter of the wrong type → `400`; a body larger than
+//!   [`HttpSettings::max_body_bytes`] → `413`; a body that is not `application/json` → `415`.
+//! - gzip and brotli response compression, and an `x-request-id` on every response (the
+//!   client's, when it sent a sane one; a fresh UUIDv7 otherwise).
+//! - A browser (`GET {path}` with `Accept: text/html`) and `GET /` get the GraphiQL
+//!   [`playground`](crate::playground).
+//!
+//! # Layout
+//!
+//! - [`settings`]: [`HttpSettings`], every default documented.
+//! - `media`: `Accept` negotiation and the request `Content-Type` check.
+//! - `request`: reading a POST body or GET query string into [`GraphQLRequest`]s.
+//! - `response`: [`GraphQLResponse`] → HTTP response, with the status rules in one place.
+//! - `request_id`: the `x-request-id` middleware.
+//! - `handler`: the axum handlers that run the steps above.
+
+mod handler;
+mod media;
+mod request;
+mod request_id;
+mod response;
+pub mod settings;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+
+pub use crate::graphql_http::media::ResponseMediaType;
+pub use crate::graphql_http::request_id::REQUEST_ID_HEADER;
+pub use crate::graphql_http::settings::HttpSettings;
+use crate::playground;
+
+/// One GraphQL request as the client sent it, before any persisted-query resolution:
+/// `query` may be absent when `extensions.persistedQuery` (APQ) or `documentId` (a
+/// persisted-operation manifest) names the document instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GraphQLRequest {
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Option<Map<String, Value>>,
+    pub extensions: Option<Map<String, Value>>,
+    pub document_id: Option<String>,
+}
+
+impl GraphQLRequest {
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: Some(query.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the request names its document some other way than `query`; only then may
+    /// `query` be missing.
+    pub fn names_persisted_document(&self) -> bool {
+        self.document_id.is_some()
+            || self
+                .extensions
+                .as_ref()
+                .is_some_and(|extensions| extensions.contains_key("persistedQuery"))
+    }
+}
+
+/// What the HTTP layer knows about the request that the executor may need (auth headers,
+/// the id to log with, the client address for rate limits).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// The `x-request-id` this response carries.
+    pub request_id: String,
+    /// Present when the server was started with connect info (see [`serve`]).
+    pub client_addr: Option<IpAddr>,
+}
+
+/// What an executor answers: the GraphQL response body plus what it wants on the HTTP
+/// response around it.
+#[derive(Debug, Clone)]
+pub struct GraphQLResponse {
+    /// `{data?, errors?, extensions?}`. Leave `data` out for a request that never executed
+    /// (parse, validation, variable coercion, persisted query not found): the layer answers
+    /// those with `400` under `application/graphql-response+json`.
+    pub body: Value,
+    /// A status the executor insists on whatever the media type (e.g. `429` when rate
+    /// limited, `503` when no supergraph is loaded). Leave it `None` for GraphQL errors: the
+    /// layer derives `200`/`400` from the media type and the `data` entry.
+    pub http_status_hint: Option<StatusCode>,
+    /// Sent as `Cache-Control` (for cacheable GET queries). None: no `Cache-Control` header.
+    pub cache_control: Option<String>,
+    /// Added to the HTTP response as they are.
+    pub extra_headers: HeaderMap,
+}
+
+impl GraphQLResponse {
+    pub fn new(body: Value) -> Self {
+        Self {
+            body,
+            http_status_hint: None,
+            cache_control: None,
+            extra_headers: HeaderMap::new(),
+        }
+    }
+
+    /// A request error (nothing executed, so no `data`) with a stable `extensions.code`.
+    pub fn request_error(message: impl Into<String>, code: &str) -> Self {
+        Self::new(json!({
+            "errors": [{ "message": message.into(), "extensions": { "code": code } }]
+        }))
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.http_status_hint = Some(status);
+        self
+    }
+
+    /// Whether the operation executed (the body has a `data` entry, even `null`).
+    pub fn has_data(&self) -> bool {
+        self.body.get("data").is_some()
+    }
+}
+
+/// The kind of operation a request selects, needed before executing a GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+/// Runs GraphQL operations for the HTTP layer. The gateway implements it over its
+/// pipeline; tests implement it over a small async-graphql schema.
+#[async_trait]
+pub trait OperationExecutor: Send + Sync + 'static {
+    /// Runs one request. Errors go in the body (see [`GraphQLResponse::body`]); this never
+    /// fails at the HTTP level except through [`GraphQLResponse::http_status_hint`].
+    async fn execute(&self, request: GraphQLRequest, context: &RequestContext) -> GraphQLResponse;
+
+    /// Which kind of operation the request selects, without running it. Called for GET
+    /// requests only, to refuse mutations before they run. `Err` is the response to send
+    /// instead (a parse error, an unknown persisted query, an unknown operation name).
+    async fn operation_kind(
+        &self,
+        request: &GraphQLRequest,
+        context: &RequestContext,
+    ) -> Result<OperationKind, GraphQLResponse>;
+}
+
+/// The GraphQL endpoint (`GET`/`POST` [`HttpSettings::path`]), the playground (`GET /` and
+/// its assets under `/playground/`), compression and request ids. Mount it at the root:
+/// the playground page refers to its assets by absolute path.
+pub fn router(executor: Arc<dyn OperationExecutor>, settings: HttpSettings) -> Router {
+    let settings = Arc::new(settings);
+    let state = handler::HttpState {
+        executor,
+        settings: settings.clone(),
+        playground: Arc::new(playground::PlaygroundPage::new(
+            &settings.playground,
+            &settings.path,
+        )),
+    };
+    let mut router = Router::new().route(
+        &settings.path,
+        get(handler::graphql_get).post(handler::graphql_post),
+    );
+    if settings.playground.enabled {
+        router = router
+            .route("/", get(handler::playground_page))
+            .merge(playground::assets_router());
+    }
+    let router = router.with_state(state);
+    let router = if settings.compression {
+        router.layer(CompressionLayer::new())
+    } else {
+        router
+    };
+    router.layer(axum::middleware::from_fn(request_id::request_id))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, with the client address available
+/// to [`RequestContext::client_addr`].
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

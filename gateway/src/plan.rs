@@ -1,0 +1,116 @@
+//! Planning: normalize the client operation and turn it into a query plan with
+//! hive-router-query-planner, through a bounded in-process cache owned by the supergraph.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use graphql_tools::static_graphql::query::Document;
+use hive_router_query_planner::ast::normalization::normalize_operation;
+use hive_router_query_planner::ast::selection_item::SelectionItem;
+use hive_router_query_planner::graph::PlannerOverrideContext;
+use hive_router_query_planner::planner::plan_nodes::QueryPlan;
+use hive_router_query_planner::utils::cancellation::CancellationToken;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::supergraph::Supergraph;
+
+/// Planning never fails for a valid operation on a valid supergraph, so every variant is an
+/// internal error: logged, and answered with a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("normalizing the operation failed: {0}")]
+    Normalization(String),
+    #[error("planning the operation failed: {0}")]
+    Planning(String),
+}
+
+/// How long the planner may spend on one operation before giving up.
+const PLANNING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cached plans, keyed by a hash of the normalized operation and its name.
+pub struct PlanCache {
+    plans: moka::sync::Cache<u64, Arc<QueryPlan>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache")
+            .field("entries", &self.plans.entry_count())
+            .field("hits", &self.hits())
+            .field("misses", &self.misses())
+            .finish()
+    }
+}
+
+impl PlanCache {
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            plans: moka::sync::Cache::new(capacity),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}
+
+/// Plans an operation of a validated document, using the supergraph's plan cache.
+///
+/// Root introspection fields (`__schema`, `__type`, `__typename`) are removed before
+/// planning: the gateway answers them itself. An operation with only those gets an empty
+/// plan (`node: None`).
+pub fn plan_operation(
+    supergraph: &Supergraph,
+    document: &Document,
+    operation_name: Option<&str>,
+) -> Result<Arc<QueryPlan>, PlanError> {
+    let planner = supergraph.planner();
+    let mut normalized = normalize_operation(&planner.supergraph, document, operation_name)
+        .map_err(|error| PlanError::Normalization(error.to_string()))?;
+    let operation = &mut normalized.operation;
+    operation.selection_set.items.retain(|item| match item {
+        SelectionItem::Field(field) => !field.name.starts_with("__"),
+        _ => true,
+    });
+
+    let key = {
+        let mut hasher = Xxh3::new();
+        operation.to_string().hash(&mut hasher);
+        operation_name.hash(&mut hasher);
+        hasher.finish()
+    };
+    let cache = supergraph.plan_cache();
+    if let Some(plan) = cache.plans.get(&key) {
+        cache.hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(plan);
+    }
+    cache.misses.fetch_add(1, Ordering::Relaxed);
+
+    let plan = if operation.selection_set.items.is_empty() {
+        QueryPlan {
+            kind: "QueryPlan",
+            node: None,
+        }
+    } else {
+        planner
+            .plan_from_normalized_operation(
+                operation,
+                PlannerOverrideContext::default(),
+                &CancellationToken::with_timeout(PLANNING_TIMEOUT),
+            )
+            .map_err(|error| PlanError::Planning(error.to_string()))?
+    };
+    let plan = Arc::new(plan);
+    cache.plans.insert(key, plan.clone());
+    Ok(plan)
+}

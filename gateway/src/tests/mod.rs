@@ -1,0 +1,6 @@
+//! Whole-pipeline tests: toy supergraphs, mock subgraphs, full client responses.
+
+mod requests;
+mod shapes;
+mod shapes_sdl;
+mod users_posts;

@@ -1,0 +1,186 @@
+//! How the gateway reaches a subgraph. The executor only sees [`SubgraphTransport`]; whether
+//! the subgraph is a separate process (HTTP) or a `Schema` in this process is a wiring choice.
+
+mod http;
+mod in_process;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+
+pub use self::http::{HttpTransport, HttpTransportConfig};
+pub use self::in_process::InProcessTransport;
+
+/// One GraphQL request to one subgraph.
+#[derive(Clone)]
+pub struct SubgraphRequest {
+    pub subgraph_name: String,
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Map<String, Value>,
+    /// Client headers forwarded to subgraphs (e.g. `Authorization`).
+    pub headers: HeaderMap,
+    /// Sent as the request body's `extensions` when not empty.
+    pub extensions: Map<String, Value>,
+    /// Opaque per-request data for in-process transports (e.g. an already verified identity);
+    /// the gateway never looks inside.
+    pub context: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SubgraphRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubgraphRequest")
+            .field("subgraph_name", &self.subgraph_name)
+            .field("query", &self.query)
+            .field("operation_name", &self.operation_name)
+            .field("variables", &self.variables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubgraphRequest {
+    /// The JSON body of the request, as sent over HTTP.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("query".into(), Value::String(self.query.clone()));
+        if let Some(name) = &self.operation_name {
+            body.insert("operationName".into(), Value::String(name.clone()));
+        }
+        if !self.variables.is_empty() {
+            body.insert("variables".into(), Value::Object(self.variables.clone()));
+        }
+        if !self.extensions.is_empty() {
+            body.insert("extensions".into(), Value::Object(self.extensions.clone()));
+        }
+        Value::Object(body)
+    }
+}
+
+/// A subgraph's answer. `errors` are kept as raw JSON: the executor rewrites their paths.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubgraphResponse {
+    pub data: Option<Value>,
+    pub errors: Vec<Value>,
+    /// The response's `Cache-Control` header, if the subgraph sent one.
+    pub cache_control: Option<String>,
+}
+
+impl SubgraphResponse {
+    /// Reads a GraphQL response body (`{"data": ..., "errors": [...]}`).
+    pub fn from_json(body: Value) -> Result<Self, TransportError> {
+        let Value::Object(mut body) = body else {
+            return Err(TransportError::InvalidResponse(
+                "the body is not a JSON object".into(),
+            ));
+        };
+        let data = body.remove("data").filter(|data| !data.is_null());
+        let errors = match body.remove("errors") {
+            Some(Value::Array(errors)) => errors,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                return Err(TransportError::InvalidResponse(
+                    "`errors` is not a list".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            data,
+            errors,
+            cache_control: None,
+        })
+    }
+}
+
+/// Why a subgraph could not be asked or did not answer. Internal: logged, and the client gets
+/// a generic `SUBGRAPH_ERROR`.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("no transport is configured for subgraph `{0}`")]
+    UnknownSubgraph(String),
+    #[error("the request timed out")]
+    Timeout,
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("the subgraph answered HTTP {status}")]
+    Status { status: u16 },
+    #[error("the subgraph's response is not a GraphQL response: {0}")]
+    InvalidResponse(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Sends a GraphQL request to one subgraph.
+#[async_trait]
+pub trait SubgraphTransport: Send + Sync {
+    async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError>;
+}
+
+/// Subgraph name → transport.
+#[derive(Clone, Default)]
+pub struct Transports {
+    by_subgraph: HashMap<String, Arc<dyn SubgraphTransport>>,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.by_subgraph.keys().collect();
+        names.sort();
+        f.debug_struct("Transports")
+            .field("subgraphs", &names)
+            .finish()
+    }
+}
+
+impl Transports {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, subgraph: impl Into<String>, transport: Arc<dyn SubgraphTransport>) {
+        self.by_subgraph.insert(subgraph.into(), transport);
+    }
+
+    pub fn with(
+        mut self,
+        subgraph: impl Into<String>,
+        transport: Arc<dyn SubgraphTransport>,
+    ) -> Self {
+        self.insert(subgraph, transport);
+        self
+    }
+
+    pub fn get(&self, subgraph: &str) -> Option<&Arc<dyn SubgraphTransport>> {
+        self.by_subgraph.get(subgraph)
+    }
+
+    /// One HTTP transport per subgraph URL (sharing one connection pool).
+    pub fn http<'a>(
+        urls: impl IntoIterator<Item = (&'a String, &'a String)>,
+        config: &HttpTransportConfig,
+    ) -> Result<Self, TransportError> {
+        let client = HttpTransport::client(config)?;
+        let mut transports = Self::new();
+        for (name, url) in urls {
+            transports.insert(
+                name.clone(),
+                Arc::new(HttpTransport::with_client(client.clone(), url.clone())),
+            );
+        }
+        Ok(transports)
+    }
+
+    /// Sends the request to the transport registered for its subgraph.
+    pub async fn execute(
+        &self,
+        request: SubgraphRequest,
+    ) -> Result<SubgraphResponse, TransportError> {
+        let transport = self
+            .get(&request.subgraph_name)
+            .ok_or_else(|| TransportError::UnknownSubgraph(request.subgraph_name.clone()))?;
+        transport.execute(request).await
+    }
+}

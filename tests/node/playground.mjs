@@ -1,0 +1,114 @@
+// Opens the gateway's GraphiQL playground in headless Chromium and runs one operation:
+//   node playground.mjs URL [--query '{ hello }'] [--expect '"hello": "world"'] [--screenshot FILE]
+// Fails when the page requests anything from another host, when the page throws, or when
+// the result pane does not show the expected text. Prints a JSON summary on success.
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const options = { query: '{ hello }', expect: '"hello": "world"', screenshot: null };
+  const [url, ...rest] = argv;
+  for (let i = 0; i < rest.length; i += 2) {
+    const name = rest[i].replace(/^--/, '');
+    if (!(name in options) || rest[i + 1] === undefined) {
+      throw new Error(`unknown or incomplete option ${rest[i]}`);
+    }
+    options[name] = rest[i + 1];
+  }
+  if (!url) throw new Error('usage: node playground.mjs URL [--query Q] [--expect TEXT] [--screenshot FILE]');
+  return { url, ...options };
+}
+
+const options = parseArgs(process.argv.slice(2));
+const pageUrl = new URL(options.url);
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+    '--disable-quic',
+  ],
+});
+
+const requests = [];
+const foreign = [];
+const problems = [];
+let summary;
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    requests.push(`${request.method()} ${url.protocol === 'data:' ? 'data:…' : request.url()}`);
+    if ((url.protocol === 'http:' || url.protocol === 'https:') && url.host !== pageUrl.host) {
+      foreign.push(request.url());
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  // A GraphQL error answered with 400 (application/graphql-response+json) is logged by
+  // Chromium as a failed resource: noted, not a problem. A blocked resource (CSP) is.
+  const consoleErrors = [];
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    const text = message.text();
+    if (/Content Security Policy|Refused to/i.test(text)) problems.push(`console error: ${text}`);
+    else consoleErrors.push(text);
+  });
+
+  const response = await page.goto(options.url, { waitUntil: 'load', timeout: 30_000 });
+  if (!response || response.status() !== 200) {
+    throw new Error(`GET ${options.url} answered ${response && response.status()}`);
+  }
+
+  const editor = '.graphiql-query-editor .CodeMirror';
+  await page.waitForSelector(editor, { timeout: 30_000 });
+  const initialQuery = await page.$eval(editor, (element) => element.CodeMirror.getValue());
+  await page.$eval(editor, (element, query) => element.CodeMirror.setValue(query), options.query);
+  // GraphiQL reads the editor through a debounced change handler.
+  await page.waitForTimeout(500);
+  await page.click('.graphiql-execute-button');
+  await page.waitForFunction(
+    (expected) => {
+      const result = document.querySelector('.graphiql-response .CodeMirror');
+      return result && result.CodeMirror.getValue().includes(expected);
+    },
+    options.expect,
+    { timeout: 30_000 },
+  );
+  const result = await page.$eval('.graphiql-response .CodeMirror', (element) =>
+    element.CodeMirror.getValue(),
+  );
+  if (options.screenshot) await page.screenshot({ path: options.screenshot });
+
+  summary = {
+    url: options.url,
+    title: await page.title(),
+    initialQuery,
+    query: options.query,
+    result: JSON.parse(result),
+    requests,
+    foreignRequests: foreign,
+    problems,
+    consoleErrors,
+  };
+} catch (error) {
+  console.error(`playground check failed: ${error.message}`);
+  console.error(JSON.stringify({ requests, foreignRequests: foreign, problems }, null, 2));
+  if (options.screenshot) await browser.contexts()[0]?.pages()[0]?.screenshot({ path: options.screenshot });
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
+
+console.log(JSON.stringify(summary, null, 2));
+if (foreign.length > 0 || problems.length > 0) {
+  console.error('playground check failed: requests to other hosts or errors in the page');
+  process.exit(1);
+}
