@@ -23,10 +23,18 @@ pub struct Cli {
 pub enum Command {
     /// Everything in one process: migrations, the subgraphs and the gateway (the default).
     Serve(ServeArgs),
+    /// The gateway alone, in front of subgraphs reached over HTTP.
+    Gateway(GatewayArgs),
     /// Serve one subgraph on its own.
     Subgraph(SubgraphArgs),
+    /// Compose subgraphs (fetched over HTTP) and print the supergraph SDL.
+    Compose(ComposeArgs),
+    /// Print the client-facing API schema (what `schema.graphql` holds).
+    Schema,
     /// Apply, roll back or list database migrations.
     Migrate(MigrateArgs),
+    /// Fill the database with realistic demo and benchmark data.
+    Seed(SeedArgs),
 }
 
 /// Settings shared by every command.
@@ -116,6 +124,22 @@ pub struct CommonArgs {
         global = true
     )]
     pub login_backoff_max_secs: u64,
+    /// How often the posts subgraph polls the outbox for deleted accounts, in milliseconds.
+    #[arg(
+        long,
+        env = "GANTRY_OUTBOX_POLL_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub outbox_poll_ms: u64,
+    /// How long DataLoaders gather keys before one batched query, in milliseconds.
+    #[arg(
+        long,
+        env = "GANTRY_BATCH_DELAY_MS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub batch_delay_ms: u64,
     /// Seconds in-flight requests may run on after SIGTERM or Ctrl-C.
     #[arg(
         long,
@@ -131,6 +155,120 @@ pub struct ServeArgs {
     /// Address to listen on. Default 127.0.0.1:4000.
     #[arg(long, env = "GANTRY_LISTEN")]
     pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub gateway: GatewayOptions,
+}
+
+/// Settings of the gateway's HTTP endpoint, shared by `serve` and `gateway`.
+#[derive(Debug, Args, Clone)]
+pub struct GatewayOptions {
+    /// Answer introspection (`__schema`, `__type`).
+    #[arg(long, env = "GANTRY_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspection: bool,
+    /// Serve the GraphiQL playground at `/` and to browsers at `/graphql`.
+    #[arg(long, env = "GANTRY_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
+    pub playground: bool,
+    /// The largest request body accepted, in bytes (larger: HTTP 413).
+    #[arg(long, env = "GANTRY_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// The most operations in one JSON-array batch (0 turns batching off).
+    #[arg(long, env = "GANTRY_MAX_BATCH_SIZE", default_value_t = 10)]
+    pub max_batch_size: usize,
+    /// Redis for state shared by every gateway replica (persisted queries, caches).
+    /// Without it, that state lives in this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this deployment writes.
+    #[arg(long, env = "GANTRY_REDIS_PREFIX", default_value = "gantry:")]
+    pub redis_prefix: String,
+    /// The longest one Redis call may take, in milliseconds, before it counts as failed.
+    #[arg(long, env = "GANTRY_REDIS_TIMEOUT_MS", default_value_t = 50)]
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            playground: true,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_batch_size: 10,
+            redis_url: None,
+            redis_prefix: "gantry:".into(),
+            redis_timeout_ms: 50,
+        }
+    }
+}
+
+/// `NAME=URL` of a subgraph's GraphQL endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubgraphUrl {
+    pub name: String,
+    pub url: String,
+}
+
+impl std::str::FromStr for SubgraphUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, url) = s
+            .split_once('=')
+            .ok_or("expected NAME=URL, e.g. users=http://127.0.0.1:4001/graphql")?;
+        let (name, url) = (name.trim(), url.trim());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "`{name}` is not a subgraph name (letters, digits, `_`, `-`)"
+            ));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("`{url}` is not an http(s) URL"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// A supergraph SDL file composed by any standard tool.
+    #[arg(
+        long,
+        env = "GANTRY_SUPERGRAPH",
+        conflicts_with = "subgraph",
+        required_unless_present = "subgraph"
+    )]
+    pub supergraph: Option<PathBuf>,
+    /// A subgraph to compose, as NAME=URL; repeat for each.
+    #[arg(long, value_name = "NAME=URL")]
+    pub subgraph: Vec<SubgraphUrl>,
+    /// Address to listen on. Default 127.0.0.1:4000.
+    #[arg(long, env = "GANTRY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where to fetch token-verification keys. Default: the `users` subgraph's
+    /// `/.well-known/jwks.json`, unless a key is configured.
+    #[arg(long, env = "GANTRY_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// With `--subgraph`: recompose every this many seconds (0: only on SIGHUP).
+    #[arg(long, env = "GANTRY_RECOMPOSE_INTERVAL_SECS", default_value_t = 30)]
+    pub recompose_interval_secs: u64,
+    /// Time a subgraph request may take, in milliseconds.
+    #[arg(long, env = "GANTRY_SUBGRAPH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub subgraph_timeout_ms: u64,
+    #[command(flatten)]
+    pub gateway: GatewayOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// A subgraph to compose, as NAME=URL; repeat for each.
+    #[arg(long, value_name = "NAME=URL", required = true)]
+    pub subgraph: Vec<SubgraphUrl>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -168,6 +306,26 @@ pub struct MigrateArgs {
     pub steps: u32,
 }
 
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// How many users to create.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    /// How many posts each user writes on average (the distribution is skewed).
+    #[arg(long, default_value_t = 10)]
+    pub posts_per_user: u32,
+    /// Seed of the random generator: the same seed creates the same data, and running it
+    /// again adds nothing.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Password of every seeded user.
+    #[arg(long, default_value = "password123")]
+    pub password: String,
+    /// Hide the progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +334,15 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_subgraph_is_name_equals_url() {
+        let parsed: SubgraphUrl = "users=http://127.0.0.1:4001/graphql"
+            .parse()
+            .expect("valid");
+        assert_eq!(parsed.name, "users");
+        assert!("users".parse::<SubgraphUrl>().is_err());
+        assert!("users=ftp://x".parse::<SubgraphUrl>().is_err());
     }
 }

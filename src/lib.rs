@@ -10,5 +10,6 @@
 
 pub mod cli;
 pub mod commands;
+pub mod seed;
 pub mod settings;
 pub mod telemetry;

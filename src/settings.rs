@@ -5,6 +5,7 @@ use std::time::Duration;
 use gantry_kit::db::DatabaseSettings;
 use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
+use gantry_posts::PostsConfig;
 use gantry_users::{ThrottleSettings, UsersConfig};
 
 use crate::cli::CommonArgs;
@@ -44,7 +45,20 @@ impl CommonArgs {
                 ..ThrottleSettings::default()
             },
             trust_forwarded_for: self.trust_forwarded_for,
+            batch_delay: self.batch_delay(),
         }
+    }
+
+    pub fn posts(&self) -> PostsConfig {
+        PostsConfig {
+            outbox_poll_interval: Duration::from_millis(self.outbox_poll_ms.max(10)),
+            trust_forwarded_for: self.trust_forwarded_for,
+            batch_delay: self.batch_delay(),
+        }
+    }
+
+    pub fn batch_delay(&self) -> Duration {
+        Duration::from_millis(self.batch_delay_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

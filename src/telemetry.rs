@@ -1,10 +1,11 @@
-//! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`), or
+//! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`), or
 //! JSON lines when `GANTRY_LOG_FORMAT=json`.
 
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

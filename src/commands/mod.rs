@@ -1,7 +1,11 @@
 //! One module per command; each builds its app from the settings and serves it. The
 //! `build_*` functions are public so tests can run the real wiring on port 0.
 
+pub mod compose;
+pub mod gateway;
 pub mod migrate;
+pub mod schema;
+pub mod seed;
 pub mod serve;
 pub mod subgraph;
 
@@ -14,8 +18,12 @@ use crate::cli::{Cli, Command, CommonArgs, ServeArgs};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve::run(&cli.common, args).await,
+        Command::Gateway(args) => gateway::run(&cli.common, args).await,
         Command::Subgraph(args) => subgraph::run(&cli.common, args).await,
+        Command::Compose(args) => compose::run(args).await,
+        Command::Schema => schema::run(&cli.common).await,
         Command::Migrate(args) => migrate::run(&cli.common, args).await,
+        Command::Seed(args) => seed::run(&cli.common, args).await,
     }
 }
 
@@ -34,4 +42,39 @@ pub async fn open_database(common: &CommonArgs) -> anyhow::Result<DatabaseConnec
     }
     tracing::info!(database = %gantry_kit::db::redact(&settings.url), "database ready");
     Ok(db)
+}
+
+/// Tasks that run beside a server (outbox consumers). They stop when asked, or when this
+/// value is dropped.
+#[derive(Debug)]
+pub struct BackgroundTasks {
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Default for BackgroundTasks {
+    fn default() -> Self {
+        Self {
+            stop: tokio::sync::watch::channel(false).0,
+            handles: Vec::new(),
+        }
+    }
+}
+
+impl BackgroundTasks {
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.handles.push(tokio::spawn(task(self.stop.subscribe())));
+    }
+
+    /// Asks every task to stop and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles.drain(..) {
+            let _ = handle.await;
+        }
+    }
 }

@@ -1,15 +1,131 @@
-//! `gantry serve`: the whole product in one process.
+//! `gantry serve`: the whole product in one process. Pending migrations are applied, both
+//! subgraphs run in-process (called directly, no sockets), the gateway composes their SDLs
+//! and serves the API, the playground, the JWKS, `/health` and `/ready`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
+use gantry_gateway::auth::Authenticator;
+use gantry_gateway::service::GatewayService;
+use gantry_gateway::{
+    Gateway, GatewayConfig, InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions,
+    Transports,
+};
+use gantry_kit::jwt::TokenVerifier;
+use gantry_kit::keys::SigningKey;
+use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::server::{serve, shutdown_signal};
+use gantry_posts::PostsSubgraph;
+use gantry_users::UsersSubgraph;
+use sea_orm::DatabaseConnection;
 
-use crate::cli::{CommonArgs, ServeArgs, SubgraphName};
+use super::BackgroundTasks;
+use super::gateway::{Readiness, http_app};
+use crate::cli::{CommonArgs, ServeArgs};
+
+/// Both subgraphs over one database, wired for in-process use.
+pub struct InProcessSubgraphs {
+    pub users: UsersSubgraph,
+    pub posts: PostsSubgraph,
+}
+
+impl InProcessSubgraphs {
+    pub fn new(
+        common: &CommonArgs,
+        db: DatabaseConnection,
+        key: SigningKey,
+        signal: Option<OutboxSignal>,
+    ) -> anyhow::Result<Self> {
+        let verifier = Arc::new(TokenVerifier::new(
+            std::slice::from_ref(&key.public),
+            &common.jwt(),
+        )?);
+        let users = UsersSubgraph::new(db.clone(), key, common.users(), signal)?;
+        let posts = PostsSubgraph::new(db, verifier, common.posts());
+        Ok(Self { users, posts })
+    }
+
+    /// Composes the two subgraphs' SDLs into the supergraph the gateway plans over.
+    pub async fn supergraph(&self) -> anyhow::Result<Supergraph> {
+        let users = service_sdl(&self.users.schema.execute("{ _service { sdl } }").await)?;
+        let posts = service_sdl(&self.posts.schema.execute("{ _service { sdl } }").await)?;
+        let subgraphs = [
+            SubgraphSdl {
+                name: "users".into(),
+                url: "http://in-process.invalid/users".into(),
+                sdl: users,
+            },
+            SubgraphSdl {
+                name: "posts".into(),
+                url: "http://in-process.invalid/posts".into(),
+                sdl: posts,
+            },
+        ];
+        Supergraph::compose(&subgraphs, SupergraphOptions::default())
+            .context("composing the subgraphs")
+    }
+
+    pub fn transports(&self) -> Transports {
+        Transports::new()
+            .with(
+                "users",
+                Arc::new(InProcessTransport::new(self.users.schema.clone())),
+            )
+            .with(
+                "posts",
+                Arc::new(InProcessTransport::new(self.posts.schema.clone())),
+            )
+    }
+}
+
+fn service_sdl(response: &async_graphql::Response) -> anyhow::Result<String> {
+    let json = serde_json::to_value(&response.data).context("reading a subgraph SDL")?;
+    json["_service"]["sdl"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("a subgraph did not give its SDL: {:?}", response.errors))
+}
+
+/// The all-in-one app and the tasks beside it.
+#[derive(Debug)]
+pub struct ServeApp {
+    pub router: Router,
+    pub tasks: BackgroundTasks,
+}
+
+pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeApp> {
+    let db = super::open_database(common).await?;
+    let key = SigningKey::load(&common.keys())?;
+    let signal = OutboxSignal::default();
+    let subgraphs = InProcessSubgraphs::new(common, db.clone(), key.clone(), Some(signal.clone()))?;
+
+    let mut tasks = BackgroundTasks::default();
+    let consumer = subgraphs.posts.account_deletion_consumer(Some(signal));
+    tasks.spawn(|stop| consumer.run(stop));
+
+    let supergraph = subgraphs.supergraph().await?;
+    let gateway = Arc::new(Gateway::new(
+        supergraph,
+        subgraphs.transports(),
+        GatewayConfig {
+            introspection: args.gateway.introspection,
+        },
+    ));
+    let auth = Arc::new(Authenticator::with_keys(
+        std::slice::from_ref(&key.public),
+        common.jwt(),
+    )?);
+    let features = super::gateway::service_features(&args.gateway).await;
+    let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
+    let readiness = Readiness::new(gateway, Some(db), Vec::new());
+    let router = http_app(service, &args.gateway, readiness, Some(key.public.clone()));
+    Ok(ServeApp { router, tasks })
+}
 
 pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
-    // Until the gateway lands, the all-in-one server is the users subgraph.
-    let app = super::subgraph::build(common, SubgraphName::Users).await?;
+    let app = build(common, &args).await?;
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));
@@ -17,8 +133,18 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "serving the users API at http://{address}/graphql");
-    serve(listener, app, shutdown_signal(), common.shutdown_grace()).await?;
+    tracing::info!(%address, "Gantry is serving the API at http://{address}/graphql");
+    if args.gateway.playground {
+        println!("Playground: http://{address}/");
+    }
+    serve(
+        listener,
+        app.router,
+        shutdown_signal(),
+        common.shutdown_grace(),
+    )
+    .await?;
+    app.tasks.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,26 +1,49 @@
 //! `gantry subgraph users|posts`: one subgraph on its own port.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::server::{serve, shutdown_signal, with_common_layers};
+use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 
+use super::BackgroundTasks;
 use crate::cli::{CommonArgs, SubgraphArgs, SubgraphName};
 
-/// The subgraph's whole HTTP app: migrations applied, routes and layers in place.
-pub async fn build(common: &CommonArgs, name: SubgraphName) -> anyhow::Result<Router> {
+/// A subgraph's HTTP app and the tasks that run beside it (they stop when it is dropped).
+#[derive(Debug)]
+pub struct SubgraphApp {
+    pub router: Router,
+    pub tasks: BackgroundTasks,
+}
+
+/// Builds the subgraph with migrations applied, routes and layers in place, and its
+/// background tasks started.
+pub async fn build(common: &CommonArgs, name: SubgraphName) -> anyhow::Result<SubgraphApp> {
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
+    let mut tasks = BackgroundTasks::default();
     let router = match name {
-        SubgraphName::Users => UsersSubgraph::new(db, key, common.users())?.router(),
+        SubgraphName::Users => UsersSubgraph::new(db, key, common.users(), None)?.router(),
         SubgraphName::Posts => {
-            anyhow::bail!("the posts subgraph is not available in this build yet")
+            let verifier = Arc::new(TokenVerifier::new(
+                std::slice::from_ref(&key.public),
+                &common.jwt(),
+            )?);
+            let posts = PostsSubgraph::new(db, verifier, common.posts());
+            let consumer = posts.account_deletion_consumer(None);
+            tasks.spawn(|stop| consumer.run(stop));
+            posts.router()
         }
     };
-    Ok(with_common_layers(router))
+    Ok(SubgraphApp {
+        router: with_common_layers(router),
+        tasks,
+    })
 }
 
 pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> {
@@ -36,7 +59,14 @@ pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, subgraph = ?args.name, "subgraph listening");
-    serve(listener, app, shutdown_signal(), common.shutdown_grace()).await?;
+    serve(
+        listener,
+        app.router,
+        shutdown_signal(),
+        common.shutdown_grace(),
+    )
+    .await?;
+    app.tasks.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
