@@ -2,12 +2,18 @@
 //! so each test reads Arrange / Act / Assert.
 
 use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use gantry::cli::{Cli, CommonArgs, SubgraphName};
+use gantry::commands::BackgroundTasks;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 /// Where a test's data lives.
@@ -58,12 +64,13 @@ pub fn settings(data_dir: &std::path::Path, database_url: &str, extra: &[&str]) 
 
 pub struct TestApp {
     pub address: SocketAddr,
-    pub data_dir: TempDir,
+    pub data_dir: Arc<TempDir>,
     pub database_url: String,
     client: reqwest::Client,
     /// Dropping it (with the app) stops the server.
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    tasks: Option<BackgroundTasks>,
 }
 
 impl TestApp {
@@ -73,17 +80,39 @@ impl TestApp {
     }
 
     pub async fn users_with(backend: Backend, extra: &[&str]) -> Self {
-        let data_dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let database_url = fresh_database(backend, data_dir.path()).await;
-        Self::start_users(data_dir, database_url, extra).await
+        Self::start(SubgraphName::Users, data_dir, database_url, extra).await
     }
 
     /// The users subgraph over an existing data dir and database.
-    pub async fn start_users(data_dir: TempDir, database_url: String, extra: &[&str]) -> Self {
-        let common = settings(data_dir.path(), &database_url, extra);
-        let app = gantry::commands::subgraph::build(&common, SubgraphName::Users)
+    pub async fn start_users(data_dir: Arc<TempDir>, database_url: String, extra: &[&str]) -> Self {
+        Self::start(SubgraphName::Users, data_dir, database_url, extra).await
+    }
+
+    /// A subgraph, as `gantry subgraph NAME` builds it, over a data dir and database.
+    pub async fn start(
+        name: SubgraphName,
+        data_dir: Arc<TempDir>,
+        database_url: String,
+        extra: &[&str],
+    ) -> Self {
+        let mut flags = vec!["--outbox-poll-ms", "50"];
+        flags.extend_from_slice(extra);
+        let common = settings(data_dir.path(), &database_url, &flags);
+        let app = gantry::commands::subgraph::build(&common, name)
             .await
-            .expect("the users subgraph starts");
+            .expect("the subgraph starts");
+        Self::serve(app.router, Some(app.tasks), data_dir, database_url).await
+    }
+
+    /// Serves `router` on port 0.
+    pub async fn serve(
+        router: axum::Router,
+        tasks: Option<BackgroundTasks>,
+        data_dir: Arc<TempDir>,
+        database_url: String,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -91,7 +120,7 @@ impl TestApp {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(gantry_kit::server::serve(
             listener,
-            app,
+            router,
             async move {
                 let _ = stopped.await;
             },
@@ -104,6 +133,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             stop: Some(stop),
             server: Some(server),
+            tasks,
         }
     }
 
@@ -166,13 +196,17 @@ impl TestApp {
         .await
     }
 
-    /// Stops the server, waits for it, and hands back its data dir and database.
-    pub async fn stop(mut self) -> (TempDir, String) {
+    /// Stops the server and its background tasks, waits for them, and hands back its data
+    /// dir and database.
+    pub async fn stop(mut self) -> (Arc<TempDir>, String) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
+        }
+        if let Some(tasks) = self.tasks.take() {
+            tasks.stop().await;
         }
         (self.data_dir, self.database_url)
     }
@@ -208,4 +242,142 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// The users and posts subgraphs side by side, as separate servers over one database and
+/// one data dir (so they share the signing key), as in the three-process shape.
+pub struct Stack {
+    pub users: TestApp,
+    pub posts: TestApp,
+}
+
+impl Stack {
+    pub async fn new(backend: Backend) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let database_url = fresh_database(backend, data_dir.path()).await;
+        let users = TestApp::start(
+            SubgraphName::Users,
+            data_dir.clone(),
+            database_url.clone(),
+            &[],
+        )
+        .await;
+        let posts = TestApp::start(SubgraphName::Posts, data_dir, database_url, &[]).await;
+        Self { users, posts }
+    }
+
+    /// Registers `username` and returns `(user id, access token)`.
+    pub async fn user(&self, username: &str) -> (String, String) {
+        let payload = self.users.register(username).await;
+        (
+            payload["user"]["id"].as_str().expect("id").to_owned(),
+            payload["accessToken"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// Creates a post as `token` and returns its id.
+    pub async fn post(&self, token: &str, body: &str) -> String {
+        let response = self
+            .posts
+            .graphql(
+                "mutation($b: String!) { createPost(input: { body: $b }) { id } }",
+                json!({ "b": body }),
+                Some(token),
+            )
+            .await;
+        response["data"]["createPost"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("createPost: {response}"))
+            .to_owned()
+    }
+}
+
+/// A `gantry` process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub address: String,
+    /// Every log line so far.
+    pub logs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Waits (at most 20 s) for a log line containing `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        for _ in 0..200 {
+            if self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(needle))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no log line containing {needle:?}: {:#?}",
+            self.logs.lock().unwrap()
+        );
+    }
+
+    /// Sends a Unix signal (`HUP`, `TERM`) to the process.
+    pub async fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Starts `gantry ARGS` with `--listen 127.0.0.1:0` and waits for the address it logs.
+pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GANTRY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("gantry starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            logs.lock().unwrap().push(line.clone());
+            if let Ok(log) = serde_json::from_str::<Value>(&line)
+                && let Some(address) = log["fields"]["address"].as_str()
+            {
+                return address.to_owned();
+            }
+        }
+        panic!(
+            "gantry {args:?} exited before listening: {:#?}",
+            logs.lock().unwrap()
+        );
+    })
+    .await
+    .unwrap_or_else(|_| panic!("gantry {args:?} did not start listening"));
+    // Keep draining the log so the process never blocks on a full pipe.
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Process {
+        child,
+        address,
+        logs,
+    }
 }

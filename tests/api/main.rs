@@ -3,5 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod batching;
+mod browser;
+mod e2e;
+mod federation;
+mod gateway;
 mod helpers;
+mod posts;
+mod schema;
 mod users;
