@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_entities::user;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 pub use plan::{Plan, SeedOptions};
@@ -115,9 +115,15 @@ impl Progress {
             return ProgressBar::hidden();
         }
         let style = ProgressStyle::with_template(
-            "{prefix:>8} [{bar:32}] {human_pos:>9}/{human_len:<9} {per_sec:>14} {elapsed:>4}",
+            "{prefix:>8} [{bar:32}] {human_pos:>9}/{human_len:<9} {rows_per_sec:>12} {elapsed:>4}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rows_per_sec",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.0} rows/s", state.per_sec());
+            },
+        )
         .progress_chars("=> ");
         ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr())
             .with_style(style)

@@ -329,7 +329,6 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ");
             assert!(sql.starts_with(r#"INSERT INTO "users" ("id", "username", "email","#));
-            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(sql.ends_with(") ON CONFLICT DO NOTHING"), "{sql}");
         }
     }
