@@ -35,6 +35,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Fill the database with realistic demo and benchmark data.
     Seed(SeedArgs),
+    /// Print a persisted-operation manifest for a folder of `.graphql` operation files.
+    Manifest(ManifestArgs),
 }
 
 /// Settings shared by every command.
@@ -184,6 +186,36 @@ pub struct GatewayOptions {
     /// The longest one Redis call may take, in milliseconds, before it counts as failed.
     #[arg(long, env = "GANTRY_REDIS_TIMEOUT_MS", default_value_t = 50)]
     pub redis_timeout_ms: u64,
+    /// Cache query responses the subgraphs mark cacheable (in Redis when `REDIS_URL` is set).
+    /// Off by default: effects that travel through the outbox (account deletion) are only
+    /// bounded by the TTL.
+    #[arg(long, env = "GANTRY_RESPONSE_CACHE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub response_cache: bool,
+    /// The longest any cached response is kept, in seconds, whatever its `max-age`.
+    #[arg(
+        long,
+        env = "GANTRY_RESPONSE_CACHE_MAX_TTL_SECS",
+        default_value_t = 300
+    )]
+    pub response_cache_max_ttl_secs: u64,
+    /// Identical concurrent subgraph query fetches share one request.
+    #[arg(long, env = "GANTRY_DEDUP_SUBGRAPH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dedup_subgraph: bool,
+    /// Identical concurrent client queries (same document, variables, viewer) share one run.
+    #[arg(long, env = "GANTRY_DEDUP_OPERATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dedup_operations: bool,
+    /// A persisted-operation manifest (Apollo's format, e.g. from `gantry manifest`),
+    /// reloaded when the file changes and on SIGHUP. Default: none.
+    #[arg(long, env = "GANTRY_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// Run only the manifest's operations (needs `--manifest`); APQ registration is off.
+    /// Default: false.
+    #[arg(long, env = "GANTRY_SAFELIST", default_value_t = false, requires = "manifest", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub safelist: bool,
+    /// `NAME:VALUE` of a header that lets internal tools send free-form queries in
+    /// safelist mode. Default: none.
+    #[arg(long, env = "GANTRY_SAFELIST_BYPASS", hide_env_values = true)]
+    pub safelist_bypass_header: Option<gantry_gateway::persisted::BypassHeader>,
 }
 
 impl Default for GatewayOptions {
@@ -196,6 +228,13 @@ impl Default for GatewayOptions {
             redis_url: None,
             redis_prefix: "gantry:".into(),
             redis_timeout_ms: 50,
+            response_cache: false,
+            response_cache_max_ttl_secs: 300,
+            dedup_subgraph: true,
+            dedup_operations: true,
+            manifest: None,
+            safelist: false,
+            safelist_bypass_header: None,
         }
     }
 }
@@ -304,6 +343,12 @@ pub struct MigrateArgs {
     /// How many migrations `down` rolls back.
     #[arg(long, default_value_t = 1)]
     pub steps: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The folder; every `.graphql` file in it and its subfolders is read.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

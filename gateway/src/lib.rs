@@ -22,7 +22,9 @@
 //!   introspection).
 //! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
 //!   then the request path).
+//! - [`cache`]: the response cache, in-flight de-duplication and their metrics.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
+//! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
 //! - [`pipeline`]: [`execute_operation`], the request path.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
@@ -31,9 +33,11 @@
 //! - `values`: GraphQL literal → JSON conversions.
 
 pub mod auth;
+pub mod cache;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
+pub mod persisted;
 pub mod pipeline;
 pub mod plan;
 pub mod playground;

@@ -1,6 +1,7 @@
 //! The gateway behind the HTTP layer: [`GatewayService`] implements
 //! [`OperationExecutor`] by authenticating the caller, then running the request path
-//! ([`execute_operation`]) and turning its result into an HTTP-level answer (status hints,
+//! ([`execute_operation`](crate::pipeline::execute_operation), through the response cache
+//! and in-flight de-duplication of [`crate::cache`]) and turning its result into an HTTP-level answer (status hints,
 //! `Cache-Control`).
 
 use std::sync::Arc;
@@ -13,11 +14,14 @@ use serde_json::json;
 
 use crate::Gateway;
 use crate::auth::Authenticator;
+use crate::cache::metrics::GatewayMetrics;
+use crate::cache::{CacheSettings, Caching};
 use crate::graphql;
 use crate::graphql_http::{
     GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
 };
-use crate::pipeline::{self, execute_operation};
+use crate::persisted::{PersistedQueries, Resolve};
+use crate::pipeline;
 use crate::shared::SharedState;
 use crate::validate::{self, OperationKind as ValidatedKind};
 
@@ -26,6 +30,12 @@ use crate::validate::{self, OperationKind as ValidatedKind};
 pub struct ServiceFeatures {
     /// Redis, shared by every replica; `None` keeps shared state in this process.
     pub shared: Option<SharedState>,
+    /// APQ, manifest and safelist; `None`: APQ only, stored in Redis when `shared` is set.
+    pub persisted: Option<Arc<PersistedQueries>>,
+    /// Response cache and de-duplication settings.
+    pub cache: CacheSettings,
+    /// Counters exposed at `/metrics`; shared with the subgraph de-duplication wrapper.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 /// Runs client operations: authentication, then the request path.
@@ -34,20 +44,42 @@ pub struct GatewayService {
     gateway: Arc<Gateway>,
     auth: Arc<Authenticator>,
     shared: Option<SharedState>,
+    persisted: Arc<PersistedQueries>,
+    caching: Caching,
 }
 
 impl GatewayService {
     pub fn new(gateway: Arc<Gateway>, auth: Arc<Authenticator>, features: ServiceFeatures) -> Self {
+        let persisted = features
+            .persisted
+            .unwrap_or_else(|| Arc::new(PersistedQueries::apq_only(features.shared.clone())));
+        let caching = Caching::new(
+            features.cache.clone(),
+            features.shared.clone(),
+            features.metrics.clone(),
+        );
         Self {
             gateway,
             auth,
+            caching,
             shared: features.shared,
+            persisted,
         }
+    }
+
+    /// Persisted queries (their counters feed `/metrics`).
+    pub fn persisted(&self) -> &Arc<PersistedQueries> {
+        &self.persisted
     }
 
     /// Redis, when this gateway shares state through it.
     pub fn shared_state(&self) -> Option<&SharedState> {
         self.shared.as_ref()
+    }
+
+    /// The response cache and operation de-duplication (their counters feed `/metrics`).
+    pub fn caching(&self) -> &Caching {
+        &self.caching
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -80,7 +112,18 @@ fn forwarded_headers(headers: &HeaderMap, client: Option<ClientAddr>) -> HeaderM
 
 #[async_trait]
 impl OperationExecutor for GatewayService {
-    async fn execute(&self, request: GraphQLRequest, context: &RequestContext) -> GraphQLResponse {
+    async fn execute(
+        &self,
+        mut request: GraphQLRequest,
+        context: &RequestContext,
+    ) -> GraphQLResponse {
+        if let Err(refusal) = self
+            .persisted
+            .resolve(&mut request, &context.headers, Resolve::Execute)
+            .await
+        {
+            return refusal;
+        }
         let Some(query) = request.query else {
             return GraphQLResponse::request_error(
                 "PersistedQueryNotFound",
@@ -91,6 +134,7 @@ impl OperationExecutor for GatewayService {
         if let ViewerState::Rejected(reason) = &viewer {
             return unauthenticated(reason.to_string());
         }
+        let viewer_id = viewer.viewer().map(|v| v.user_id);
         let client = context.client_addr.map(ClientAddr);
         let pipeline_context = pipeline::RequestContext {
             forwarded_headers: forwarded_headers(&context.headers, client),
@@ -103,19 +147,25 @@ impl OperationExecutor for GatewayService {
             variables: request.variables.unwrap_or_default(),
             extensions: request.extensions,
         };
-        let response = execute_operation(&self.gateway, pipeline_request, pipeline_context).await;
-        let mut body = response.to_json();
-        if body.get("data").is_none() && body.get("errors").is_none() {
-            body = json!({ "data": null });
-        }
-        GraphQLResponse::new(body)
+        self.caching
+            .execute(
+                self.gateway.clone(),
+                pipeline_request,
+                pipeline_context,
+                viewer_id,
+            )
+            .await
     }
 
     async fn operation_kind(
         &self,
         request: &GraphQLRequest,
-        _context: &RequestContext,
+        context: &RequestContext,
     ) -> Result<OperationKind, GraphQLResponse> {
+        let mut request = request.clone();
+        self.persisted
+            .resolve(&mut request, &context.headers, Resolve::Peek)
+            .await?;
         let Some(query) = &request.query else {
             return Err(GraphQLResponse::request_error(
                 "PersistedQueryNotFound",

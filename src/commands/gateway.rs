@@ -14,7 +14,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use gantry_gateway::auth::Authenticator;
+use gantry_gateway::cache::CacheSettings;
 use gantry_gateway::graphql_http::{self, HttpSettings};
+use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
 use gantry_gateway::shared::{RedisSettings, SharedState};
@@ -38,6 +40,8 @@ pub struct Readiness {
     db: Option<DatabaseConnection>,
     subgraph_health: Vec<(String, String)>,
     client: reqwest::Client,
+    /// Reported, never required: without Redis the gateway still serves (caches bypassed).
+    redis: Option<SharedState>,
 }
 
 impl Readiness {
@@ -65,7 +69,14 @@ impl Readiness {
             db,
             subgraph_health,
             client,
+            redis: None,
         }
+    }
+
+    /// Reports Redis as `ok` or `degraded` in the body; `/ready` stays 200 either way.
+    pub fn with_redis(mut self, redis: Option<SharedState>) -> Self {
+        self.redis = redis;
+        self
     }
 
     async fn check(&self) -> (bool, Value) {
@@ -93,6 +104,16 @@ impl Readiness {
             checks.insert(
                 format!("subgraph:{name}"),
                 json!({ "status": if up { "ok" } else { "down" } }),
+            );
+        }
+        if let Some(redis) = &self.redis {
+            let up = redis.health().await;
+            if !up {
+                tracing::warn!("readiness: Redis does not answer; caches are bypassed");
+            }
+            checks.insert(
+                "redis".into(),
+                json!({ "status": if up { "ok" } else { "degraded" } }),
             );
         }
         (
@@ -130,10 +151,16 @@ pub fn http_app(
         },
         ..defaults
     };
+    let readiness = readiness.with_redis(service.shared_state().cloned());
+    let metrics_service = service.clone();
     let mut router = graphql_http::router(service, settings).merge(
         Router::new()
             .route("/ready", get(ready))
-            .with_state(Arc::new(readiness)),
+            .with_state(Arc::new(readiness))
+            .route(
+                "/metrics",
+                get(move || async move { metrics_text(&metrics_service) }),
+            ),
     );
     if let Some(key) = public_key {
         let set = jwks(std::slice::from_ref(&key));
@@ -145,9 +172,36 @@ pub fn http_app(
     with_common_layers(router)
 }
 
+/// `/metrics`: the Prometheus text format.
+fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let mut text = service.caching().metrics().render(service.shared_state());
+    for (name, value) in service.persisted().metrics() {
+        text.push_str(&format!(
+            "# TYPE gantry_{name}_total counter\ngantry_{name}_total {value}\n"
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Subgraph transports, wrapped for in-flight de-duplication when it is on.
+pub fn deduplicated(transports: Transports, features: &ServiceFeatures) -> Transports {
+    if features.cache.dedup_subgraph {
+        transports.deduplicated(&features.metrics.subgraph_dedup)
+    } else {
+        transports
+    }
+}
+
 /// What the gateway service adds around the request path, from the settings. Without
-/// Redis (or when it cannot be reached at start) shared state stays in this process.
-pub async fn service_features(options: &GatewayOptions) -> ServiceFeatures {
+/// Redis (or when it cannot be reached at start) shared state stays in this process. A
+/// manifest that does not load is an error.
+pub async fn service_features(options: &GatewayOptions) -> anyhow::Result<ServiceFeatures> {
     let mut features = ServiceFeatures::default();
     if let Some(url) = &options.redis_url {
         let settings = RedisSettings {
@@ -165,7 +219,23 @@ pub async fn service_features(options: &GatewayOptions) -> ServiceFeatures {
             }
         }
     }
-    features
+    features.cache = CacheSettings {
+        response_cache: options.response_cache,
+        dedup_operations: options.dedup_operations,
+        dedup_subgraph: options.dedup_subgraph,
+        max_ttl: Duration::from_secs(options.response_cache_max_ttl_secs.max(1)),
+        ..CacheSettings::default()
+    };
+    let persisted = PersistedSettings {
+        manifest: options.manifest.clone(),
+        safelist: options.safelist,
+        bypass_header: options.safelist_bypass_header.clone(),
+        ..PersistedSettings::default()
+    };
+    let persisted = PersistedQueries::new(persisted, features.shared.clone())
+        .context("setting up persisted queries")?;
+    features.persisted = Some(Arc::new(persisted));
+    Ok(features)
 }
 
 /// Fetches `_service { sdl }` from each subgraph and composes them.
@@ -232,17 +302,17 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         ..HttpTransportConfig::default()
     };
+    let features = service_features(&args.gateway).await?;
     let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
-        transports,
+        deduplicated(transports, &features),
         GatewayConfig {
             introspection: args.gateway.introspection,
         },
     ));
 
     let auth = Arc::new(authenticator(common, args).await?);
-    let features = service_features(&args.gateway).await;
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new(gateway.clone(), None, args.subgraph.clone());
 

@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod gateway;
+pub mod manifest;
 pub mod migrate;
 pub mod schema;
 pub mod seed;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema => schema::run(&cli.common).await,
         Command::Migrate(args) => migrate::run(&cli.common, args).await,
         Command::Seed(args) => seed::run(&cli.common, args).await,
+        Command::Manifest(args) => manifest::run(&args),
     }
 }
 

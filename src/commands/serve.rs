@@ -106,9 +106,10 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     tasks.spawn(|stop| consumer.run(stop));
 
     let supergraph = subgraphs.supergraph().await?;
+    let features = super::gateway::service_features(&args.gateway).await?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
-        subgraphs.transports(),
+        super::gateway::deduplicated(subgraphs.transports(), &features),
         GatewayConfig {
             introspection: args.gateway.introspection,
         },
@@ -117,7 +118,6 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         std::slice::from_ref(&key.public),
         common.jwt(),
     )?);
-    let features = super::gateway::service_features(&args.gateway).await;
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new(gateway, Some(db), Vec::new());
     let router = http_app(service, &args.gateway, readiness, Some(key.public.clone()));

@@ -5,10 +5,12 @@
 
 mod batching;
 mod browser;
+mod caching;
 mod e2e;
 mod federation;
 mod gateway;
 mod helpers;
+mod persisted;
 mod posts;
 mod schema;
 mod users;

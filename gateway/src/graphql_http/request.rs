@@ -103,7 +103,11 @@ fn request_from_object(mut object: Map<String, Value>) -> Result<GraphQLRequest,
         operation_name: optional_string(&mut object, "operationName")?,
         variables: optional_object(&mut object, "variables")?,
         extensions: optional_object(&mut object, "extensions")?,
-        document_id: optional_string(&mut object, "documentId")?,
+        // Relay sends `doc_id`.
+        document_id: match optional_string(&mut object, "documentId")? {
+            Some(id) => Some(id),
+            None => optional_string(&mut object, "doc_id")?,
+        },
     };
     require_document(request)
 }
@@ -137,6 +141,7 @@ pub fn parse_get_params(params: Vec<(String, String)>) -> Result<GraphQLRequest,
             "variables" => set(&mut variables, "variables", value)?,
             "extensions" => set(&mut extensions, "extensions", value)?,
             "documentId" => set(&mut document_id, "documentId", value)?,
+            "doc_id" => set(&mut document_id, "documentId", value)?,
             _ => {}
         }
     }
@@ -233,6 +238,16 @@ mod tests {
             post(r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"ab"}}}"#).is_ok()
         );
         assert!(post(r#"{"documentId":"sha256:ab"}"#).is_ok());
+    }
+
+    #[test]
+    fn relay_doc_id_is_read_as_the_document_id() {
+        let Ok(PostBody::Single(request)) = post(r#"{"doc_id":"abc","variables":{}}"#) else {
+            panic!("expected one request");
+        };
+        assert_eq!(request.document_id.as_deref(), Some("abc"));
+        let request = parse_get_params(pairs(&[("doc_id", "abc")]));
+        assert_eq!(request.map(|r| r.document_id), Ok(Some("abc".to_string())));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! How the gateway reaches a subgraph. The executor only sees [`SubgraphTransport`]; whether
 //! the subgraph is a separate process (HTTP) or a `Schema` in this process is a wiring choice.
 
+mod dedup;
 mod http;
 mod in_process;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
+pub use self::dedup::DedupTransport;
 pub use self::http::{HttpTransport, HttpTransportConfig};
 pub use self::in_process::InProcessTransport;
 
@@ -97,7 +99,7 @@ impl SubgraphResponse {
 
 /// Why a subgraph could not be asked or did not answer. Internal: logged, and the client gets
 /// a generic `SUBGRAPH_ERROR`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
     #[error("no transport is configured for subgraph `{0}`")]
     UnknownSubgraph(String),
@@ -151,6 +153,20 @@ impl Transports {
     ) -> Self {
         self.insert(subgraph, transport);
         self
+    }
+
+    /// Every transport wrapped in a [`DedupTransport`].
+    pub fn deduplicated(self, metrics: &Arc<crate::cache::metrics::DedupMetrics>) -> Self {
+        let by_subgraph = self
+            .by_subgraph
+            .into_iter()
+            .map(|(name, inner)| {
+                let dedup: Arc<dyn SubgraphTransport> =
+                    Arc::new(DedupTransport::new(inner, metrics.clone()));
+                (name, dedup)
+            })
+            .collect();
+        Self { by_subgraph }
     }
 
     pub fn get(&self, subgraph: &str) -> Option<&Arc<dyn SubgraphTransport>> {

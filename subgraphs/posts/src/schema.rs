@@ -178,7 +178,7 @@ fn user_connection(
 #[derive(Debug, Clone)]
 pub struct Post(pub post::Model);
 
-/// Cache hint: 10 s, which also makes `_entities` fetches of posts cacheable.
+// Cache hint: 10 s, which also makes `_entities` fetches of posts cacheable.
 #[Object(cache_control(max_age = 10))]
 impl Post {
     async fn id(&self) -> ID {

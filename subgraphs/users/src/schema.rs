@@ -58,7 +58,7 @@ impl User {
     }
 }
 
-/// Cache hint: 30 s, which also makes `_entities` fetches of users cacheable.
+// Cache hint: 30 s, which also makes `_entities` fetches of users cacheable.
 #[Object(cache_control(max_age = 30))]
 impl User {
     async fn id(&self) -> ID {

@@ -1,0 +1,163 @@
+//! Where cached responses live: in this process (moka) without Redis, in Redis with it, so
+//! every replica shares them and their invalidation tags. A Redis error is a miss.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+
+use crate::shared::{SharedState, SharedStateError};
+
+/// One cached response, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub value: String,
+    expires_at: Instant,
+}
+
+/// The two backends behind one interface.
+#[derive(Debug, Clone)]
+pub enum CacheBackend {
+    Local(LocalBackend),
+    Redis(RedisBackend),
+}
+
+/// In-process: entries and a tag → keys index, both bounded by size and `max_ttl`.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    entries: Cache<String, StoredEntry>,
+    tags: Cache<String, Arc<Mutex<HashSet<String>>>>,
+}
+
+impl LocalBackend {
+    pub fn new(capacity: u64, max_ttl: Duration) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(max_ttl)
+                .build(),
+            tags: Cache::builder()
+                .max_capacity(capacity.saturating_mul(4))
+                .time_to_live(max_ttl)
+                .build(),
+        }
+    }
+}
+
+/// Redis: `SET key value PX ttl`; tags are sets `<prefix>tag:<id>` of keys, kept for
+/// `max_ttl` (longer than any entry they point at). Invalidation is `SMEMBERS` + `DEL`.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    pub shared: SharedState,
+    pub max_ttl: Duration,
+}
+
+impl CacheBackend {
+    /// The first of `keys` that is present.
+    pub async fn get_first(&self, keys: &[String]) -> Result<Option<String>, SharedStateError> {
+        match self {
+            Self::Local(local) => Ok(keys.iter().find_map(|key| {
+                local
+                    .entries
+                    .get(key)
+                    .filter(|entry| entry.expires_at > Instant::now())
+                    .map(|entry| entry.value)
+            })),
+            Self::Redis(redis) => {
+                let mut command = redis::cmd("MGET");
+                for key in keys {
+                    command.arg(redis.shared.key(key));
+                }
+                let values: Vec<Option<String>> = redis.shared.query(&command).await?;
+                Ok(values.into_iter().flatten().next())
+            }
+        }
+    }
+
+    pub async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Duration,
+        tags: &BTreeSet<String>,
+    ) -> Result<(), SharedStateError> {
+        match self {
+            Self::Local(local) => {
+                let expires_at = Instant::now() + ttl;
+                local
+                    .entries
+                    .insert(key.to_owned(), StoredEntry { value, expires_at });
+                for tag in tags {
+                    let keys = local.tags.get_with(tag.clone(), Default::default);
+                    keys.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.to_owned());
+                }
+                Ok(())
+            }
+            Self::Redis(redis) => {
+                let key = redis.shared.key(key);
+                let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let tag_ttl_ms = u64::try_from(redis.max_ttl.as_millis()).unwrap_or(u64::MAX);
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+                for tag in tags {
+                    let tag_key = redis.shared.key(&format!("tag:{tag}"));
+                    pipe.cmd("SADD").arg(&tag_key).arg(&key).ignore();
+                    pipe.cmd("PEXPIRE").arg(&tag_key).arg(tag_ttl_ms).ignore();
+                }
+                redis.shared.query::<redis::Value>(&pipe).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes every entry tagged with any of `tags`; returns how many keys were removed.
+    pub async fn invalidate(&self, tags: &BTreeSet<String>) -> Result<u64, SharedStateError> {
+        match self {
+            Self::Local(local) => {
+                let mut removed = 0;
+                for tag in tags {
+                    if let Some(keys) = local.tags.remove(tag) {
+                        let keys = std::mem::take(
+                            &mut *keys.lock().unwrap_or_else(PoisonError::into_inner),
+                        );
+                        for key in keys {
+                            if local.entries.remove(&key).is_some() {
+                                removed += 1;
+                            }
+                        }
+                    }
+                }
+                Ok(removed)
+            }
+            Self::Redis(redis) => {
+                if tags.is_empty() {
+                    return Ok(0);
+                }
+                let tag_keys: Vec<String> = tags
+                    .iter()
+                    .map(|tag| redis.shared.key(&format!("tag:{tag}")))
+                    .collect();
+                let mut members = redis::pipe();
+                for tag_key in &tag_keys {
+                    members.cmd("SMEMBERS").arg(tag_key);
+                }
+                let members: Vec<Vec<String>> = redis.shared.query(&members).await?;
+                let keys: BTreeSet<String> = members.into_iter().flatten().collect();
+                let mut delete = redis::pipe();
+                for key in keys.iter().chain(&tag_keys) {
+                    delete.cmd("DEL").arg(key);
+                }
+                let deleted: Vec<u64> = redis.shared.query(&delete).await?;
+                Ok(deleted.iter().take(keys.len()).sum())
+            }
+        }
+    }
+}

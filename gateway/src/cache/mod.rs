@@ -1,0 +1,401 @@
+//! Caching around the request path: the response cache, in-flight de-duplication of client
+//! operations, and the metrics of both (subgraph fetch de-duplication lives in
+//! [`crate::transport::DedupTransport`]).
+//!
+//! A query's response is cacheable when every subgraph fetch of its plan sent a
+//! `Cache-Control` hint ([`CachePolicy`]); it is stored under the SHA-256 of its text,
+//! operation name, variables and — for private responses — the viewer, with the TTL of the
+//! smallest `max-age` (capped by [`CacheSettings::max_ttl`]), and tagged with every entity
+//! id it contains ([`tags`]). A mutation removes every stored response tagged with an id it
+//! mentions or returns. The response says `x-cache: HIT` or `MISS` when it is cacheable.
+//!
+//! # Layout
+//!
+//! - [`policy`]: combining subgraph hints into the gateway's `Cache-Control`.
+//! - [`backend`]: moka in this process, or Redis shared by every replica.
+//! - [`tags`]: which entity ids a response or a mutation touches.
+//! - [`inflight`]: sharing one run between identical concurrent requests.
+//! - [`metrics`]: counters, rendered at `/metrics`.
+
+pub mod backend;
+pub mod inflight;
+pub mod metrics;
+pub mod policy;
+pub mod tags;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use axum::http::header::HeaderName;
+use futures::FutureExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use self::backend::{CacheBackend, LocalBackend, RedisBackend};
+use self::inflight::{InFlight, InFlightKey};
+use self::metrics::{GatewayMetrics, inc};
+pub use self::policy::CachePolicy;
+use crate::Gateway;
+use crate::graphql;
+use crate::graphql_http::GraphQLResponse;
+use crate::pipeline::{self, execute_operation};
+use crate::shared::SharedState;
+use crate::validate::{self, OperationKind};
+
+/// The response header that says whether the cache answered.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// Caching and de-duplication settings.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Store cacheable query responses. Default: true.
+    pub response_cache: bool,
+    /// Identical concurrent client queries share one execution. Default: true.
+    pub dedup_operations: bool,
+    /// Identical concurrent subgraph query fetches share one request. Default: true.
+    pub dedup_subgraph: bool,
+    /// No response is kept longer than this, whatever its `max-age`. Default: 300 s.
+    pub max_ttl: Duration,
+    /// Most responses kept in this process without Redis. Default: 10 000.
+    pub capacity: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            response_cache: true,
+            dedup_operations: true,
+            dedup_subgraph: true,
+            max_ttl: Duration::from_secs(300),
+            capacity: 10_000,
+        }
+    }
+}
+
+/// What one execution produced, shared by every identical request waiting on it.
+#[derive(Debug, Clone)]
+struct Executed {
+    body: Arc<Value>,
+    policy: CachePolicy,
+}
+
+/// The response cache and operation de-duplication of one gateway process.
+#[derive(Debug)]
+pub struct Caching {
+    settings: CacheSettings,
+    backend: CacheBackend,
+    inflight: InFlight<Executed>,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl Caching {
+    /// With `shared`, responses live in Redis (shared by every replica); otherwise here.
+    pub fn new(
+        settings: CacheSettings,
+        shared: Option<SharedState>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Self {
+        let backend = match shared {
+            Some(shared) => CacheBackend::Redis(RedisBackend {
+                shared,
+                max_ttl: settings.max_ttl,
+            }),
+            None => CacheBackend::Local(LocalBackend::new(settings.capacity, settings.max_ttl)),
+        };
+        Self {
+            settings,
+            backend,
+            inflight: InFlight::default(),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
+        &self.metrics
+    }
+
+    /// Runs one operation through the cache: a query is answered from the cache or executed
+    /// once for every identical concurrent request (and stored when cacheable); a mutation
+    /// is executed, then invalidates what it touched.
+    pub async fn execute(
+        &self,
+        gateway: Arc<Gateway>,
+        request: graphql::GraphQLRequest,
+        context: pipeline::RequestContext,
+        viewer: Option<Uuid>,
+    ) -> GraphQLResponse {
+        let kind = validate::operation_kind(&request.query, request.operation_name.as_deref());
+        match kind {
+            Ok(OperationKind::Query) => self.query(gateway, request, context, viewer).await,
+            Ok(OperationKind::Mutation) => self.mutation(gateway, request, context, viewer).await,
+            // Subscriptions and documents that do not parse: the request path answers.
+            _ => {
+                let executed = run(gateway, request, context).await;
+                respond(executed.body.as_ref().clone(), CachePolicy::NoStore, None)
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        gateway: Arc<Gateway>,
+        request: graphql::GraphQLRequest,
+        context: pipeline::RequestContext,
+        viewer: Option<Uuid>,
+    ) -> GraphQLResponse {
+        let scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
+        let public_key = cache_key(&request, "public");
+        let private_key = cache_key(&request, &scope);
+        if self.settings.response_cache {
+            let keys = [entry_key(&public_key), entry_key(&private_key)];
+            match self.backend.get_first(&keys).await {
+                Ok(Some(stored)) => match serde_json::from_str::<Value>(&stored) {
+                    Ok(mut stored) => {
+                        inc(&self.metrics.response_cache.hits);
+                        let header = stored["cacheControl"].as_str().map(str::to_owned);
+                        let mut response = GraphQLResponse::new(stored["body"].take());
+                        response.cache_control = header;
+                        response
+                            .extra_headers
+                            .insert(X_CACHE, HeaderValue::from_static("HIT"));
+                        return response;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a cached response does not parse");
+                        inc(&self.metrics.response_cache.errors);
+                    }
+                },
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(error = %err, "response cache bypassed");
+                    inc(&self.metrics.response_cache.errors);
+                }
+            }
+        }
+
+        let store = self.settings.response_cache.then(|| Store {
+            backend: self.backend.clone(),
+            metrics: self.metrics.clone(),
+            max_ttl: self.settings.max_ttl,
+            public_key: entry_key(&public_key),
+            private_key: entry_key(&private_key),
+            viewer,
+        });
+        let work = move || {
+            async move {
+                let executed = run(gateway, request, context).await;
+                if let Some(store) = store {
+                    store.store(&executed).await;
+                }
+                executed
+            }
+            .boxed()
+        };
+        let executed = if self.settings.dedup_operations {
+            self.inflight
+                .run(private_key, &self.metrics.operation_dedup, work)
+                .await
+        } else {
+            work().await
+        };
+        let cached = match executed.policy {
+            CachePolicy::Cacheable { .. } if self.settings.response_cache => {
+                inc(&self.metrics.response_cache.misses);
+                Some("MISS")
+            }
+            _ => None,
+        };
+        respond(executed.body.as_ref().clone(), executed.policy, cached)
+    }
+
+    async fn mutation(
+        &self,
+        gateway: Arc<Gateway>,
+        request: graphql::GraphQLRequest,
+        context: pipeline::RequestContext,
+        viewer: Option<Uuid>,
+    ) -> GraphQLResponse {
+        let mut touched = BTreeSet::new();
+        tags::ids_in_query(&request.query, &mut touched);
+        for value in request.variables.values() {
+            tags::ids_in_json(value, &mut touched);
+        }
+        let executed = run(gateway, request, context).await;
+        if self.settings.response_cache {
+            tags::ids_in_json(&executed.body["data"], &mut touched);
+            touched.extend(viewer.map(|id| id.to_string()));
+            match self.backend.invalidate(&touched).await {
+                Ok(removed) => {
+                    self.metrics
+                        .response_cache
+                        .invalidations
+                        .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not invalidate cached responses");
+                    inc(&self.metrics.response_cache.errors);
+                }
+            }
+        }
+        respond(executed.body.as_ref().clone(), CachePolicy::NoStore, None)
+    }
+}
+
+/// The request path, and the policy of its response.
+async fn run(
+    gateway: Arc<Gateway>,
+    request: graphql::GraphQLRequest,
+    context: pipeline::RequestContext,
+) -> Executed {
+    let is_query = matches!(
+        validate::operation_kind(&request.query, request.operation_name.as_deref()),
+        Ok(OperationKind::Query)
+    );
+    let response = execute_operation(&gateway, request, context).await;
+    let policy = CachePolicy::for_response(
+        &response.subgraph_cache_control,
+        is_query && response.data.is_some(),
+        !response.errors.is_empty(),
+    );
+    let mut body = response.to_json();
+    if body.get("data").is_none() && body.get("errors").is_none() {
+        body = json!({ "data": null });
+    }
+    Executed {
+        body: Arc::new(body),
+        policy,
+    }
+}
+
+fn respond(body: Value, policy: CachePolicy, x_cache: Option<&'static str>) -> GraphQLResponse {
+    let mut response = GraphQLResponse::new(body);
+    if response.has_data() {
+        response.cache_control = Some(policy.header_value());
+    }
+    if let Some(value) = x_cache {
+        response
+            .extra_headers
+            .insert(X_CACHE, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Where a cacheable response goes once executed.
+struct Store {
+    backend: CacheBackend,
+    metrics: Arc<GatewayMetrics>,
+    max_ttl: Duration,
+    public_key: String,
+    private_key: String,
+    viewer: Option<Uuid>,
+}
+
+impl Store {
+    async fn store(&self, executed: &Executed) {
+        let CachePolicy::Cacheable { max_age, private } = executed.policy else {
+            return;
+        };
+        let mut tags = BTreeSet::new();
+        tags::ids_in_json(&executed.body["data"], &mut tags);
+        if private {
+            tags.extend(self.viewer.map(|id| id.to_string()));
+        }
+        let key = if private {
+            &self.private_key
+        } else {
+            &self.public_key
+        };
+        let value = json!({
+            "body": executed.body.as_ref(),
+            "cacheControl": executed.policy.header_value(),
+        })
+        .to_string();
+        let ttl = Duration::from_secs(max_age).min(self.max_ttl);
+        match self.backend.set(key, value, ttl, &tags).await {
+            Ok(()) => inc(&self.metrics.response_cache.stores),
+            Err(err) => {
+                tracing::debug!(error = %err, "could not store a response");
+                inc(&self.metrics.response_cache.errors);
+            }
+        }
+    }
+}
+
+/// What makes two requests the same: text, operation name, variables, and whose it is.
+fn cache_key(request: &graphql::GraphQLRequest, scope: &str) -> InFlightKey {
+    let mut hasher = Sha256::new();
+    let variables = Value::Object(request.variables.clone()).to_string();
+    for part in [
+        request.query.as_str(),
+        request.operation_name.as_deref().unwrap_or(""),
+        variables.as_str(),
+        scope,
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+fn entry_key(key: &InFlightKey) -> String {
+    let mut hex = String::with_capacity(9 + 64);
+    hex.push_str("response:");
+    for byte in key {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+
+    fn request(query: &str, variables: Value) -> graphql::GraphQLRequest {
+        graphql::GraphQLRequest {
+            query: query.into(),
+            operation_name: None,
+            variables: variables.as_object().cloned().unwrap_or_else(Map::new),
+            extensions: None,
+        }
+    }
+
+    #[test]
+    fn a_private_key_differs_per_viewer_and_from_the_public_one() {
+        let r = request("{ me { id } }", json!({}));
+        let a = cache_key(&r, "viewer:a");
+        assert_ne!(a, cache_key(&r, "viewer:b"));
+        assert_ne!(a, cache_key(&r, "public"));
+        assert_eq!(a, cache_key(&r, "viewer:a"));
+    }
+
+    #[test]
+    fn variables_are_part_of_the_key() {
+        let q = "query($id: ID!) { post(id: $id) { body } }";
+        assert_ne!(
+            cache_key(&request(q, json!({ "id": "1" })), "public"),
+            cache_key(&request(q, json!({ "id": "2" })), "public")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_local_backend_invalidates_by_tag() {
+        let backend = CacheBackend::Local(LocalBackend::new(100, Duration::from_secs(60)));
+        let tags = BTreeSet::from(["p1".to_owned()]);
+        backend
+            .set("k", "v".into(), Duration::from_secs(60), &tags)
+            .await
+            .expect("local");
+        let keys = ["k".to_owned()];
+        assert_eq!(
+            backend.get_first(&keys).await.expect("local"),
+            Some("v".into())
+        );
+        assert_eq!(backend.invalidate(&tags).await.expect("local"), 1);
+        assert_eq!(backend.get_first(&keys).await.expect("local"), None);
+    }
+}

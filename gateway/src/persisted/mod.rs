@@ -1,0 +1,367 @@
+//! Persisted queries: the step of the request path that turns what the client named (an
+//! APQ hash, a manifest `documentId`/`doc_id`, or free-form text) into the query text to
+//! run, and enforces the safelist.
+//!
+//! - APQ (Apollo's protocol): a hash alone runs the registered text or answers
+//!   `PersistedQueryNotFound` (HTTP 200, so the client resends with the text); hash plus
+//!   text is verified, then registered.
+//! - A manifest (`--manifest FILE`): operations by id, reloaded when the file changes.
+//! - Safelist mode: only manifest operations run; APQ registration is off.
+//!
+//! # Layout
+//!
+//! - [`apq`]: the [`apq::ApqStore`] trait, in-process and Redis backends.
+//! - [`manifest`]: the manifest format, loading and reloading.
+//! - [`generate`]: building a manifest from `.graphql` operation files.
+
+pub mod apq;
+pub mod generate;
+pub mod manifest;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::graphql_http::{GraphQLRequest, GraphQLResponse};
+use crate::persisted::apq::{ApqStore, LocalApqStore, RedisApqStore};
+use crate::persisted::manifest::{ManifestError, ManifestSource};
+use crate::shared::SharedState;
+
+/// The header Apollo clients name themselves with, logged with each rejection.
+const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
+
+/// Lowercase hex SHA-256 of `text`: the APQ hash and the manifest id of a body.
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A header that lets internal tools send free-form text in safelist mode.
+#[derive(Clone)]
+pub struct BypassHeader {
+    pub name: HeaderName,
+    value_digest: [u8; 32],
+}
+
+impl std::fmt::Debug for BypassHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BypassHeader")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::str::FromStr for BypassHeader {
+    type Err = String;
+
+    /// `NAME:VALUE`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, value) = s
+            .split_once(':')
+            .ok_or("expected NAME:VALUE, e.g. x-internal-tool:some-secret")?;
+        let name = HeaderName::try_from(name.trim())
+            .map_err(|_| format!("`{}` is not a header name", name.trim()))?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err("the bypass header needs a value".into());
+        }
+        Ok(Self {
+            name,
+            value_digest: Sha256::digest(value.as_bytes()).into(),
+        })
+    }
+}
+
+impl BypassHeader {
+    /// Compares digests in constant time, so timing tells nothing about the value.
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        headers.get(&self.name).is_some_and(|value| {
+            let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+            digest
+                .iter()
+                .zip(self.value_digest.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        })
+    }
+}
+
+/// How persisted queries behave; every default documented.
+#[derive(Debug, Clone)]
+pub struct PersistedSettings {
+    /// The manifest file. Default: none.
+    pub manifest: Option<PathBuf>,
+    /// Only manifest operations run. Requires a manifest. Default: false.
+    pub safelist: bool,
+    /// Lets requests bearing it send free-form text in safelist mode. Default: none.
+    pub bypass_header: Option<BypassHeader>,
+    /// Total bytes of APQ texts kept in process without Redis. Default 32 MiB.
+    pub local_capacity_bytes: u64,
+    /// How long an APQ registration lives in Redis after its last use. Default 30 days.
+    pub redis_ttl: Duration,
+    /// How often the manifest file is checked for changes. Default 1 s.
+    pub manifest_poll: Duration,
+}
+
+impl Default for PersistedSettings {
+    fn default() -> Self {
+        Self {
+            manifest: None,
+            safelist: false,
+            bypass_header: None,
+            local_capacity_bytes: 32 * 1024 * 1024,
+            redis_ttl: Duration::from_secs(30 * 24 * 3600),
+            manifest_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why persisted queries could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistedError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("--safelist needs a manifest (--manifest FILE)")]
+    SafelistWithoutManifest,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    apq_hits: AtomicU64,
+    apq_misses: AtomicU64,
+    apq_registrations: AtomicU64,
+    manifest_hits: AtomicU64,
+    hash_mismatches: AtomicU64,
+    rejections: AtomicU64,
+}
+
+/// Whether a resolution is the one that runs the operation (and so counts hits and
+/// registers), or a look ahead (the GET mutation check) that only refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    Execute,
+    Peek,
+}
+
+/// The persisted-query step: APQ store, manifest, safelist, counters.
+#[derive(Debug)]
+pub struct PersistedQueries {
+    apq: Box<dyn ApqStore>,
+    manifest: Option<Arc<ManifestSource>>,
+    safelist: bool,
+    bypass_header: Option<BypassHeader>,
+    counters: Counters,
+}
+
+impl PersistedQueries {
+    /// APQ in Redis when `shared` is given, in process otherwise; the manifest is loaded
+    /// now (a bad file is an error) and watched from then on.
+    pub fn new(
+        settings: PersistedSettings,
+        shared: Option<SharedState>,
+    ) -> Result<Self, PersistedError> {
+        if settings.safelist && settings.manifest.is_none() {
+            return Err(PersistedError::SafelistWithoutManifest);
+        }
+        let manifest = match &settings.manifest {
+            Some(path) => {
+                let source = Arc::new(ManifestSource::open(path)?);
+                source.watch(settings.manifest_poll);
+                Some(source)
+            }
+            None => None,
+        };
+        let apq: Box<dyn ApqStore> = match shared {
+            Some(shared) => Box::new(RedisApqStore::new(shared, settings.redis_ttl)),
+            None => Box::new(LocalApqStore::new(settings.local_capacity_bytes)),
+        };
+        Ok(Self {
+            apq,
+            manifest,
+            safelist: settings.safelist,
+            bypass_header: settings.bypass_header,
+            counters: Counters::default(),
+        })
+    }
+
+    /// APQ only (no manifest, no safelist): what a gateway does when nothing is configured.
+    pub fn apq_only(shared: Option<SharedState>) -> Self {
+        let settings = PersistedSettings::default();
+        let apq: Box<dyn ApqStore> = match shared {
+            Some(shared) => Box::new(RedisApqStore::new(shared, settings.redis_ttl)),
+            None => Box::new(LocalApqStore::new(settings.local_capacity_bytes)),
+        };
+        Self {
+            apq,
+            manifest: None,
+            safelist: false,
+            bypass_header: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters since start, for `/metrics`.
+    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.counters;
+        [
+            ("persisted_apq_hits", &c.apq_hits),
+            ("persisted_apq_misses", &c.apq_misses),
+            ("persisted_apq_registrations", &c.apq_registrations),
+            ("persisted_manifest_hits", &c.manifest_hits),
+            ("persisted_hash_mismatches", &c.hash_mismatches),
+            ("persisted_rejections", &c.rejections),
+        ]
+        .into_iter()
+        .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
+        .collect()
+    }
+
+    /// Fills `request.query` with the text to run, or answers the response to send instead.
+    pub async fn resolve(
+        &self,
+        request: &mut GraphQLRequest,
+        headers: &HeaderMap,
+        mode: Resolve,
+    ) -> Result<(), GraphQLResponse> {
+        let count = |counter: &AtomicU64| {
+            if mode == Resolve::Execute {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let hash = apq_hash(request).map_err(|message| {
+            GraphQLResponse::request_error(message, "BAD_REQUEST")
+                .with_status(StatusCode::BAD_REQUEST)
+        })?;
+        let manifest = self.manifest.as_ref().map(|source| source.current());
+
+        if let Some(query) = &request.query {
+            if let Some(hash) = &hash
+                && !sha256_hex(query).eq_ignore_ascii_case(hash)
+            {
+                self.counters
+                    .hash_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(GraphQLResponse::request_error(
+                    "provided sha does not match query",
+                    "PERSISTED_QUERY_HASH_MISMATCH",
+                )
+                .with_status(StatusCode::BAD_REQUEST));
+            }
+            let listed = manifest.as_ref().is_some_and(|m| m.contains_body(query));
+            if self.safelist && !listed {
+                if self
+                    .bypass_header
+                    .as_ref()
+                    .is_some_and(|bypass| bypass.matches(headers))
+                {
+                    return Ok(());
+                }
+                return Err(self.reject(
+                    request,
+                    headers,
+                    "Free-form queries are not allowed: this gateway runs only persisted operations",
+                    "QUERY_NOT_IN_SAFELIST",
+                    StatusCode::FORBIDDEN,
+                ));
+            }
+            if let Some(hash) = hash.filter(|_| !listed && !self.safelist)
+                && mode == Resolve::Execute
+            {
+                self.apq.put(&hash.to_ascii_lowercase(), query).await;
+                count(&self.counters.apq_registrations);
+            }
+            return Ok(());
+        }
+
+        let id = request.document_id.clone().or_else(|| hash.clone());
+        let Some(id) = id else {
+            return Err(GraphQLResponse::request_error(
+                "The \"query\" parameter is missing",
+                "BAD_REQUEST",
+            )
+            .with_status(StatusCode::BAD_REQUEST));
+        };
+        if let Some(operation) = manifest.as_ref().and_then(|m| m.operation(&id)) {
+            count(&self.counters.manifest_hits);
+            request.query = Some(operation.body.clone());
+            if request.operation_name.is_none() && !operation.name.is_empty() {
+                request.operation_name = Some(operation.name.clone());
+            }
+            return Ok(());
+        }
+        if self.safelist || hash.is_none() {
+            return Err(self.reject(
+                request,
+                headers,
+                "PersistedQueryNotInList",
+                "PERSISTED_QUERY_NOT_IN_LIST",
+                StatusCode::NOT_FOUND,
+            ));
+        }
+        match self.apq.get(&id.to_ascii_lowercase()).await {
+            Some(query) => {
+                count(&self.counters.apq_hits);
+                request.query = Some(query);
+                Ok(())
+            }
+            None => {
+                self.counters.apq_misses.fetch_add(1, Ordering::Relaxed);
+                Err(GraphQLResponse::request_error(
+                    "PersistedQueryNotFound",
+                    "PERSISTED_QUERY_NOT_FOUND",
+                )
+                .with_status(StatusCode::OK))
+            }
+        }
+    }
+
+    fn reject(
+        &self,
+        request: &GraphQLRequest,
+        headers: &HeaderMap,
+        message: &str,
+        code: &str,
+        status: StatusCode,
+    ) -> GraphQLResponse {
+        self.counters.rejections.fetch_add(1, Ordering::Relaxed);
+        let client_name = headers
+            .get(CLIENT_NAME_HEADER)
+            .and_then(|value| value.to_str().ok());
+        tracing::warn!(
+            code,
+            operation_name = request.operation_name.as_deref(),
+            client_name,
+            document_id = request.document_id.as_deref(),
+            "persisted query rejected"
+        );
+        GraphQLResponse::request_error(message, code).with_status(status)
+    }
+}
+
+/// `extensions.persistedQuery.sha256Hash`, when the request carries APQ; `Err` says what
+/// is malformed.
+fn apq_hash(request: &GraphQLRequest) -> Result<Option<String>, &'static str> {
+    let Some(persisted) = request
+        .extensions
+        .as_ref()
+        .and_then(|extensions| extensions.get("persistedQuery"))
+    else {
+        return Ok(None);
+    };
+    if persisted.get("version").and_then(serde_json::Value::as_u64) != Some(1) {
+        return Err("Unsupported persisted query version (expected 1)");
+    }
+    match persisted
+        .get("sha256Hash")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(hash) if !hash.is_empty() => Ok(Some(hash.to_owned())),
+        _ => Err("extensions.persistedQuery.sha256Hash must be a string"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

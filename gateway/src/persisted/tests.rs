@@ -1,0 +1,242 @@
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::json;
+
+use super::*;
+
+const HELLO: &str = "query Hello { hello }";
+
+fn apq_request(query: Option<&str>, hash: &str) -> GraphQLRequest {
+    GraphQLRequest {
+        query: query.map(str::to_owned),
+        extensions: json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+            .as_object()
+            .cloned(),
+        ..GraphQLRequest::default()
+    }
+}
+
+fn code(response: &GraphQLResponse) -> &str {
+    response.body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn with_manifest(safelist: bool, bypass: Option<&str>) -> (PersistedQueries, tempfile_dir::Dir) {
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.path.join("manifest.json");
+    let manifest = json!({
+        "format": manifest::MANIFEST_FORMAT, "version": 1,
+        "operations": [{ "id": sha256_hex(HELLO), "body": HELLO, "name": "Hello", "type": "query" }]
+    });
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let settings = PersistedSettings {
+        manifest: Some(path),
+        safelist,
+        bypass_header: bypass.map(|b| b.parse().unwrap()),
+        ..PersistedSettings::default()
+    };
+    (PersistedQueries::new(settings, None).unwrap(), dir)
+}
+
+/// A temporary directory removed on drop (the gateway crate has no tempfile dependency).
+mod tempfile_dir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("gantry-pq-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self { path }
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.path).ok();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_hash_is_not_found_with_status_200_then_registration_makes_it_known() {
+    let persisted = PersistedQueries::new(PersistedSettings::default(), None).unwrap();
+    let headers = HeaderMap::new();
+    let hash = sha256_hex(HELLO);
+
+    let mut request = apq_request(None, &hash);
+    let refusal = persisted
+        .resolve(&mut request, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal.body,
+        json!({"errors":[{"message":"PersistedQueryNotFound","extensions":{"code":"PERSISTED_QUERY_NOT_FOUND"}}]})
+    );
+    assert_eq!(refusal.http_status_hint, Some(StatusCode::OK));
+
+    let mut request = apq_request(Some(HELLO), &hash);
+    persisted
+        .resolve(&mut request, &headers, Resolve::Execute)
+        .await
+        .unwrap();
+
+    let mut request = apq_request(None, &hash);
+    persisted
+        .resolve(&mut request, &headers, Resolve::Execute)
+        .await
+        .unwrap();
+    assert_eq!(request.query.as_deref(), Some(HELLO));
+    let metrics: std::collections::HashMap<_, _> = persisted.metrics().into_iter().collect();
+    assert_eq!(metrics["persisted_apq_hits"], 1);
+    assert_eq!(metrics["persisted_apq_misses"], 1);
+    assert_eq!(metrics["persisted_apq_registrations"], 1);
+}
+
+#[tokio::test]
+async fn a_hash_that_does_not_match_the_text_is_refused_and_nothing_is_stored() {
+    let persisted = PersistedQueries::new(PersistedSettings::default(), None).unwrap();
+    let headers = HeaderMap::new();
+    let wrong = sha256_hex("{ other }");
+    let mut request = apq_request(Some(HELLO), &wrong);
+    let refusal = persisted
+        .resolve(&mut request, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refusal), "PERSISTED_QUERY_HASH_MISMATCH");
+    assert_eq!(refusal.http_status_hint, Some(StatusCode::BAD_REQUEST));
+    let mut request = apq_request(None, &wrong);
+    assert!(
+        persisted
+            .resolve(&mut request, &headers, Resolve::Execute)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_peek_does_not_register() {
+    let persisted = PersistedQueries::new(PersistedSettings::default(), None).unwrap();
+    let headers = HeaderMap::new();
+    let hash = sha256_hex(HELLO);
+    let mut request = apq_request(Some(HELLO), &hash);
+    persisted
+        .resolve(&mut request, &headers, Resolve::Peek)
+        .await
+        .unwrap();
+    let mut request = apq_request(None, &hash);
+    assert!(
+        persisted
+            .resolve(&mut request, &headers, Resolve::Execute)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn manifest_operations_are_found_by_document_id_and_by_hash() {
+    let (persisted, _dir) = with_manifest(false, None);
+    let headers = HeaderMap::new();
+    let mut by_id = GraphQLRequest {
+        document_id: Some(format!("sha256:{}", sha256_hex(HELLO))),
+        ..GraphQLRequest::default()
+    };
+    persisted
+        .resolve(&mut by_id, &headers, Resolve::Execute)
+        .await
+        .unwrap();
+    assert_eq!(by_id.query.as_deref(), Some(HELLO));
+    assert_eq!(by_id.operation_name.as_deref(), Some("Hello"));
+    let mut by_hash = apq_request(None, &sha256_hex(HELLO));
+    persisted
+        .resolve(&mut by_hash, &headers, Resolve::Execute)
+        .await
+        .unwrap();
+    assert_eq!(by_hash.query.as_deref(), Some(HELLO));
+}
+
+#[tokio::test]
+async fn the_safelist_refuses_unknown_ids_and_free_text_unless_bypassed() {
+    let (persisted, _dir) = with_manifest(true, Some("x-internal:s3cret"));
+    let mut headers = HeaderMap::new();
+
+    let mut unknown = GraphQLRequest {
+        document_id: Some("nope".into()),
+        ..GraphQLRequest::default()
+    };
+    let refusal = persisted
+        .resolve(&mut unknown, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refusal), "PERSISTED_QUERY_NOT_IN_LIST");
+    assert_eq!(refusal.http_status_hint, Some(StatusCode::NOT_FOUND));
+
+    let mut free = GraphQLRequest::new("{ hello }");
+    let refusal = persisted
+        .resolve(&mut free, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refusal), "QUERY_NOT_IN_SAFELIST");
+    assert_eq!(refusal.http_status_hint, Some(StatusCode::FORBIDDEN));
+
+    let mut listed_text = GraphQLRequest::new(HELLO);
+    assert!(
+        persisted
+            .resolve(&mut listed_text, &headers, Resolve::Execute)
+            .await
+            .is_ok()
+    );
+
+    headers.insert("x-internal", HeaderValue::from_static("wrong"));
+    assert!(
+        persisted
+            .resolve(&mut free, &headers, Resolve::Execute)
+            .await
+            .is_err()
+    );
+    headers.insert("x-internal", HeaderValue::from_static("s3cret"));
+    assert!(
+        persisted
+            .resolve(&mut free, &headers, Resolve::Execute)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_safelist_turns_apq_registration_off() {
+    let (persisted, _dir) = with_manifest(true, None);
+    let headers = HeaderMap::new();
+    let text = "{ other }";
+    let mut register = apq_request(Some(text), &sha256_hex(text));
+    let refusal = persisted
+        .resolve(&mut register, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refusal), "QUERY_NOT_IN_SAFELIST");
+    let mut hash_only = apq_request(None, &sha256_hex(text));
+    let refusal = persisted
+        .resolve(&mut hash_only, &headers, Resolve::Execute)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refusal), "PERSISTED_QUERY_NOT_IN_LIST");
+}
+
+#[test]
+fn a_safelist_without_a_manifest_is_a_configuration_error() {
+    let settings = PersistedSettings {
+        safelist: true,
+        ..PersistedSettings::default()
+    };
+    assert!(matches!(
+        PersistedQueries::new(settings, None),
+        Err(PersistedError::SafelistWithoutManifest)
+    ));
+}
+
+#[test]
+fn a_bypass_header_is_name_colon_value() {
+    assert!("x-tool:secret".parse::<BypassHeader>().is_ok());
+    assert!("x-tool".parse::<BypassHeader>().is_err());
+    assert!("x-tool:".parse::<BypassHeader>().is_err());
+    assert!("bad header:v".parse::<BypassHeader>().is_err());
+}

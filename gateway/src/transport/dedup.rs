@@ -1,0 +1,141 @@
+//! In-flight de-duplication of subgraph fetches: identical concurrent query fetches (same
+//! subgraph, query, variables and forwarded `Authorization`) share one request. Mutations
+//! always go through, each on its own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use reqwest::header::AUTHORIZATION;
+use sha2::{Digest, Sha256};
+
+use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
+use crate::cache::inflight::{InFlight, InFlightKey};
+use crate::cache::metrics::DedupMetrics;
+
+type Outcome = Result<SubgraphResponse, TransportError>;
+
+/// Wraps a transport so identical concurrent query fetches share one request.
+pub struct DedupTransport {
+    inner: Arc<dyn SubgraphTransport>,
+    inflight: InFlight<Outcome>,
+    metrics: Arc<DedupMetrics>,
+}
+
+impl std::fmt::Debug for DedupTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DedupTransport").finish_non_exhaustive()
+    }
+}
+
+impl DedupTransport {
+    pub fn new(inner: Arc<dyn SubgraphTransport>, metrics: Arc<DedupMetrics>) -> Self {
+        Self {
+            inner,
+            inflight: InFlight::default(),
+            metrics,
+        }
+    }
+}
+
+fn is_mutation(query: &str) -> bool {
+    let query = query.trim_start();
+    query.starts_with("mutation") || query.starts_with("subscription")
+}
+
+fn key(request: &SubgraphRequest) -> InFlightKey {
+    let mut hasher = Sha256::new();
+    let variables = serde_json::Value::Object(request.variables.clone()).to_string();
+    let extensions = serde_json::Value::Object(request.extensions.clone()).to_string();
+    let authorization = request
+        .headers
+        .get(AUTHORIZATION)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
+    for part in [
+        request.subgraph_name.as_bytes(),
+        request.query.as_bytes(),
+        request.operation_name.as_deref().unwrap_or("").as_bytes(),
+        variables.as_bytes(),
+        extensions.as_bytes(),
+        authorization,
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+#[async_trait]
+impl SubgraphTransport for DedupTransport {
+    async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
+        if is_mutation(&request.query) {
+            return self.inner.execute(request).await;
+        }
+        let key = key(&request);
+        let inner = self.inner.clone();
+        self.inflight
+            .run(key, &self.metrics, move || {
+                async move { inner.execute(request).await }.boxed()
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use reqwest::header::HeaderMap;
+    use serde_json::{Map, json};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl SubgraphTransport for Counting {
+        async fn execute(&self, _: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(SubgraphResponse {
+                data: Some(json!({ "ok": true })),
+                ..SubgraphResponse::default()
+            })
+        }
+    }
+
+    fn request(query: &str) -> SubgraphRequest {
+        SubgraphRequest {
+            subgraph_name: "posts".into(),
+            query: query.into(),
+            operation_name: None,
+            variables: Map::new(),
+            headers: HeaderMap::new(),
+            extensions: Map::new(),
+            context: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_concurrent_queries_reach_the_subgraph_once() {
+        let counting = Arc::new(Counting::default());
+        let metrics = Arc::new(DedupMetrics::default());
+        let dedup = DedupTransport::new(counting.clone(), metrics.clone());
+        let results =
+            futures::future::join_all((0..5).map(|_| dedup.execute(request("{ a }")))).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.shared.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn mutations_are_never_shared() {
+        let counting = Arc::new(Counting::default());
+        let dedup = DedupTransport::new(counting.clone(), Arc::default());
+        futures::future::join_all((0..3).map(|_| dedup.execute(request("mutation { a }")))).await;
+        assert_eq!(counting.0.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,218 @@
+//! The response cache as a client sees it: `Cache-Control` and `x-cache` headers, shared
+//! through Redis by two `gantry serve` replicas, invalidated by mutations, and bypassed
+//! (never failing a request) while Redis is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry::cli::{GatewayOptions, ServeArgs};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Backend, TestApp, fresh_database, settings};
+
+/// A throwaway `redis-server` on `port`, without persistence.
+async fn redis_server(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is installed");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `gantry serve` over `data_dir` and `url`, with these gateway options.
+async fn replica(data_dir: Arc<TempDir>, url: String, options: GatewayOptions) -> TestApp {
+    let common = settings(data_dir.path(), &url, &[]);
+    let args = ServeArgs {
+        listen: None,
+        gateway: options,
+    };
+    let app = gantry::commands::serve::build(&common, &args)
+        .await
+        .unwrap();
+    TestApp::serve(app.router, Some(app.tasks), data_dir, url).await
+}
+
+fn with_redis(port: u16, prefix: &str) -> GatewayOptions {
+    GatewayOptions {
+        redis_url: Some(format!("redis://127.0.0.1:{port}")),
+        redis_prefix: prefix.to_owned(),
+        redis_timeout_ms: 200,
+        response_cache: true,
+        ..GatewayOptions::default()
+    }
+}
+
+/// POSTs an operation; the headers and the body.
+async fn send(
+    app: &TestApp,
+    query: &str,
+    variables: Value,
+    token: Option<&str>,
+) -> (HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let headers = response.headers().clone();
+    (headers, response.json().await.unwrap())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+const POST: &str = "query($id: ID!) { post(id: $id) { id body author { username } } }";
+const EDIT: &str =
+    "mutation($id: ID!, $body: String!) { editPost(id: $id, body: $body) { id body } }";
+const CREATE: &str = "mutation($b: String!) { createPost(input: { body: $b }) { id } }";
+
+async fn alice_with_a_post(app: &TestApp) -> (String, String) {
+    let token = app.register("alice").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, created) = send(app, CREATE, json!({ "b": "first draft" }), Some(&token)).await;
+    let id = created["data"]["createPost"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (token, id)
+}
+
+#[tokio::test]
+async fn a_public_query_is_cached_in_process_and_a_mutation_is_never_cached() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
+    let options = GatewayOptions {
+        response_cache: true,
+        ..GatewayOptions::default()
+    };
+    let app = replica(data_dir, url, options).await;
+    let (token, id) = alice_with_a_post(&app).await;
+
+    let (first, body) = send(&app, POST, json!({ "id": id }), None).await;
+    let (second, cached) = send(&app, POST, json!({ "id": id }), None).await;
+
+    assert_eq!(header(&first, "x-cache"), Some("MISS"));
+    assert_eq!(header(&first, "cache-control"), Some("public, max-age=10"));
+    assert_eq!(header(&second, "x-cache"), Some("HIT"));
+    assert_eq!(body, cached);
+    let (edited, _) = send(&app, EDIT, json!({ "id": id, "body": "x" }), Some(&token)).await;
+    assert_eq!(header(&edited, "cache-control"), Some("no-store"));
+    assert_eq!(header(&edited, "x-cache"), None);
+    let (me, _) = send(&app, "{ me { username email } }", json!({}), Some(&token)).await;
+    assert_eq!(header(&me, "cache-control"), Some("private, max-age=30"));
+}
+
+#[tokio::test]
+async fn a_posts_cached_page_changes_right_after_edit_post_through_either_replica() {
+    let port = free_port();
+    let _redis = redis_server(port).await;
+    let prefix = format!("gantry-test-{}:", uuid::Uuid::now_v7().simple());
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
+    let a = replica(data_dir.clone(), url.clone(), with_redis(port, &prefix)).await;
+    let b = replica(data_dir, url, with_redis(port, &prefix)).await;
+    let (token, id) = alice_with_a_post(&a).await;
+
+    let (miss, _) = send(&a, POST, json!({ "id": id }), None).await;
+    let (hit, cached) = send(&b, POST, json!({ "id": id }), None).await;
+    assert_eq!(header(&miss, "x-cache"), Some("MISS"));
+    assert_eq!(
+        header(&hit, "x-cache"),
+        Some("HIT"),
+        "replica b reads a's entry"
+    );
+    assert_eq!(cached["data"]["post"]["body"], "first draft");
+
+    send(
+        &a,
+        EDIT,
+        json!({ "id": id, "body": "second draft" }),
+        Some(&token),
+    )
+    .await;
+    let (after, fresh) = send(&b, POST, json!({ "id": id }), None).await;
+
+    assert_eq!(header(&after, "x-cache"), Some("MISS"));
+    assert_eq!(fresh["data"]["post"]["body"], "second draft");
+}
+
+#[tokio::test]
+async fn with_redis_down_requests_still_succeed_and_caching_comes_back_with_it() {
+    let port = free_port();
+    let mut redis = redis_server(port).await;
+    let prefix = format!("gantry-test-{}:", uuid::Uuid::now_v7().simple());
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
+    let app = replica(data_dir, url, with_redis(port, &prefix)).await;
+    let (_, id) = alice_with_a_post(&app).await;
+    send(&app, POST, json!({ "id": id }), None).await;
+    let (hit, _) = send(&app, POST, json!({ "id": id }), None).await;
+    assert_eq!(header(&hit, "x-cache"), Some("HIT"));
+
+    redis.kill().await.unwrap();
+    for _ in 0..3 {
+        let (headers, body) = send(&app, POST, json!({ "id": id }), None).await;
+        assert_eq!(body["data"]["post"]["body"], "first draft");
+        assert_ne!(header(&headers, "x-cache"), Some("HIT"));
+    }
+    let (status, ready) = app.get_json("/ready").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["checks"]["redis"]["status"], "degraded");
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gantry_redis_up 0"), "{metrics}");
+    assert!(!metrics.contains("gantry_cache_errors_total{cache=\"response\"} 0"));
+
+    let _redis = redis_server(port).await;
+    let mut hit_again = false;
+    for _ in 0..100 {
+        send(&app, POST, json!({ "id": id }), None).await;
+        let (headers, _) = send(&app, POST, json!({ "id": id }), None).await;
+        if header(&headers, "x-cache") == Some("HIT") {
+            hit_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(hit_again, "the cache serves again once Redis is back");
+    let (_, ready) = app.get_json("/ready").await;
+    assert_eq!(ready["checks"]["redis"]["status"], "ok");
+}
