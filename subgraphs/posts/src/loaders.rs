@@ -234,6 +234,31 @@ impl Loader<ViewerFollows> for ContentLoader {
     }
 }
 
+const COMMENTS: ParentList<comment::Entity> = ParentList {
+    parent_col: comment::Column::PostId,
+    id_col: comment::Column::Id,
+    direction: Direction::OldestFirst,
+    parent_of: |c| c.post_id,
+};
+const POSTS_BY: ParentList<post::Entity> = ParentList {
+    parent_col: post::Column::AuthorId,
+    id_col: post::Column::Id,
+    direction: Direction::NewestFirst,
+    parent_of: |p| p.author_id,
+};
+const FOLLOWERS: ParentList<follow::Entity> = ParentList {
+    parent_col: follow::Column::FolloweeId,
+    id_col: follow::Column::Id,
+    direction: Direction::NewestFirst,
+    parent_of: |f| f.followee_id,
+};
+const FOLLOWING: ParentList<follow::Entity> = ParentList {
+    parent_col: follow::Column::FollowerId,
+    id_col: follow::Column::Id,
+    direction: Direction::NewestFirst,
+    parent_of: |f| f.follower_id,
+};
+
 impl Loader<PageOf> for ContentLoader {
     type Value = ListPage;
     type Error = ApiError;
@@ -250,95 +275,46 @@ impl Loader<PageOf> for ContentLoader {
         }
         let mut loaded = HashMap::with_capacity(keys.len());
         for ((kind, first, after), parents) in groups {
-            let key = |parent| PageOf {
-                kind,
-                parent,
-                first,
-                after,
+            let pages: Vec<(Uuid, ListPage)> = match kind {
+                ListKind::Comments => wrap(
+                    pages_per_parent(&self.db, &COMMENTS, &parents, first, after).await?,
+                    ListPage::Comments,
+                ),
+                ListKind::PostsBy => wrap(
+                    pages_per_parent(&self.db, &POSTS_BY, &parents, first, after).await?,
+                    ListPage::Posts,
+                ),
+                ListKind::Followers => wrap(
+                    pages_per_parent(&self.db, &FOLLOWERS, &parents, first, after).await?,
+                    ListPage::Follows,
+                ),
+                ListKind::Following => wrap(
+                    pages_per_parent(&self.db, &FOLLOWING, &parents, first, after).await?,
+                    ListPage::Follows,
+                ),
             };
-            match kind {
-                ListKind::Comments => {
-                    let pages = pages_per_parent(
-                        &self.db,
-                        &ParentList::<comment::Entity> {
-                            parent_col: comment::Column::PostId,
-                            id_col: comment::Column::Id,
-                            direction: Direction::OldestFirst,
-                            parent_of: |c| c.post_id,
-                        },
-                        &parents,
+            loaded.extend(pages.into_iter().map(|(parent, page)| {
+                (
+                    PageOf {
+                        kind,
+                        parent,
                         first,
                         after,
-                    )
-                    .await?;
-                    loaded.extend(
-                        pages
-                            .into_iter()
-                            .map(|(p, page)| (key(p), ListPage::Comments(page))),
-                    );
-                }
-                ListKind::PostsBy => {
-                    let pages = pages_per_parent(
-                        &self.db,
-                        &ParentList::<post::Entity> {
-                            parent_col: post::Column::AuthorId,
-                            id_col: post::Column::Id,
-                            direction: Direction::NewestFirst,
-                            parent_of: |p| p.author_id,
-                        },
-                        &parents,
-                        first,
-                        after,
-                    )
-                    .await?;
-                    loaded.extend(
-                        pages
-                            .into_iter()
-                            .map(|(p, page)| (key(p), ListPage::Posts(page))),
-                    );
-                }
-                ListKind::Followers => {
-                    let pages = pages_per_parent(
-                        &self.db,
-                        &ParentList::<follow::Entity> {
-                            parent_col: follow::Column::FolloweeId,
-                            id_col: follow::Column::Id,
-                            direction: Direction::NewestFirst,
-                            parent_of: |f| f.followee_id,
-                        },
-                        &parents,
-                        first,
-                        after,
-                    )
-                    .await?;
-                    loaded.extend(
-                        pages
-                            .into_iter()
-                            .map(|(p, page)| (key(p), ListPage::Follows(page))),
-                    );
-                }
-                ListKind::Following => {
-                    let pages = pages_per_parent(
-                        &self.db,
-                        &ParentList::<follow::Entity> {
-                            parent_col: follow::Column::FollowerId,
-                            id_col: follow::Column::Id,
-                            direction: Direction::NewestFirst,
-                            parent_of: |f| f.follower_id,
-                        },
-                        &parents,
-                        first,
-                        after,
-                    )
-                    .await?;
-                    loaded.extend(
-                        pages
-                            .into_iter()
-                            .map(|(p, page)| (key(p), ListPage::Follows(page))),
-                    );
-                }
-            }
+                    },
+                    page,
+                )
+            }));
         }
         Ok(loaded)
     }
+}
+
+fn wrap<T>(
+    pages: HashMap<Uuid, Page<T>>,
+    variant: fn(Page<T>) -> ListPage,
+) -> Vec<(Uuid, ListPage)> {
+    pages
+        .into_iter()
+        .map(|(parent, page)| (parent, variant(page)))
+        .collect()
 }
