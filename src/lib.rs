@@ -6,6 +6,7 @@
 //! - [`cli`] — commands and settings (flags with environment variables and defaults).
 //! - [`settings`] — turns those settings into each library's typed settings.
 //! - [`commands`] — one module per command; each builds an app and serves it.
+//! - [`seed`] — realistic, deterministic, idempotent demo and benchmark data.
 //! - [`telemetry`] — logging.
 
 pub mod cli;
