@@ -118,71 +118,25 @@ async fn counts<E: EntityTrait>(
     Ok(counts)
 }
 
-impl Loader<LikeCount> for ContentLoader {
-    type Value = i64;
-    type Error = ApiError;
+/// `Loader<$key>`: counts rows of `$entity` per `$column`, one `GROUP BY` per batch.
+macro_rules! count_loader {
+    ($key:ident, $entity:ty, $column:expr) => {
+        impl Loader<$key> for ContentLoader {
+            type Value = i64;
+            type Error = ApiError;
 
-    async fn load(&self, keys: &[LikeCount]) -> Loaded<LikeCount, i64> {
-        let counts =
-            counts::<like::Entity>(&self.db, like::Column::PostId, keys.iter().map(|k| k.0))
-                .await?;
-        Ok(counts
-            .into_iter()
-            .map(|(id, n)| (LikeCount(id), n))
-            .collect())
-    }
+            async fn load(&self, keys: &[$key]) -> Loaded<$key, i64> {
+                let counts = counts::<$entity>(&self.db, $column, keys.iter().map(|k| k.0)).await?;
+                Ok(counts.into_iter().map(|(id, n)| ($key(id), n)).collect())
+            }
+        }
+    };
 }
 
-impl Loader<CommentCount> for ContentLoader {
-    type Value = i64;
-    type Error = ApiError;
-
-    async fn load(&self, keys: &[CommentCount]) -> Loaded<CommentCount, i64> {
-        let counts =
-            counts::<comment::Entity>(&self.db, comment::Column::PostId, keys.iter().map(|k| k.0))
-                .await?;
-        Ok(counts
-            .into_iter()
-            .map(|(id, n)| (CommentCount(id), n))
-            .collect())
-    }
-}
-
-impl Loader<FollowerCount> for ContentLoader {
-    type Value = i64;
-    type Error = ApiError;
-
-    async fn load(&self, keys: &[FollowerCount]) -> Loaded<FollowerCount, i64> {
-        let counts = counts::<follow::Entity>(
-            &self.db,
-            follow::Column::FolloweeId,
-            keys.iter().map(|k| k.0),
-        )
-        .await?;
-        Ok(counts
-            .into_iter()
-            .map(|(id, n)| (FollowerCount(id), n))
-            .collect())
-    }
-}
-
-impl Loader<FollowingCount> for ContentLoader {
-    type Value = i64;
-    type Error = ApiError;
-
-    async fn load(&self, keys: &[FollowingCount]) -> Loaded<FollowingCount, i64> {
-        let counts = counts::<follow::Entity>(
-            &self.db,
-            follow::Column::FollowerId,
-            keys.iter().map(|k| k.0),
-        )
-        .await?;
-        Ok(counts
-            .into_iter()
-            .map(|(id, n)| (FollowingCount(id), n))
-            .collect())
-    }
-}
+count_loader!(LikeCount, like::Entity, like::Column::PostId);
+count_loader!(CommentCount, comment::Entity, comment::Column::PostId);
+count_loader!(FollowerCount, follow::Entity, follow::Column::FolloweeId);
+count_loader!(FollowingCount, follow::Entity, follow::Column::FollowerId);
 
 impl Loader<ViewerLiked> for ContentLoader {
     type Value = bool;

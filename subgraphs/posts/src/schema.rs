@@ -281,6 +281,38 @@ impl Comment {
     }
 }
 
+impl User {
+    /// A page of this user's followers or followees, as the users on the other side.
+    async fn follows(
+        &self,
+        ctx: &Context<'_>,
+        kind: ListKind,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> Result<UserConnection, ApiError> {
+        let (first, after) = page_args(first, after)?;
+        let other = match kind {
+            ListKind::Followers => |f: &follow::Model| f.follower_id,
+            _ => |f: &follow::Model| f.followee_id,
+        };
+        let page = match load(
+            ctx,
+            PageOf {
+                kind,
+                parent: self.id,
+                first,
+                after,
+            },
+        )
+        .await?
+        {
+            Some(ListPage::Follows(page)) => page,
+            _ => Page::empty(),
+        };
+        Ok(user_connection(page, other))
+    }
+}
+
 /// The fields of `User` that live in this subgraph; the rest come from `users`.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -324,21 +356,9 @@ impl User {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<UserConnection> {
-        let (first, after) = page_args(first, after.as_deref())?;
-        match load(
-            ctx,
-            PageOf {
-                kind: ListKind::Followers,
-                parent: self.id,
-                first,
-                after,
-            },
-        )
-        .await?
-        {
-            Some(ListPage::Follows(page)) => Ok(user_connection(page, |f| f.follower_id)),
-            _ => Ok(user_connection(Page::empty(), |f| f.follower_id)),
-        }
+        Ok(self
+            .follows(ctx, ListKind::Followers, first, after.as_deref())
+            .await?)
     }
 
     /// Most recently followed first.
@@ -348,21 +368,9 @@ impl User {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<UserConnection> {
-        let (first, after) = page_args(first, after.as_deref())?;
-        match load(
-            ctx,
-            PageOf {
-                kind: ListKind::Following,
-                parent: self.id,
-                first,
-                after,
-            },
-        )
-        .await?
-        {
-            Some(ListPage::Follows(page)) => Ok(user_connection(page, |f| f.followee_id)),
-            _ => Ok(user_connection(Page::empty(), |f| f.followee_id)),
-        }
+        Ok(self
+            .follows(ctx, ListKind::Following, first, after.as_deref())
+            .await?)
     }
 
     async fn follower_count(&self, ctx: &Context<'_>) -> Result<i32> {
