@@ -138,24 +138,40 @@ count_loader!(CommentCount, comment::Entity, comment::Column::PostId);
 count_loader!(FollowerCount, follow::Entity, follow::Column::FolloweeId);
 count_loader!(FollowingCount, follow::Entity, follow::Column::FollowerId);
 
+/// Which of the `(viewer, target)` pairs exist as rows of `E`, in one statement.
+async fn existing_pairs<E: EntityTrait>(
+    db: &DatabaseConnection,
+    viewer_col: E::Column,
+    target_col: E::Column,
+    pairs: impl Iterator<Item = (Uuid, Uuid)>,
+) -> Result<HashSet<(Uuid, Uuid)>, ApiError> {
+    let (viewers, targets): (HashSet<Uuid>, HashSet<Uuid>) = pairs.unzip();
+    Ok(E::find()
+        .select_only()
+        .column(viewer_col)
+        .column(target_col)
+        .filter(viewer_col.is_in(viewers))
+        .filter(target_col.is_in(targets))
+        .into_tuple()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 impl Loader<ViewerLiked> for ContentLoader {
     type Value = bool;
     type Error = ApiError;
 
     async fn load(&self, keys: &[ViewerLiked]) -> Loaded<ViewerLiked, bool> {
-        let viewers: HashSet<Uuid> = keys.iter().map(|k| k.viewer).collect();
-        let posts: HashSet<Uuid> = keys.iter().map(|k| k.post).collect();
-        let found: HashSet<(Uuid, Uuid)> = like::Entity::find()
-            .select_only()
-            .column(like::Column::UserId)
-            .column(like::Column::PostId)
-            .filter(like::Column::UserId.is_in(viewers))
-            .filter(like::Column::PostId.is_in(posts))
-            .into_tuple()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect();
+        let pairs = keys.iter().map(|k| (k.viewer, k.post));
+        let found = existing_pairs::<like::Entity>(
+            &self.db,
+            like::Column::UserId,
+            like::Column::PostId,
+            pairs,
+        )
+        .await?;
         Ok(keys
             .iter()
             .map(|k| (*k, found.contains(&(k.viewer, k.post))))
@@ -168,19 +184,14 @@ impl Loader<ViewerFollows> for ContentLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[ViewerFollows]) -> Loaded<ViewerFollows, bool> {
-        let viewers: HashSet<Uuid> = keys.iter().map(|k| k.viewer).collect();
-        let users: HashSet<Uuid> = keys.iter().map(|k| k.user).collect();
-        let found: HashSet<(Uuid, Uuid)> = follow::Entity::find()
-            .select_only()
-            .column(follow::Column::FollowerId)
-            .column(follow::Column::FolloweeId)
-            .filter(follow::Column::FollowerId.is_in(viewers))
-            .filter(follow::Column::FolloweeId.is_in(users))
-            .into_tuple()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect();
+        let pairs = keys.iter().map(|k| (k.viewer, k.user));
+        let found = existing_pairs::<follow::Entity>(
+            &self.db,
+            follow::Column::FollowerId,
+            follow::Column::FolloweeId,
+            pairs,
+        )
+        .await?;
         Ok(keys
             .iter()
             .map(|k| (*k, found.contains(&(k.viewer, k.user))))
