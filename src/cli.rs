@@ -187,10 +187,14 @@ pub struct GatewayOptions {
     #[arg(long, env = "GANTRY_REDIS_TIMEOUT_MS", default_value_t = 50)]
     pub redis_timeout_ms: u64,
     /// Cache query responses the subgraphs mark cacheable (in Redis when `REDIS_URL` is set).
-    /// Off by default: effects that travel through the outbox (account deletion) are only
-    /// bounded by the TTL.
-    #[arg(long, env = "GANTRY_RESPONSE_CACHE", default_value_t = false, action = clap::ArgAction::Set)]
-    pub response_cache: bool,
+    /// Default: on for `serve`, and for `gateway` when `REDIS_URL` is set (replicas without
+    /// Redis would each keep their own copies, which mutations through another replica
+    /// cannot reach).
+    #[arg(long, env = "GANTRY_RESPONSE_CACHE", action = clap::ArgAction::Set)]
+    pub response_cache: Option<bool>,
+    /// Cache `_entities` results per entity, shared by every operation. Default: false.
+    #[arg(long, env = "GANTRY_ENTITY_CACHE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub entity_cache: bool,
     /// The longest any cached response is kept, in seconds, whatever its `max-age`.
     #[arg(
         long,
@@ -228,7 +232,8 @@ impl Default for GatewayOptions {
             redis_url: None,
             redis_prefix: "gantry:".into(),
             redis_timeout_ms: 50,
-            response_cache: false,
+            response_cache: None,
+            entity_cache: false,
             response_cache_max_ttl_secs: 300,
             dedup_subgraph: true,
             dedup_operations: true,
@@ -236,6 +241,15 @@ impl Default for GatewayOptions {
             safelist: false,
             safelist_bypass_header: None,
         }
+    }
+}
+
+impl GatewayOptions {
+    /// Whether query responses are cached: as configured, else on where every mutation
+    /// reaches the cache (one process, or replicas sharing Redis).
+    pub fn response_cache_enabled(&self, all_in_one: bool) -> bool {
+        self.response_cache
+            .unwrap_or(all_in_one || self.redis_url.is_some())
     }
 }
 
@@ -323,6 +337,16 @@ pub struct SubgraphArgs {
     /// Address to listen on. Default 127.0.0.1:4001 for users, 127.0.0.1:4002 for posts.
     #[arg(long, env = "GANTRY_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// The gateways' Redis. The posts subgraph uses it to drop cached responses about
+    /// entities an account deletion changed (the gateways see no mutation for those).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// The gateways' Redis key prefix.
+    #[arg(long, env = "GANTRY_REDIS_PREFIX", default_value = "gantry:")]
+    pub redis_prefix: String,
+    /// The longest one Redis call may take, in milliseconds.
+    #[arg(long, env = "GANTRY_REDIS_TIMEOUT_MS", default_value_t = 50)]
+    pub redis_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

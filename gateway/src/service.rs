@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::Gateway;
 use crate::auth::Authenticator;
+use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching};
 use crate::graphql;
@@ -34,6 +35,9 @@ pub struct ServiceFeatures {
     pub persisted: Option<Arc<PersistedQueries>>,
     /// Response cache and de-duplication settings.
     pub cache: CacheSettings,
+    /// Where cached responses and entities live (Redis when `shared` is set); build it with
+    /// [`CacheBackend::new`] so the entity cache and the response cache share it.
+    pub cache_backend: Option<CacheBackend>,
     /// Counters exposed at `/metrics`; shared with the subgraph de-duplication wrapper.
     pub metrics: Arc<GatewayMetrics>,
 }
@@ -53,11 +57,14 @@ impl GatewayService {
         let persisted = features
             .persisted
             .unwrap_or_else(|| Arc::new(PersistedQueries::apq_only(features.shared.clone())));
-        let caching = Caching::new(
-            features.cache.clone(),
-            features.shared.clone(),
-            features.metrics.clone(),
-        );
+        let backend = features.cache_backend.clone().unwrap_or_else(|| {
+            CacheBackend::new(
+                features.shared.clone(),
+                features.cache.capacity,
+                features.cache.max_ttl,
+            )
+        });
+        let caching = Caching::new(features.cache.clone(), backend, features.metrics.clone());
         Self {
             gateway,
             auth,

@@ -15,6 +15,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gantry_gateway::auth::Authenticator;
 use gantry_gateway::cache::CacheSettings;
+use gantry_gateway::cache::backend::CacheBackend;
+use gantry_gateway::cache::entities::EntityCacheTransport;
 use gantry_gateway::graphql_http::{self, HttpSettings};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
@@ -189,19 +191,34 @@ fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static
     )
 }
 
-/// Subgraph transports, wrapped for in-flight de-duplication when it is on.
+/// Subgraph transports, wrapped for in-flight de-duplication and the entity cache when
+/// they are on (the cache outside, so a hit skips the subgraph altogether).
 pub fn deduplicated(transports: Transports, features: &ServiceFeatures) -> Transports {
-    if features.cache.dedup_subgraph {
+    let transports = if features.cache.dedup_subgraph {
         transports.deduplicated(&features.metrics.subgraph_dedup)
     } else {
         transports
+    };
+    match (&features.cache_backend, features.cache.entity_cache) {
+        (Some(backend), true) => transports.wrapped(|inner| {
+            Arc::new(EntityCacheTransport::new(
+                inner,
+                backend.clone(),
+                features.metrics.entity_cache.clone(),
+                features.cache.max_ttl,
+            ))
+        }),
+        _ => transports,
     }
 }
 
 /// What the gateway service adds around the request path, from the settings. Without
 /// Redis (or when it cannot be reached at start) shared state stays in this process. A
 /// manifest that does not load is an error.
-pub async fn service_features(options: &GatewayOptions) -> anyhow::Result<ServiceFeatures> {
+pub async fn service_features(
+    options: &GatewayOptions,
+    all_in_one: bool,
+) -> anyhow::Result<ServiceFeatures> {
     let mut features = ServiceFeatures::default();
     if let Some(url) = &options.redis_url {
         let settings = RedisSettings {
@@ -220,12 +237,26 @@ pub async fn service_features(options: &GatewayOptions) -> anyhow::Result<Servic
         }
     }
     features.cache = CacheSettings {
-        response_cache: options.response_cache,
+        response_cache: options.response_cache_enabled(all_in_one),
         dedup_operations: options.dedup_operations,
         dedup_subgraph: options.dedup_subgraph,
+        entity_cache: options.entity_cache,
         max_ttl: Duration::from_secs(options.response_cache_max_ttl_secs.max(1)),
         ..CacheSettings::default()
     };
+    features.cache_backend = Some(CacheBackend::new(
+        features.shared.clone(),
+        features.cache.capacity,
+        features.cache.max_ttl,
+    ));
+    tracing::info!(
+        response_cache = features.cache.response_cache,
+        entity_cache = features.cache.entity_cache,
+        dedup_operations = features.cache.dedup_operations,
+        dedup_subgraph = features.cache.dedup_subgraph,
+        shared = features.shared.is_some(),
+        "caching settings"
+    );
     let persisted = PersistedSettings {
         manifest: options.manifest.clone(),
         safelist: options.safelist,
@@ -302,7 +333,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         ..HttpTransportConfig::default()
     };
-    let features = service_features(&args.gateway).await?;
+    let features = service_features(&args.gateway, false).await?;
     let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?;
     let gateway = Arc::new(Gateway::new(
         supergraph,

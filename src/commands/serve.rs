@@ -13,6 +13,7 @@ use gantry_gateway::{
     Gateway, GatewayConfig, InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions,
     Transports,
 };
+use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::outbox::OutboxSignal;
@@ -101,12 +102,8 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let signal = OutboxSignal::default();
     let subgraphs = InProcessSubgraphs::new(common, db.clone(), key.clone(), Some(signal.clone()))?;
 
-    let mut tasks = BackgroundTasks::default();
-    let consumer = subgraphs.posts.account_deletion_consumer(Some(signal));
-    tasks.spawn(|stop| consumer.run(stop));
-
     let supergraph = subgraphs.supergraph().await?;
-    let features = super::gateway::service_features(&args.gateway).await?;
+    let features = super::gateway::service_features(&args.gateway, true).await?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
         super::gateway::deduplicated(subgraphs.transports(), &features),
@@ -119,6 +116,14 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         common.jwt(),
     )?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
+
+    // Account deletions clear what the caches hold about the entities they change.
+    let mut tasks = BackgroundTasks::default();
+    let invalidations = Invalidations::new(Arc::new(service.caching().invalidator()));
+    let consumer = subgraphs
+        .posts
+        .account_deletion_consumer(Some(signal), invalidations);
+    tasks.spawn(|stop| consumer.run(stop));
     let readiness = Readiness::new(gateway, Some(db), Vec::new());
     let router = http_app(service, &args.gateway, readiness, Some(key.public.clone()));
     Ok(ServeApp { router, tasks })

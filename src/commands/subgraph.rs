@@ -2,9 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use gantry_gateway::cache::CacheInvalidator;
+use gantry_gateway::shared::{RedisSettings, SharedState};
+use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::server::{serve, shutdown_signal, with_common_layers};
@@ -23,7 +27,8 @@ pub struct SubgraphApp {
 
 /// Builds the subgraph with migrations applied, routes and layers in place, and its
 /// background tasks started.
-pub async fn build(common: &CommonArgs, name: SubgraphName) -> anyhow::Result<SubgraphApp> {
+pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<SubgraphApp> {
+    let name = args.name;
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let mut tasks = BackgroundTasks::default();
@@ -35,7 +40,7 @@ pub async fn build(common: &CommonArgs, name: SubgraphName) -> anyhow::Result<Su
                 &common.jwt(),
             )?);
             let posts = PostsSubgraph::new(db, verifier, common.posts());
-            let consumer = posts.account_deletion_consumer(None);
+            let consumer = posts.account_deletion_consumer(None, invalidations(args).await);
             tasks.spawn(|stop| consumer.run(stop));
             posts.router()
         }
@@ -46,8 +51,33 @@ pub async fn build(common: &CommonArgs, name: SubgraphName) -> anyhow::Result<Su
     })
 }
 
+/// With the gateways' Redis, account deletions invalidate their shared response cache.
+async fn invalidations(args: &SubgraphArgs) -> Invalidations {
+    let Some(url) = &args.redis_url else {
+        return Invalidations::default();
+    };
+    let settings = RedisSettings {
+        url: url.clone(),
+        key_prefix: args.redis_prefix.clone(),
+        timeout: Duration::from_millis(args.redis_timeout_ms.max(1)),
+    };
+    match SharedState::connect(settings).await {
+        Ok(shared) => {
+            tracing::info!("account deletions will invalidate the gateways' cache in Redis");
+            Invalidations::new(Arc::new(CacheInvalidator::redis(
+                shared,
+                Duration::from_secs(300),
+            )))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "Redis is unreachable; cached responses age out by their TTL");
+            Invalidations::default()
+        }
+    }
+}
+
 pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> {
-    let app = build(common, args.name).await?;
+    let app = build(common, &args).await?;
     let default_port = match args.name {
         SubgraphName::Users => 4001,
         SubgraphName::Posts => 4002,

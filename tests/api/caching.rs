@@ -66,7 +66,7 @@ fn with_redis(port: u16, prefix: &str) -> GatewayOptions {
         redis_url: Some(format!("redis://127.0.0.1:{port}")),
         redis_prefix: prefix.to_owned(),
         redis_timeout_ms: 200,
-        response_cache: true,
+        response_cache: Some(true),
         ..GatewayOptions::default()
     }
 }
@@ -116,7 +116,7 @@ async fn a_public_query_is_cached_in_process_and_a_mutation_is_never_cached() {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
     let options = GatewayOptions {
-        response_cache: true,
+        response_cache: Some(true),
         ..GatewayOptions::default()
     };
     let app = replica(data_dir, url, options).await;
@@ -215,4 +215,116 @@ async fn with_redis_down_requests_still_succeed_and_caching_comes_back_with_it()
     assert!(hit_again, "the cache serves again once Redis is back");
     let (_, ready) = app.get_json("/ready").await;
     assert_eq!(ready["checks"]["redis"]["status"], "ok");
+}
+
+const PROFILE: &str = "query($id: ID!) { user(id: $id) { id username followerCount } }";
+
+#[tokio::test]
+async fn serve_caches_by_default_and_an_account_deletion_drops_what_it_changed() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
+    let app = replica(data_dir, url, GatewayOptions::default()).await;
+    let alice = app.register("alice").await["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = app.register("bob").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, followed) = send(
+        &app,
+        "mutation($id: ID!) { follow(userId: $id) { id } }",
+        json!({ "id": alice }),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(followed["errors"], Value::Null, "{followed}");
+
+    send(&app, PROFILE, json!({ "id": alice }), None).await;
+    let (hit, cached) = send(&app, PROFILE, json!({ "id": alice }), None).await;
+    assert_eq!(
+        header(&hit, "x-cache"),
+        Some("HIT"),
+        "on by default in serve"
+    );
+    assert_eq!(cached["data"]["user"]["followerCount"], 1);
+
+    // Bob's deletion reaches the posts side through the outbox; the profile names no id of
+    // Bob's, yet its cached count (kept 30 s otherwise) is dropped with it.
+    let (_, deleted) = send(
+        &app,
+        "mutation { deleteAccount(password: \"correct horse battery\") }",
+        json!({}),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(deleted["data"]["deleteAccount"], true, "{deleted}");
+    let mut count = Value::Null;
+    for _ in 0..50 {
+        let (_, now) = send(&app, PROFILE, json!({ "id": alice }), None).await;
+        count = now["data"]["user"]["followerCount"].clone();
+        if count == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 0);
+}
+
+async fn metric(app: &TestApp, line_prefix: &str) -> f64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in {text}"))
+}
+
+#[tokio::test]
+async fn the_entity_cache_shares_users_between_operations_until_a_mutation_changes_them() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let options = GatewayOptions {
+        response_cache: Some(false),
+        entity_cache: true,
+        ..GatewayOptions::default()
+    };
+    let app = replica(data_dir, url, options).await;
+    let (token, id) = alice_with_a_post(&app).await;
+    let latest =
+        "{ latestPosts(first: 5) { edges { node { id author { username displayName } } } } }";
+    let page = "query($id: ID!) { post(id: $id) { body author { username displayName } } }";
+
+    let (_, listed) = send(&app, latest, json!({}), None).await;
+    assert_eq!(
+        listed["data"]["latestPosts"]["edges"][0]["node"]["author"]["displayName"],
+        "ALICE"
+    );
+    let (_, shown) = send(&app, page, json!({ "id": id }), None).await;
+    assert_eq!(shown["data"]["post"]["author"]["displayName"], "ALICE");
+    assert!(
+        metric(&app, "gantry_cache_hits_total{cache=\"entity\"}").await >= 1.0,
+        "the post page's author came from the feed's fetch"
+    );
+    assert!(metric(&app, "gantry_cache_hit_ratio{cache=\"entity\"}").await > 0.0);
+
+    let (_, updated) = send(
+        &app,
+        "mutation { updateProfile(input: { displayName: \"Alice Liddell\" }) { id } }",
+        json!({}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(updated["errors"], Value::Null, "{updated}");
+    let (_, shown) = send(&app, page, json!({ "id": id }), None).await;
+    assert_eq!(
+        shown["data"]["post"]["author"]["displayName"],
+        "Alice Liddell"
+    );
+    assert!(metric(&app, "gantry_cache_invalidations_total{cache=\"entity\"}").await >= 1.0);
 }

@@ -100,7 +100,14 @@ impl TestApp {
         let mut flags = vec!["--outbox-poll-ms", "50"];
         flags.extend_from_slice(extra);
         let common = settings(data_dir.path(), &database_url, &flags);
-        let app = gantry::commands::subgraph::build(&common, name)
+        let args = gantry::cli::SubgraphArgs {
+            name,
+            listen: None,
+            redis_url: None,
+            redis_prefix: "gantry:".into(),
+            redis_timeout_ms: 50,
+        };
+        let app = gantry::commands::subgraph::build(&common, &args)
             .await
             .expect("the subgraph starts");
         Self::serve(app.router, Some(app.tasks), data_dir, database_url).await

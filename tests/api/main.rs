@@ -12,5 +12,6 @@ mod gateway;
 mod helpers;
 mod persisted;
 mod posts;
+mod replicas;
 mod schema;
 mod users;

@@ -53,7 +53,61 @@ pub struct RedisBackend {
     pub max_ttl: Duration,
 }
 
+/// What one invalidation removed, by kind of entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub responses: u64,
+    pub entities: u64,
+}
+
+impl Removed {
+    fn count(&mut self, is_entity: bool) {
+        if is_entity {
+            self.entities += 1;
+        } else {
+            self.responses += 1;
+        }
+    }
+}
+
+/// Entity-cache keys start with this; response keys with `response:`.
+pub const ENTITY_KEY_PREFIX: &str = "entity:";
+
 impl CacheBackend {
+    /// In Redis when `shared` is set, otherwise in this process.
+    pub fn new(shared: Option<SharedState>, capacity: u64, max_ttl: Duration) -> Self {
+        match shared {
+            Some(shared) => Self::Redis(RedisBackend { shared, max_ttl }),
+            None => Self::Local(LocalBackend::new(capacity, max_ttl)),
+        }
+    }
+
+    /// Each of `keys`, or `None` where absent.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, SharedStateError> {
+        match self {
+            Self::Local(local) => Ok(keys
+                .iter()
+                .map(|key| {
+                    local
+                        .entries
+                        .get(key)
+                        .filter(|entry| entry.expires_at > Instant::now())
+                        .map(|entry| entry.value)
+                })
+                .collect()),
+            Self::Redis(redis) => {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut command = redis::cmd("MGET");
+                for key in keys {
+                    command.arg(redis.shared.key(key));
+                }
+                redis.shared.query(&command).await
+            }
+        }
+    }
+
     /// The first of `keys` that is present.
     pub async fn get_first(&self, keys: &[String]) -> Result<Option<String>, SharedStateError> {
         match self {
@@ -118,11 +172,11 @@ impl CacheBackend {
         }
     }
 
-    /// Removes every entry tagged with any of `tags`; returns how many keys were removed.
-    pub async fn invalidate(&self, tags: &BTreeSet<String>) -> Result<u64, SharedStateError> {
+    /// Removes every entry tagged with any of `tags`; returns how many were removed.
+    pub async fn invalidate(&self, tags: &BTreeSet<String>) -> Result<Removed, SharedStateError> {
+        let mut removed = Removed::default();
         match self {
             Self::Local(local) => {
-                let mut removed = 0;
                 for tag in tags {
                     if let Some(keys) = local.tags.remove(tag) {
                         let keys = std::mem::take(
@@ -130,7 +184,7 @@ impl CacheBackend {
                         );
                         for key in keys {
                             if local.entries.remove(&key).is_some() {
-                                removed += 1;
+                                removed.count(key.starts_with(ENTITY_KEY_PREFIX));
                             }
                         }
                     }
@@ -139,7 +193,7 @@ impl CacheBackend {
             }
             Self::Redis(redis) => {
                 if tags.is_empty() {
-                    return Ok(0);
+                    return Ok(removed);
                 }
                 let tag_keys: Vec<String> = tags
                     .iter()
@@ -156,7 +210,13 @@ impl CacheBackend {
                     delete.cmd("DEL").arg(key);
                 }
                 let deleted: Vec<u64> = redis.shared.query(&delete).await?;
-                Ok(deleted.iter().take(keys.len()).sum())
+                let entity_prefix = redis.shared.key(ENTITY_KEY_PREFIX);
+                for (key, deleted) in keys.iter().zip(deleted) {
+                    if deleted > 0 {
+                        removed.count(key.starts_with(&entity_prefix));
+                    }
+                }
+                Ok(removed)
             }
         }
     }

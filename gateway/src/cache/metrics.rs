@@ -18,6 +18,19 @@ pub struct CacheMetrics {
     pub errors: AtomicU64,
 }
 
+impl CacheMetrics {
+    /// Hits over hits and misses; 0 before any lookup.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.hits.load(Ordering::Relaxed) as f64;
+        let misses = self.misses.load(Ordering::Relaxed) as f64;
+        if hits + misses == 0.0 {
+            0.0
+        } else {
+            hits / (hits + misses)
+        }
+    }
+}
+
 /// One de-duplicator's counters.
 #[derive(Debug, Default)]
 pub struct DedupMetrics {
@@ -31,6 +44,8 @@ pub struct DedupMetrics {
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
     pub response_cache: CacheMetrics,
+    /// Per-entity results of `_entities` fetches.
+    pub entity_cache: Arc<CacheMetrics>,
     pub subgraph_dedup: Arc<DedupMetrics>,
     pub operation_dedup: DedupMetrics,
 }
@@ -43,28 +58,47 @@ impl GatewayMetrics {
     /// The Prometheus text exposition of every counter, plus Redis health when configured.
     pub fn render(&self, redis: Option<&SharedState>) -> String {
         let mut out = String::new();
-        let cache = &self.response_cache;
-        for (name, help, value) in [
-            ("hits", "Responses served from the cache.", &cache.hits),
-            (
-                "misses",
-                "Cacheable lookups that found nothing.",
-                &cache.misses,
-            ),
-            ("stores", "Responses stored.", &cache.stores),
-            (
-                "invalidations",
-                "Cached responses removed because a mutation touched them.",
-                &cache.invalidations,
-            ),
-            ("errors", "Cache backend calls that failed.", &cache.errors),
+        for (label, cache) in [
+            ("response", &self.response_cache),
+            ("entity", self.entity_cache.as_ref()),
         ] {
-            counter(
-                &mut out,
-                &format!("gantry_cache_{name}_total"),
-                help,
-                &[("cache", "response")],
-                value.load(Ordering::Relaxed),
+            for (name, help, value) in [
+                ("hits", "Lookups the cache answered.", &cache.hits),
+                (
+                    "misses",
+                    "Cacheable lookups that found nothing.",
+                    &cache.misses,
+                ),
+                ("stores", "Entries stored.", &cache.stores),
+                (
+                    "invalidations",
+                    "Cached entries removed because a change touched them.",
+                    &cache.invalidations,
+                ),
+                ("errors", "Cache backend calls that failed.", &cache.errors),
+            ] {
+                counter(
+                    &mut out,
+                    &format!("gantry_cache_{name}_total"),
+                    help,
+                    &[("cache", label)],
+                    value.load(Ordering::Relaxed),
+                );
+            }
+        }
+        for (label, cache) in [
+            ("response", &self.response_cache),
+            ("entity", self.entity_cache.as_ref()),
+        ] {
+            if !out.contains("# TYPE gantry_cache_hit_ratio gauge") {
+                out.push_str(
+                    "# HELP gantry_cache_hit_ratio Hits over lookups since start (0 before any).\n# TYPE gantry_cache_hit_ratio gauge\n",
+                );
+            }
+            let _ = writeln!(
+                out,
+                "gantry_cache_hit_ratio{{cache=\"{label}\"}} {:.4}",
+                cache.hit_ratio()
             );
         }
         for (kind, dedup) in [
@@ -124,6 +158,8 @@ mod tests {
         assert!(text.contains("gantry_cache_hits_total{cache=\"response\"} 1"));
         assert!(text.contains("gantry_dedup_shared_total{kind=\"subgraph\"} 1"));
         assert_eq!(text.matches("# TYPE gantry_dedup_shared_total").count(), 1);
+        assert!(text.contains("gantry_cache_hit_ratio{cache=\"response\"} 1.0000"));
+        assert!(text.contains("gantry_cache_hits_total{cache=\"entity\"} 0"));
         assert!(!text.contains("gantry_redis_up"));
     }
 }

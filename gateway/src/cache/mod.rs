@@ -13,28 +13,33 @@
 //!
 //! - [`policy`]: combining subgraph hints into the gateway's `Cache-Control`.
 //! - [`backend`]: moka in this process, or Redis shared by every replica.
+//! - [`entities`]: the entity cache, per `_entities` result, on the same backend and tags.
 //! - [`tags`]: which entity ids a response or a mutation touches.
 //! - [`inflight`]: sharing one run between identical concurrent requests.
 //! - [`metrics`]: counters, rendered at `/metrics`.
 
 pub mod backend;
+pub mod entities;
 pub mod inflight;
 pub mod metrics;
 pub mod policy;
 pub mod tags;
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use axum::http::header::HeaderName;
 use futures::FutureExt;
+use gantry_kit::invalidation::InvalidationSink;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use self::backend::{CacheBackend, LocalBackend, RedisBackend};
+use self::backend::{CacheBackend, RedisBackend, Removed};
 use self::inflight::{InFlight, InFlightKey};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
@@ -57,6 +62,8 @@ pub struct CacheSettings {
     pub dedup_operations: bool,
     /// Identical concurrent subgraph query fetches share one request. Default: true.
     pub dedup_subgraph: bool,
+    /// Cache `_entities` results per entity. Default: false.
+    pub entity_cache: bool,
     /// No response is kept longer than this, whatever its `max-age`. Default: 300 s.
     pub max_ttl: Duration,
     /// Most responses kept in this process without Redis. Default: 10 000.
@@ -69,6 +76,7 @@ impl Default for CacheSettings {
             response_cache: true,
             dedup_operations: true,
             dedup_subgraph: true,
+            entity_cache: false,
             max_ttl: Duration::from_secs(300),
             capacity: 10_000,
         }
@@ -92,19 +100,13 @@ pub struct Caching {
 }
 
 impl Caching {
-    /// With `shared`, responses live in Redis (shared by every replica); otherwise here.
+    /// `backend` holds responses (and the entity cache's entries, so one invalidation
+    /// reaches both).
     pub fn new(
         settings: CacheSettings,
-        shared: Option<SharedState>,
+        backend: CacheBackend,
         metrics: Arc<GatewayMetrics>,
     ) -> Self {
-        let backend = match shared {
-            Some(shared) => CacheBackend::Redis(RedisBackend {
-                shared,
-                max_ttl: settings.max_ttl,
-            }),
-            None => CacheBackend::Local(LocalBackend::new(settings.capacity, settings.max_ttl)),
-        };
         Self {
             settings,
             backend,
@@ -224,23 +226,77 @@ impl Caching {
             tags::ids_in_json(value, &mut touched);
         }
         let executed = run(gateway, request, context).await;
-        if self.settings.response_cache {
+        if self.settings.response_cache || self.settings.entity_cache {
             tags::ids_in_json(&executed.body["data"], &mut touched);
             touched.extend(viewer.map(|id| id.to_string()));
-            match self.backend.invalidate(&touched).await {
-                Ok(removed) => {
-                    self.metrics
-                        .response_cache
-                        .invalidations
-                        .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not invalidate cached responses");
-                    inc(&self.metrics.response_cache.errors);
-                }
-            }
+            self.invalidator().invalidate_tags(&touched).await;
         }
         respond(executed.body.as_ref().clone(), CachePolicy::NoStore, None)
+    }
+
+    /// What drops cached responses for changes this gateway did not carry (the outbox).
+    pub fn invalidator(&self) -> CacheInvalidator {
+        CacheInvalidator {
+            backend: self.backend.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Removes cached responses by entity id: after a mutation, and for changes reported
+/// through [`InvalidationSink`] (an outbox consumer in a subgraph, in this process or, with
+/// Redis, in another one).
+#[derive(Debug, Clone)]
+pub struct CacheInvalidator {
+    backend: CacheBackend,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl CacheInvalidator {
+    /// For a process that serves no gateway but changes data gateways cache (the posts
+    /// subgraph): invalidates the responses every replica shares through Redis.
+    pub fn redis(shared: SharedState, max_ttl: Duration) -> Self {
+        Self {
+            backend: CacheBackend::Redis(RedisBackend { shared, max_ttl }),
+            metrics: Arc::default(),
+        }
+    }
+
+    async fn invalidate_tags(&self, tags: &BTreeSet<String>) {
+        match self.backend.invalidate(tags).await {
+            Ok(removed) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let metrics = &self.metrics;
+                metrics
+                    .response_cache
+                    .invalidations
+                    .fetch_add(removed.responses, Relaxed);
+                metrics
+                    .entity_cache
+                    .invalidations
+                    .fetch_add(removed.entities, Relaxed);
+                if removed != Removed::default() {
+                    tracing::debug!(
+                        responses = removed.responses,
+                        entities = removed.entities,
+                        "cached entries invalidated"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not invalidate cached responses");
+                inc(&self.metrics.response_cache.errors);
+            }
+        }
+    }
+}
+
+impl InvalidationSink for CacheInvalidator {
+    fn invalidate(&self, ids: Vec<Uuid>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let tags = ids.iter().map(Uuid::to_string).collect();
+            self.invalidate_tags(&tags).await;
+        })
     }
 }
 
@@ -384,7 +440,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_backend_invalidates_by_tag() {
-        let backend = CacheBackend::Local(LocalBackend::new(100, Duration::from_secs(60)));
+        let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
         let tags = BTreeSet::from(["p1".to_owned()]);
         backend
             .set("k", "v".into(), Duration::from_secs(60), &tags)
@@ -395,7 +451,8 @@ mod tests {
             backend.get_first(&keys).await.expect("local"),
             Some("v".into())
         );
-        assert_eq!(backend.invalidate(&tags).await.expect("local"), 1);
+        let removed = backend.invalidate(&tags).await.expect("local");
+        assert_eq!(removed.responses, 1);
         assert_eq!(backend.get_first(&keys).await.expect("local"), None);
     }
 }

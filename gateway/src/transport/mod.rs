@@ -157,14 +157,18 @@ impl Transports {
 
     /// Every transport wrapped in a [`DedupTransport`].
     pub fn deduplicated(self, metrics: &Arc<crate::cache::metrics::DedupMetrics>) -> Self {
+        self.wrapped(|inner| Arc::new(DedupTransport::new(inner, metrics.clone())))
+    }
+
+    /// Every transport wrapped by `wrap`.
+    pub fn wrapped(
+        self,
+        wrap: impl Fn(Arc<dyn SubgraphTransport>) -> Arc<dyn SubgraphTransport>,
+    ) -> Self {
         let by_subgraph = self
             .by_subgraph
             .into_iter()
-            .map(|(name, inner)| {
-                let dedup: Arc<dyn SubgraphTransport> =
-                    Arc::new(DedupTransport::new(inner, metrics.clone()));
-                (name, dedup)
-            })
+            .map(|(name, inner)| (name, wrap(inner)))
             .collect();
         Self { by_subgraph }
     }

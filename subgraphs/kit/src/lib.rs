@@ -13,12 +13,14 @@
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
+//! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
 //! - [`server`]: serving a subgraph's axum router with request ids, tracing and graceful
 //!   shutdown, and the GraphQL handler that hands the viewer to resolvers.
 
 pub mod cursor;
 pub mod db;
 pub mod error;
+pub mod invalidation;
 pub mod jwt;
 pub mod keys;
 pub mod outbox;

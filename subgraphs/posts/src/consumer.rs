@@ -3,17 +3,21 @@
 //! this consumer reads the outbox in id order from its stored offset, removes the user's
 //! posts (with their comments and likes), comments, likes and follows, and moves its offset
 //! in the same transaction. Delivery is at least once; handling is idempotent; events
-//! written while this subgraph is down are handled when it comes back.
+//! written while this subgraph is down are handled when it comes back. Once a deletion is
+//! committed, the ids whose data it changed (the user, their posts, the posts they liked or
+//! commented on, the accounts they followed or were followed by) go to [`Invalidations`], so
+//! cached responses showing stale counts are dropped at once rather than at their TTL.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use gantry_entities::{comment, follow, like, outbox_event, outbox_offset, post};
+use gantry_kit::invalidation::Invalidations;
 use gantry_kit::outbox::OutboxSignal;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -34,6 +38,7 @@ pub struct AccountDeletionConsumer {
     db: DatabaseConnection,
     poll_interval: Duration,
     signal: Option<OutboxSignal>,
+    invalidations: Invalidations,
 }
 
 impl AccountDeletionConsumer {
@@ -41,11 +46,13 @@ impl AccountDeletionConsumer {
         db: DatabaseConnection,
         poll_interval: Duration,
         signal: Option<OutboxSignal>,
+        invalidations: Invalidations,
     ) -> Self {
         Self {
             db,
             poll_interval,
             signal,
+            invalidations,
         }
     }
 
@@ -118,8 +125,10 @@ impl AccountDeletionConsumer {
 
     async fn handle(&self, event: &outbox_event::Model) -> Result<(), DbErr> {
         let txn = self.db.begin().await?;
+        let mut changed = Vec::new();
         match serde_json::from_str::<AccountDeleted>(&event.payload) {
             Ok(AccountDeleted { user_id }) => {
+                changed = affected_ids(&txn, user_id).await?;
                 let posts = post::Entity::delete_many()
                     .filter(post::Column::AuthorId.eq(user_id))
                     .exec(&txn)
@@ -171,6 +180,58 @@ impl AccountDeletionConsumer {
         )
         .exec_without_returning(&txn)
         .await?;
-        txn.commit().await
+        txn.commit().await?;
+        self.invalidations.invalidate(changed).await;
+        Ok(())
     }
+}
+
+/// Every id whose data the deletion of `user_id` changes: the user; their posts (gone);
+/// the posts they liked or commented on (counts and comment lists); the accounts they
+/// followed and that followed them (follower and following counts).
+async fn affected_ids(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<Uuid>, DbErr> {
+    let mut ids = vec![user_id];
+    ids.extend(
+        post::Entity::find()
+            .select_only()
+            .column(post::Column::Id)
+            .filter(post::Column::AuthorId.eq(user_id))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?,
+    );
+    ids.extend(
+        like::Entity::find()
+            .select_only()
+            .column(like::Column::PostId)
+            .filter(like::Column::UserId.eq(user_id))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?,
+    );
+    ids.extend(
+        comment::Entity::find()
+            .select_only()
+            .column(comment::Column::PostId)
+            .filter(comment::Column::AuthorId.eq(user_id))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?,
+    );
+    let follows: Vec<(Uuid, Uuid)> = follow::Entity::find()
+        .select_only()
+        .column(follow::Column::FollowerId)
+        .column(follow::Column::FolloweeId)
+        .filter(
+            Condition::any()
+                .add(follow::Column::FollowerId.eq(user_id))
+                .add(follow::Column::FolloweeId.eq(user_id)),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    ids.extend(follows.into_iter().flat_map(|(a, b)| [a, b]));
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::server::{HttpAuth, graphql_router};
@@ -88,10 +89,18 @@ impl PostsSubgraph {
 
     /// The consumer that removes deleted accounts' content; `signal` wakes it at once when
     /// the users subgraph runs in the same process.
+    /// The account-deletion consumer over this subgraph's database; the ids each deletion
+    /// changes go to `invalidations`.
     pub fn account_deletion_consumer(
         &self,
         signal: Option<OutboxSignal>,
+        invalidations: Invalidations,
     ) -> AccountDeletionConsumer {
-        AccountDeletionConsumer::new(self.db.clone(), self.config.outbox_poll_interval, signal)
+        AccountDeletionConsumer::new(
+            self.db.clone(),
+            self.config.outbox_poll_interval,
+            signal,
+            invalidations,
+        )
     }
 }
