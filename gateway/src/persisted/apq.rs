@@ -48,17 +48,27 @@ impl ApqStore for LocalApqStore {
     }
 }
 
-/// Redis store under `<prefix>apq:<hash>`; every read refreshes the TTL, so queries in use
-/// never expire and abandoned ones do.
+/// Redis store under `<prefix>apq:<hash>`; every read from Redis refreshes the TTL, so
+/// queries in use never expire and abandoned ones do. A text never changes under its hash,
+/// so each replica also keeps the texts it has seen in a small in-process LRU and asks Redis
+/// only for the others: a hot persisted query costs no Redis round trip.
 #[derive(Debug)]
 pub struct RedisApqStore {
     shared: SharedState,
     ttl: Duration,
+    recent: LocalApqStore,
 }
+
+/// Bytes of query text each replica keeps in front of Redis.
+const RECENT_BYTES: u64 = 8 * 1024 * 1024;
 
 impl RedisApqStore {
     pub fn new(shared: SharedState, ttl: Duration) -> Self {
-        Self { shared, ttl }
+        Self {
+            shared,
+            ttl,
+            recent: LocalApqStore::new(RECENT_BYTES),
+        }
     }
 
     fn key(&self, hash: &str) -> String {
@@ -69,13 +79,20 @@ impl RedisApqStore {
 #[async_trait]
 impl ApqStore for RedisApqStore {
     async fn get(&self, hash: &str) -> Option<String> {
+        if let Some(query) = self.recent.queries.get(hash) {
+            return Some(query);
+        }
         let mut command = redis::cmd("GETEX");
         command
             .arg(self.key(hash))
             .arg("EX")
             .arg(self.ttl.as_secs().max(1));
         match self.shared.query::<Option<String>>(&command).await {
-            Ok(query) => query,
+            Ok(Some(query)) => {
+                self.recent.queries.insert(hash.to_owned(), query.clone());
+                Some(query)
+            }
+            Ok(None) => None,
             Err(error) => {
                 tracing::warn!(%error, "APQ lookup in Redis failed; answering not found");
                 None
@@ -90,8 +107,11 @@ impl ApqStore for RedisApqStore {
             .arg(query)
             .arg("EX")
             .arg(self.ttl.as_secs().max(1));
-        if let Err(error) = self.shared.query::<()>(&command).await {
-            tracing::warn!(%error, "APQ registration in Redis failed; the client will resend");
+        match self.shared.query::<()>(&command).await {
+            Ok(()) => self.recent.queries.insert(hash.to_owned(), query.to_owned()),
+            Err(error) => {
+                tracing::warn!(%error, "APQ registration in Redis failed; the client will resend")
+            }
         }
     }
 }
