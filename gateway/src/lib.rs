@@ -125,4 +125,22 @@ impl Gateway {
     pub fn validator(&self) -> &Validator {
         &self.validator
     }
+
+    /// The kind of operation `query` selects: remembered when this text was validated
+    /// before, else read by parsing it (without validating).
+    pub fn operation_kind(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<validate::OperationKind, validate::RequestError> {
+        let supergraph = self.supergraph();
+        match supergraph
+            .api_schema()
+            .prepared()
+            .kind_of(query, operation_name)
+        {
+            Some(kind) => Ok(kind),
+            None => validate::operation_kind(query, operation_name),
+        }
+    }
 }

@@ -64,16 +64,19 @@ pub async fn execute_operation(
         Err(error) => return GraphQLResponse::request_errors(error.into_graphql_errors()),
     };
 
-    let plan = match plan_operation(
-        &supergraph,
-        &operation.document,
-        operation.operation_name.as_deref(),
-    ) {
-        Ok(plan) => plan,
-        Err(error) => {
-            tracing::error!(request_id = context.request_id.as_deref(), error = %error, "planning failed");
-            return GraphQLResponse::request_errors(vec![internal_error(&context)]);
-        }
+    let plan = match operation.prepared.plan.get() {
+        Some(plan) => plan.clone(),
+        None => match plan_operation(
+            &supergraph,
+            &operation.document,
+            operation.operation_name.as_deref(),
+        ) {
+            Ok(plan) => operation.prepared.plan.get_or_init(|| plan).clone(),
+            Err(error) => {
+                tracing::error!(request_id = context.request_id.as_deref(), error = %error, "planning failed");
+                return GraphQLResponse::request_errors(vec![internal_error(&context)]);
+            }
+        },
     };
 
     let execution = ExecutionContext {

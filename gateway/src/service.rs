@@ -24,7 +24,7 @@ use crate::graphql_http::{
 use crate::persisted::{PersistedQueries, Resolve};
 use crate::pipeline;
 use crate::shared::SharedState;
-use crate::validate::{self, OperationKind as ValidatedKind};
+use crate::validate::OperationKind as ValidatedKind;
 
 /// What the service adds around the request path, each part with its own settings.
 #[derive(Debug, Clone, Default)]
@@ -179,7 +179,10 @@ impl OperationExecutor for GatewayService {
                 "PERSISTED_QUERY_NOT_FOUND",
             ));
         };
-        match validate::operation_kind(query, request.operation_name.as_deref()) {
+        match self
+            .gateway
+            .operation_kind(query, request.operation_name.as_deref())
+        {
             Ok(ValidatedKind::Query) => Ok(OperationKind::Query),
             Ok(ValidatedKind::Mutation) => Ok(OperationKind::Mutation),
             Ok(ValidatedKind::Subscription) => Ok(OperationKind::Subscription),

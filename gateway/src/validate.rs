@@ -1,12 +1,17 @@
 //! Parsing and validating the client operation against the API schema. The planner does not
 //! validate, so nothing reaches it that this stage has not accepted.
 
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, Selection, SelectionSet, VariableDefinition,
 };
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
+use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use serde_json::{Map, Value};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::graphql::{GraphQLError, Location};
 use crate::schema::ApiSchema;
@@ -54,12 +59,14 @@ pub enum OperationKind {
 /// A parsed, validated operation with its coerced variables: safe to plan and execute.
 #[derive(Debug, Clone)]
 pub struct ValidatedOperation {
-    pub document: Document,
+    pub document: Arc<Document>,
     /// The name the client selected (or the single operation's own name).
     pub operation_name: Option<String>,
     pub kind: OperationKind,
     pub variables: Map<String, Value>,
     operation_index: usize,
+    /// What every request with the same text shares: its validated document and plan.
+    pub prepared: Arc<Prepared>,
 }
 
 impl ValidatedOperation {
@@ -71,10 +78,74 @@ impl ValidatedOperation {
     }
 }
 
-/// Holds the validation rules, built once.
+/// The part of validation that depends only on the text and the operation name, done once
+/// per distinct request text and schema: parsing, validation rules, operation selection,
+/// the introspection check. The plan is filled in by the first request that needs it.
+#[derive(Debug)]
+pub struct Prepared {
+    query: String,
+    operation_name: Option<String>,
+    document: Arc<Document>,
+    selected_name: Option<String>,
+    kind: OperationKind,
+    operation_index: usize,
+    /// The query plan, once planned.
+    pub plan: OnceLock<Arc<QueryPlan>>,
+}
+
+/// Prepared operations of one API schema, by text and operation name (bounded, LRU-like).
+pub struct PreparedCache {
+    entries: moka::sync::Cache<u64, Arc<Prepared>>,
+}
+
+impl std::fmt::Debug for PreparedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedCache")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+impl Default for PreparedCache {
+    fn default() -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(PREPARED_CAPACITY)
+                .build(),
+        }
+    }
+}
+
+/// Distinct operation texts kept prepared per schema.
+const PREPARED_CAPACITY: u64 = 2_000;
+
+fn prepared_key(query: &str, operation_name: Option<&str>, introspection: bool) -> u64 {
+    let mut hasher = Xxh3::new();
+    query.hash(&mut hasher);
+    operation_name.hash(&mut hasher);
+    introspection.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl PreparedCache {
+    fn get(&self, key: u64, query: &str, operation_name: Option<&str>) -> Option<Arc<Prepared>> {
+        self.entries
+            .get(&key)
+            .filter(|p| p.query == query && p.operation_name.as_deref() == operation_name)
+    }
+
+    /// The kind of a text already prepared, without parsing it again.
+    pub fn kind_of(&self, query: &str, operation_name: Option<&str>) -> Option<OperationKind> {
+        [true, false].into_iter().find_map(|introspection| {
+            let key = prepared_key(query, operation_name, introspection);
+            self.get(key, query, operation_name).map(|p| p.kind)
+        })
+    }
+}
+
+/// Validates client operations against the API schema.
 pub struct Validator {
     rules: ValidationPlan,
-    /// When false, `__schema` and `__type` are refused (`__typename` stays allowed).
     allow_introspection: bool,
 }
 
@@ -94,7 +165,8 @@ impl Validator {
         }
     }
 
-    /// Parses, validates, selects the operation and coerces its variables.
+    /// Parses, validates, selects the operation and coerces its variables. Everything but
+    /// the variables is done once per distinct text (see [`Prepared`]).
     pub fn validate(
         &self,
         schema: &ApiSchema,
@@ -102,6 +174,35 @@ impl Validator {
         operation_name: Option<&str>,
         variables: &Map<String, Value>,
     ) -> Result<ValidatedOperation, RequestError> {
+        let prepared = self.prepare(schema, query, operation_name)?;
+        let Some(Definition::Operation(operation)) =
+            prepared.document.definitions.get(prepared.operation_index)
+        else {
+            return Err(RequestError::invalid("The operation is missing."));
+        };
+        let (_, _, definitions, _) = operation_parts(operation);
+        let variables =
+            coerce_variables(schema, definitions, variables).map_err(RequestError::Variables)?;
+        Ok(ValidatedOperation {
+            document: prepared.document.clone(),
+            operation_name: prepared.selected_name.clone(),
+            kind: prepared.kind,
+            variables,
+            operation_index: prepared.operation_index,
+            prepared,
+        })
+    }
+
+    fn prepare(
+        &self,
+        schema: &ApiSchema,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<Prepared>, RequestError> {
+        let key = prepared_key(query, operation_name, self.allow_introspection);
+        if let Some(prepared) = schema.prepared().get(key, query, operation_name) {
+            return Ok(prepared);
+        }
         let document = parse(query)?;
         let errors = graphql_tools::validation::validate::validate(
             schema.document(),
@@ -129,23 +230,25 @@ impl Validator {
             ));
         }
         let (operation_index, operation) = select_operation(&document, operation_name)?;
-        let (kind, name, definitions, selection_set) = operation_parts(operation);
+        let (kind, name, _, selection_set) = operation_parts(operation);
         if kind == OperationKind::Subscription {
             return Err(RequestError::invalid("Subscriptions are not supported."));
         }
         if !self.allow_introspection && selects_introspection(&document, selection_set) {
             return Err(RequestError::invalid("Introspection is disabled."));
         }
-        let variables =
-            coerce_variables(schema, definitions, variables).map_err(RequestError::Variables)?;
-        let operation_name = operation_name.map(str::to_string).or(name.cloned());
-        Ok(ValidatedOperation {
-            document,
-            operation_name,
+        let selected_name = operation_name.map(str::to_string).or(name.cloned());
+        let prepared = Arc::new(Prepared {
+            query: query.to_owned(),
+            operation_name: operation_name.map(str::to_owned),
+            document: Arc::new(document),
+            selected_name,
             kind,
-            variables,
             operation_index,
-        })
+            plan: OnceLock::new(),
+        });
+        schema.prepared().entries.insert(key, prepared.clone());
+        Ok(prepared)
     }
 }
 

@@ -48,7 +48,7 @@ use crate::graphql;
 use crate::graphql_http::GraphQLResponse;
 use crate::pipeline::{self, execute_operation};
 use crate::shared::SharedState;
-use crate::validate::{self, OperationKind};
+use crate::validate::OperationKind;
 
 /// The response header that says whether the cache answered.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -129,7 +129,7 @@ impl Caching {
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
-        let kind = validate::operation_kind(&request.query, request.operation_name.as_deref());
+        let kind = gateway.operation_kind(&request.query, request.operation_name.as_deref());
         match kind {
             Ok(OperationKind::Query) => self.query(gateway, request, context, viewer).await,
             Ok(OperationKind::Mutation) => self.mutation(gateway, request, context, viewer).await,
@@ -307,7 +307,7 @@ async fn run(
     context: pipeline::RequestContext,
 ) -> Executed {
     let is_query = matches!(
-        validate::operation_kind(&request.query, request.operation_name.as_deref()),
+        gateway.operation_kind(&request.query, request.operation_name.as_deref()),
         Ok(OperationKind::Query)
     );
     let response = execute_operation(&gateway, request, context).await;

@@ -283,6 +283,36 @@ async fn a_repeated_operation_is_planned_once() {
 }
 
 #[tokio::test]
+async fn the_same_text_is_validated_and_planned_once_whatever_its_variables() {
+    let users = MockSubgraph::new().on(
+        "query($all:Boolean!){me{name @include(if: $all)}}",
+        json!({"data": {"me": {"name": "Ann"}}}),
+    );
+    let h = Harness::new(vec![
+        ("users", USERS_SDL, users),
+        ("posts", POSTS_SDL, MockSubgraph::new()),
+    ]);
+    let query = "query($all: Boolean!) { me { name @include(if: $all) } }";
+
+    let with = h.run(query, json!({ "all": true })).await;
+    let without = h.run(query, json!({ "all": false })).await;
+    let invalid = h.run(query, json!({ "all": "yes" })).await;
+
+    assert_eq!(with, json!({"data": {"me": {"name": "Ann"}}}));
+    assert_eq!(without, json!({"data": {"me": {}}}));
+    assert_eq!(
+        invalid["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "variables are still checked per request: {invalid}"
+    );
+    let supergraph = h.gateway.supergraph();
+    assert_eq!(supergraph.plan_cache().misses(), 1, "planned once");
+    assert_eq!(
+        h.gateway.operation_kind(query, None).ok(),
+        Some(crate::validate::OperationKind::Query)
+    );
+}
+
+#[tokio::test]
 async fn response_fields_follow_the_order_of_the_query() {
     let users = MockSubgraph::new().on(
         "{me{name id email}}",
