@@ -108,7 +108,10 @@ impl ApqStore for RedisApqStore {
             .arg("EX")
             .arg(self.ttl.as_secs().max(1));
         match self.shared.query::<()>(&command).await {
-            Ok(()) => self.recent.queries.insert(hash.to_owned(), query.to_owned()),
+            Ok(()) => self
+                .recent
+                .queries
+                .insert(hash.to_owned(), query.to_owned()),
             Err(error) => {
                 tracing::warn!(%error, "APQ registration in Redis failed; the client will resend")
             }
