@@ -182,6 +182,7 @@ fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static
             "# TYPE gantry_{name}_total counter\ngantry_{name}_total {value}\n"
         ));
     }
+    text.push_str(&gantry_kit::db::render_statements_metric());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -11,7 +11,7 @@ use gantry_gateway::shared::{RedisSettings, SharedState};
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
-use gantry_kit::server::{serve, shutdown_signal, with_common_layers};
+use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_metrics};
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 
@@ -46,7 +46,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
         }
     };
     Ok(SubgraphApp {
-        router: with_common_layers(router),
+        router: with_common_layers(with_metrics(router)),
         tasks,
     })
 }

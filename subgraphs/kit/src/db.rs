@@ -2,6 +2,7 @@
 //! readers never wait for the writer); PostgreSQL is one `DATABASE_URL` away.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,8 +36,26 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
+/// Statements sent by every connection [`connect`] opened in this process.
+static STATEMENTS_EXECUTED: AtomicU64 = AtomicU64::new(0);
+
+/// SQL statements this process has sent, for `/metrics`: their growth per request shows
+/// whether DataLoader batching holds under load.
+pub fn statements_executed() -> u64 {
+    STATEMENTS_EXECUTED.load(Ordering::Relaxed)
+}
+
+/// [`statements_executed`] as the Prometheus counter `gantry_sql_statements_total`.
+pub fn render_statements_metric() -> String {
+    format!(
+        "# HELP gantry_sql_statements_total SQL statements sent to the database by this process.\n\
+         # TYPE gantry_sql_statements_total counter\ngantry_sql_statements_total {}\n",
+        statements_executed()
+    )
+}
+
 /// Connects with a bounded pool and, for SQLite, creates the file's folder and switches
-/// the journal to WAL.
+/// the journal to WAL. Every statement sent counts in [`statements_executed`].
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
     if settings.is_sqlite()
         && let Some(path) = sqlite_path(&settings.url)
@@ -59,9 +78,12 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         });
-    let db = Database::connect(options)
+    let mut db = Database::connect(options)
         .await
         .with_context(|| format!("connecting to the database at {}", redact(&settings.url)))?;
+    db.set_metric_callback(|_| {
+        STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
+    });
     Ok(db)
 }
 
@@ -103,6 +125,22 @@ mod tests {
             "postgres://app:***@db:5432/x"
         );
         assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
+
+    #[tokio::test]
+    async fn every_statement_sent_is_counted_for_metrics() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = connect(&DatabaseSettings {
+            url: "sqlite::memory:".into(),
+            max_connections: Some(1),
+        })
+        .await
+        .unwrap();
+        let before = statements_executed();
+        let select = Statement::from_string(db.get_database_backend(), "SELECT 1");
+        db.query_one_raw(select).await.unwrap();
+        assert!(statements_executed() > before);
+        assert!(render_statements_metric().contains("\ngantry_sql_statements_total "));
     }
 
     #[test]

@@ -86,6 +86,23 @@ pub fn with_common_layers(router: Router) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// `GET /metrics` of a process that serves no gateway (the gateway renders its own): the
+/// Prometheus counter of SQL statements sent.
+pub fn with_metrics(router: Router) -> Router {
+    router.route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                crate::db::render_statements_metric(),
+            )
+        }),
+    )
+}
+
 /// How long in-flight requests may run on after a stop was asked for.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

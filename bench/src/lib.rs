@@ -1,0 +1,30 @@
+//! Load benchmarks for Gantry: realistic clients driven at a fixed arrival rate or as fast
+//! as N connections allow, with the processes under test sampled and their `/metrics` read,
+//! and a report per day. `bench/run` runs the whole matrix; see `bench/README.md`.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`load`, `prepare`, `sample`, `ceiling`, `report`) and
+//!   running each.
+//! - [`load`]: the open- and closed-loop drivers and how a response is classified.
+//! - [`record`]: HDR latency histograms, outcomes by kind, and a run's JSON.
+//! - [`scenario`]: the clients imitated (`mobile-reads`, `signed-in-feed`, `mixed`,
+//!   `federation-stress`, `ceiling`) and the operations they send.
+//! - [`pool`]: the pool file of signed-in users and hot ids, and live token rotation.
+//! - [`popularity`]: Zipf picks over ranked ids.
+//! - [`prepare`]: signing seeded users in and reading hot ids from the database.
+//! - [`ceiling`]: a bare handler answering fixed bytes, the HTTP ceiling.
+//! - [`watch`]: memory and CPU of processes, from `/proc`.
+//! - [`prometheus`]: reading `/metrics` counters and their growth.
+//! - [`report`]: the day's JSON and Markdown.
+
+pub mod ceiling;
+pub mod cli;
+pub mod load;
+pub mod pool;
+pub mod popularity;
+pub mod prepare;
+pub mod prometheus;
+pub mod record;
+pub mod report;
+pub mod scenario;
+pub mod watch;
