@@ -3,6 +3,12 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: request handling allocates many small,
+/// short-lived values across threads, where glibc's malloc showed up at the top of the
+/// profile and kept freed memory in per-thread arenas.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = gantry::cli::Cli::parse();

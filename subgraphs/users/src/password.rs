@@ -1,6 +1,8 @@
 //! Password hashing with Argon2id at OWASP's parameters (m = 19456 KiB, t = 2, p = 1),
 //! stored as PHC strings. Hashing takes tens of milliseconds of CPU, so it runs on the
-//! blocking pool, never on the async workers.
+//! blocking pool, never on the async workers — and at most one hash per core at a time:
+//! each holds 19 MiB, and a burst of logins must queue rather than take 19 MiB times the
+//! blocking pool's 512 threads (the allocator keeps what a burst took).
 
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
@@ -10,6 +12,28 @@ use gantry_kit::ApiError;
 
 use crate::domain::Password;
 
+/// Hashes running now are bounded by the cores available.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn with_slot<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|err| ApiError::internal("the hashing slots are closed", err))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ApiError::internal("the hashing task failed", err))?
+}
+
 fn argon2() -> Argon2<'static> {
     // Constant, valid parameters: `Params::new` only fails outside argon2's own bounds.
     let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
@@ -18,7 +42,7 @@ fn argon2() -> Argon2<'static> {
 
 pub async fn hash(password: &Password) -> Result<String, ApiError> {
     let password = password.clone();
-    tokio::task::spawn_blocking(move || {
+    with_slot(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.expose().as_bytes(), &salt)
@@ -26,14 +50,13 @@ pub async fn hash(password: &Password) -> Result<String, ApiError> {
             .map_err(|err| ApiError::internal("hashing a password", err))
     })
     .await
-    .map_err(|err| ApiError::internal("the hashing task failed", err))?
 }
 
 /// Whether `password` matches `phc`. With no stored hash (unknown account) a dummy hash
 /// is checked instead, so both failures take the same time.
 pub async fn verify(password: &str, phc: Option<String>) -> Result<bool, ApiError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
+    with_slot(move || {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let parsed = PasswordHash::new(&phc)
@@ -44,7 +67,6 @@ pub async fn verify(password: &str, phc: Option<String>) -> Result<bool, ApiErro
             && known)
     })
     .await
-    .map_err(|err| ApiError::internal("the verification task failed", err))?
 }
 
 /// The Argon2id hash of a random string, at the same parameters as real ones.
