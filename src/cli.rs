@@ -310,9 +310,12 @@ pub struct GatewayArgs {
     /// With `--subgraph`: recompose every this many seconds (0: only on SIGHUP).
     #[arg(long, env = "GANTRY_RECOMPOSE_INTERVAL_SECS", default_value_t = 30)]
     pub recompose_interval_secs: u64,
-    /// Time a subgraph request may take, in milliseconds.
+    /// Time a subgraph request may take, in milliseconds (waiting for a slot included).
     #[arg(long, env = "GANTRY_SUBGRAPH_TIMEOUT_MS", default_value_t = 10_000)]
     pub subgraph_timeout_ms: u64,
+    /// Requests in flight to one subgraph at once; more wait at the gateway.
+    #[arg(long, env = "GANTRY_SUBGRAPH_MAX_IN_FLIGHT", default_value_t = 100)]
+    pub subgraph_max_in_flight: usize,
     #[command(flatten)]
     pub gateway: GatewayOptions,
 }

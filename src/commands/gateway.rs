@@ -332,6 +332,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     };
     let transport_config = HttpTransportConfig {
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
+        max_in_flight: args.subgraph_max_in_flight,
         ..HttpTransportConfig::default()
     };
     let features = service_features(&args.gateway, false).await?;

@@ -1,10 +1,12 @@
 //! The HTTP transport: JSON POST over a pooled keep-alive reqwest client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
 
@@ -17,6 +19,9 @@ pub struct HttpTransportConfig {
     pub request_timeout: Duration,
     /// Idle keep-alive connections kept per subgraph host. Default: 32.
     pub pool_max_idle_per_host: usize,
+    /// Requests in flight to one subgraph at once; more wait here (within the request
+    /// timeout) instead of piling onto an overloaded subgraph. Default: 100.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpTransportConfig {
@@ -25,6 +30,7 @@ impl Default for HttpTransportConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 32,
+            max_in_flight: 100,
         }
     }
 }
@@ -34,6 +40,8 @@ impl Default for HttpTransportConfig {
 pub struct HttpTransport {
     client: reqwest::Client,
     url: String,
+    slots: Arc<Semaphore>,
+    request_timeout: Duration,
 }
 
 impl HttpTransport {
@@ -41,12 +49,18 @@ impl HttpTransport {
         url: impl Into<String>,
         config: &HttpTransportConfig,
     ) -> Result<Self, TransportError> {
-        Ok(Self::with_client(Self::client(config)?, url.into()))
+        Ok(Self::with_client(Self::client(config)?, url.into(), config))
     }
 
-    /// Shares `client` (and so its connection pool) with other transports.
-    pub fn with_client(client: reqwest::Client, url: String) -> Self {
-        Self { client, url }
+    /// Shares `client` (and so its connection pool) with other transports; the in-flight
+    /// limit is this transport's own.
+    pub fn with_client(client: reqwest::Client, url: String, config: &HttpTransportConfig) -> Self {
+        Self {
+            client,
+            url,
+            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            request_timeout: config.request_timeout,
+        }
     }
 
     pub fn client(config: &HttpTransportConfig) -> Result<reqwest::Client, TransportError> {
@@ -63,6 +77,10 @@ impl HttpTransport {
 #[async_trait]
 impl SubgraphTransport for HttpTransport {
     async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
+        let _slot = tokio::time::timeout(self.request_timeout, self.slots.acquire())
+            .await
+            .map_err(|_| TransportError::Timeout)?
+            .map_err(|error| TransportError::Other(error.to_string()))?;
         let response = self
             .client
             .post(&self.url)
@@ -215,6 +233,46 @@ mod tests {
         assert!(
             matches!(error, TransportError::Status { status: 502 }),
             "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_more_than_max_in_flight_requests_reach_a_subgraph_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (n, m) = (now.clone(), most.clone());
+        let router = axum::Router::new().route(
+            "/graphql",
+            post(move || {
+                let (n, m) = (n.clone(), m.clone());
+                async move {
+                    let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(running, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    Json(json!({"data": {}}))
+                }
+            }),
+        );
+        let url = format!("{}/graphql", serve(router).await);
+        let config = HttpTransportConfig {
+            max_in_flight: 2,
+            ..config(Duration::from_secs(5))
+        };
+        let transport = Arc::new(HttpTransport::new(url, &config).unwrap());
+
+        let requests = (0..8).map(|_| {
+            let transport = transport.clone();
+            async move { transport.execute(request("{me{id}}")).await }
+        });
+        let results = futures::future::join_all(requests).await;
+
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "the rest waited at the gateway"
         );
     }
 }

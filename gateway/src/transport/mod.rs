@@ -187,7 +187,11 @@ impl Transports {
         for (name, url) in urls {
             transports.insert(
                 name.clone(),
-                Arc::new(HttpTransport::with_client(client.clone(), url.clone())),
+                Arc::new(HttpTransport::with_client(
+                    client.clone(),
+                    url.clone(),
+                    config,
+                )),
             );
         }
         Ok(transports)
