@@ -1,9 +1,15 @@
 //! Where cached responses live: in this process (moka) without Redis, in Redis with it, so
 //! every replica shares them and their invalidation tags. A Redis error is a miss.
+//!
+//! An entry computed from data read before an invalidation must not be stored after it:
+//! a request that read a follower count just before an account deletion committed would
+//! otherwise put the old count back for its whole TTL. So each invalidation also records
+//! when each tag was invalidated (`<prefix>inv:<tag>` in Redis, for `max_ttl`), and a store
+//! whose computation started before the latest invalidation of any of its tags is dropped.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 
@@ -28,6 +34,7 @@ pub enum CacheBackend {
 pub struct LocalBackend {
     entries: Cache<String, StoredEntry>,
     tags: Cache<String, Arc<Mutex<HashSet<String>>>>,
+    invalidated: Cache<String, SystemTime>,
 }
 
 impl LocalBackend {
@@ -38,6 +45,10 @@ impl LocalBackend {
                 .time_to_live(max_ttl)
                 .build(),
             tags: Cache::builder()
+                .max_capacity(capacity.saturating_mul(4))
+                .time_to_live(max_ttl)
+                .build(),
+            invalidated: Cache::builder()
                 .max_capacity(capacity.saturating_mul(4))
                 .time_to_live(max_ttl)
                 .build(),
@@ -68,6 +79,12 @@ impl Removed {
             self.responses += 1;
         }
     }
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
 }
 
 /// Entity-cache keys start with this; response keys with `response:`.
@@ -129,15 +146,26 @@ impl CacheBackend {
         }
     }
 
+    /// Stores `value` under `key`, tagged, unless one of `tags` was invalidated at or after
+    /// `computed_since` (when the request that computed it started); `Ok(false)` then.
     pub async fn set(
         &self,
         key: &str,
         value: String,
         ttl: Duration,
         tags: &BTreeSet<String>,
-    ) -> Result<(), SharedStateError> {
+        computed_since: SystemTime,
+    ) -> Result<bool, SharedStateError> {
         match self {
             Self::Local(local) => {
+                if tags.iter().any(|tag| {
+                    local
+                        .invalidated
+                        .get(tag)
+                        .is_some_and(|at| at >= computed_since)
+                }) {
+                    return Ok(false);
+                }
                 let expires_at = Instant::now() + ttl;
                 local
                     .entries
@@ -148,9 +176,20 @@ impl CacheBackend {
                         .unwrap_or_else(PoisonError::into_inner)
                         .insert(key.to_owned());
                 }
-                Ok(())
+                Ok(true)
             }
             Self::Redis(redis) => {
+                if !tags.is_empty() {
+                    let mut command = redis::cmd("MGET");
+                    for tag in tags {
+                        command.arg(redis.shared.key(&format!("inv:{tag}")));
+                    }
+                    let stamps: Vec<Option<u64>> = redis.shared.query(&command).await?;
+                    let since = millis(computed_since);
+                    if stamps.into_iter().flatten().any(|at| at >= since) {
+                        return Ok(false);
+                    }
+                }
                 let key = redis.shared.key(key);
                 let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 let tag_ttl_ms = u64::try_from(redis.max_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -167,7 +206,7 @@ impl CacheBackend {
                     pipe.cmd("PEXPIRE").arg(&tag_key).arg(tag_ttl_ms).ignore();
                 }
                 redis.shared.query::<redis::Value>(&pipe).await?;
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -177,7 +216,9 @@ impl CacheBackend {
         let mut removed = Removed::default();
         match self {
             Self::Local(local) => {
+                let now = SystemTime::now();
                 for tag in tags {
+                    local.invalidated.insert(tag.clone(), now);
                     if let Some(keys) = local.tags.remove(tag) {
                         let keys = std::mem::take(
                             &mut *keys.lock().unwrap_or_else(PoisonError::into_inner),
@@ -208,6 +249,17 @@ impl CacheBackend {
                 let mut delete = redis::pipe();
                 for key in keys.iter().chain(&tag_keys) {
                     delete.cmd("DEL").arg(key);
+                }
+                let now = millis(SystemTime::now());
+                let stamp_ttl = u64::try_from(redis.max_ttl.as_millis()).unwrap_or(u64::MAX);
+                for tag in tags {
+                    delete
+                        .cmd("SET")
+                        .arg(redis.shared.key(&format!("inv:{tag}")))
+                        .arg(now)
+                        .arg("PX")
+                        .arg(stamp_ttl.max(1))
+                        .ignore();
                 }
                 let deleted: Vec<u64> = redis.shared.query(&delete).await?;
                 let entity_prefix = redis.shared.key(ENTITY_KEY_PREFIX);

@@ -163,6 +163,7 @@ impl SubgraphTransport for EntityCacheTransport {
         partial
             .variables
             .insert("representations".into(), Value::Array(asked.clone()));
+        let started = std::time::SystemTime::now();
         let mut response = self.inner.execute(partial).await?;
         let fetched = match response
             .data
@@ -199,11 +200,12 @@ impl SubgraphTransport for EntityCacheTransport {
                         tags::ids_in_json(entity, &mut tags);
                         let key = keys[index].clone();
                         let value = stored(entity, &hint);
-                        async move { self.backend.set(&key, value, ttl, &tags).await }
+                        async move { self.backend.set(&key, value, ttl, &tags, started).await }
                     });
                 for outcome in join_all(stores).await {
                     match outcome {
-                        Ok(()) => inc(&self.metrics.stores),
+                        Ok(true) => inc(&self.metrics.stores),
+                        Ok(false) => {}
                         Err(err) => {
                             tracing::debug!(error = %err, "could not store an entity");
                             inc(&self.metrics.errors);

@@ -136,7 +136,7 @@ impl Caching {
             // Subscriptions and documents that do not parse: the request path answers.
             _ => {
                 let executed = run(gateway, request, context).await;
-                respond(executed.body.as_ref().clone(), CachePolicy::NoStore, None)
+                respond(executed.body, CachePolicy::NoStore, None)
             }
         }
     }
@@ -185,6 +185,7 @@ impl Caching {
             public_key: entry_key(&public_key),
             private_key: entry_key(&private_key),
             viewer,
+            started: std::time::SystemTime::now(),
         });
         let work = move || {
             async move {
@@ -210,7 +211,7 @@ impl Caching {
             }
             _ => None,
         };
-        respond(executed.body.as_ref().clone(), executed.policy, cached)
+        respond(executed.body, executed.policy, cached)
     }
 
     async fn mutation(
@@ -231,7 +232,7 @@ impl Caching {
             touched.extend(viewer.map(|id| id.to_string()));
             self.invalidator().invalidate_tags(&touched).await;
         }
-        respond(executed.body.as_ref().clone(), CachePolicy::NoStore, None)
+        respond(executed.body, CachePolicy::NoStore, None)
     }
 
     /// What drops cached responses for changes this gateway did not carry (the outbox).
@@ -326,7 +327,13 @@ async fn run(
     }
 }
 
-fn respond(body: Value, policy: CachePolicy, x_cache: Option<&'static str>) -> GraphQLResponse {
+/// The client's response; the body is cloned only when identical requests share it.
+fn respond(
+    body: Arc<Value>,
+    policy: CachePolicy,
+    x_cache: Option<&'static str>,
+) -> GraphQLResponse {
+    let body = Arc::try_unwrap(body).unwrap_or_else(|shared| shared.as_ref().clone());
     let mut response = GraphQLResponse::new(body);
     if response.has_data() {
         response.cache_control = Some(policy.header_value());
@@ -347,6 +354,8 @@ struct Store {
     public_key: String,
     private_key: String,
     viewer: Option<Uuid>,
+    /// When the request began reading: a later invalidation of its tags voids the store.
+    started: std::time::SystemTime,
 }
 
 impl Store {
@@ -370,8 +379,9 @@ impl Store {
         })
         .to_string();
         let ttl = Duration::from_secs(max_age).min(self.max_ttl);
-        match self.backend.set(key, value, ttl, &tags).await {
-            Ok(()) => inc(&self.metrics.response_cache.stores),
+        match self.backend.set(key, value, ttl, &tags, self.started).await {
+            Ok(true) => inc(&self.metrics.response_cache.stores),
+            Ok(false) => tracing::debug!("not stored: invalidated while it was computed"),
             Err(err) => {
                 tracing::debug!(error = %err, "could not store a response");
                 inc(&self.metrics.response_cache.errors);
@@ -443,7 +453,13 @@ mod tests {
         let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
         let tags = BTreeSet::from(["p1".to_owned()]);
         backend
-            .set("k", "v".into(), Duration::from_secs(60), &tags)
+            .set(
+                "k",
+                "v".into(),
+                Duration::from_secs(60),
+                &tags,
+                std::time::SystemTime::now(),
+            )
             .await
             .expect("local");
         let keys = ["k".to_owned()];
@@ -454,5 +470,22 @@ mod tests {
         let removed = backend.invalidate(&tags).await.expect("local");
         assert_eq!(removed.responses, 1);
         assert_eq!(backend.get_first(&keys).await.expect("local"), None);
+    }
+
+    #[tokio::test]
+    async fn a_value_computed_before_an_invalidation_is_not_stored_after_it() {
+        let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
+        let tags = BTreeSet::from(["p1".to_owned()]);
+        let started = std::time::SystemTime::now();
+        backend.invalidate(&tags).await.expect("local");
+        let stored = backend
+            .set("k", "stale".into(), Duration::from_secs(60), &tags, started)
+            .await
+            .expect("local");
+        assert!(!stored);
+        assert_eq!(
+            backend.get_first(&["k".to_owned()]).await.expect("local"),
+            None
+        );
     }
 }
