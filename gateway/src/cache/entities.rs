@@ -15,9 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::backend::{CacheBackend, ENTITY_KEY_PREFIX};
+use super::digest;
 use super::metrics::{CacheMetrics, inc};
 use super::policy::CachePolicy;
 use super::tags;
@@ -81,30 +81,17 @@ fn fetch_hash(request: &SubgraphRequest) -> [u8; 32] {
     let mut others = request.variables.clone();
     others.remove("representations");
     let others = Value::Object(others).to_string();
-    let mut hasher = Sha256::new();
-    for part in [
-        request.subgraph_name.as_str(),
-        request.query.as_str(),
-        request.operation_name.as_deref().unwrap_or(""),
-        others.as_str(),
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().into()
+    digest(&[
+        request.subgraph_name.as_bytes(),
+        request.query.as_bytes(),
+        request.operation_name.as_deref().unwrap_or("").as_bytes(),
+        others.as_bytes(),
+    ])
 }
 
 fn entry_key(fetch: &[u8; 32], representation: &Value) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(fetch);
-    hasher.update(representation.to_string().as_bytes());
-    let digest: [u8; 32] = hasher.finalize().into();
-    let mut key = String::with_capacity(ENTITY_KEY_PREFIX.len() + 64);
-    key.push_str(ENTITY_KEY_PREFIX);
-    for byte in digest {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
+    let key = digest(&[fetch, representation.to_string().as_bytes()]);
+    format!("{ENTITY_KEY_PREFIX}{}", hex::encode(key))
 }
 
 /// One cached entity as stored: the result and the hint it came with.

@@ -392,27 +392,28 @@ impl Store {
 
 /// What makes two requests the same: text, operation name, variables, and whose it is.
 fn cache_key(request: &graphql::GraphQLRequest, scope: &str) -> InFlightKey {
-    let mut hasher = Sha256::new();
-    let variables = Value::Object(request.variables.clone()).to_string();
-    for part in [
-        request.query.as_str(),
-        request.operation_name.as_deref().unwrap_or(""),
-        variables.as_str(),
-        scope,
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().into()
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    digest(&[
+        request.query.as_bytes(),
+        request.operation_name.as_deref().unwrap_or("").as_bytes(),
+        variables.as_bytes(),
+        scope.as_bytes(),
+    ])
 }
 
 fn entry_key(key: &InFlightKey) -> String {
-    let mut hex = String::with_capacity(9 + 64);
-    hex.push_str("response:");
-    for byte in key {
-        hex.push_str(&format!("{byte:02x}"));
+    format!("response:{}", hex::encode(key))
+}
+
+/// The SHA-256 of `parts`, each prefixed by its length so that no two different lists of
+/// parts hash alike. Every cache and de-duplication key is one.
+pub(crate) fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
     }
-    hex
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

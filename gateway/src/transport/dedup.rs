@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::FutureExt;
 use reqwest::header::AUTHORIZATION;
-use sha2::{Digest, Sha256};
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
+use crate::cache::digest;
 use crate::cache::inflight::{InFlight, InFlightKey};
 use crate::cache::metrics::DedupMetrics;
 
@@ -44,26 +44,21 @@ fn is_mutation(query: &str) -> bool {
 }
 
 fn key(request: &SubgraphRequest) -> InFlightKey {
-    let mut hasher = Sha256::new();
-    let variables = serde_json::Value::Object(request.variables.clone()).to_string();
-    let extensions = serde_json::Value::Object(request.extensions.clone()).to_string();
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    let extensions = serde_json::to_string(&request.extensions).unwrap_or_default();
     let authorization = request
         .headers
         .get(AUTHORIZATION)
         .map(|value| value.as_bytes())
         .unwrap_or_default();
-    for part in [
+    digest(&[
         request.subgraph_name.as_bytes(),
         request.query.as_bytes(),
         request.operation_name.as_deref().unwrap_or("").as_bytes(),
         variables.as_bytes(),
         extensions.as_bytes(),
         authorization,
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    hasher.finalize().into()
+    ])
 }
 
 #[async_trait]
