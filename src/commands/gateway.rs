@@ -21,7 +21,7 @@ use gantry_gateway::graphql_http::{self, HttpSettings};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
-use gantry_gateway::shared::{RedisSettings, SharedState};
+use gantry_gateway::shared::SharedState;
 use gantry_gateway::{
     Gateway, GatewayConfig, HttpTransportConfig, SubgraphSdl, Supergraph, SupergraphOptions,
     Transports,
@@ -220,22 +220,18 @@ pub async fn service_features(
     options: &GatewayOptions,
     all_in_one: bool,
 ) -> anyhow::Result<ServiceFeatures> {
-    let mut features = ServiceFeatures::default();
-    if let Some(url) = &options.redis_url {
-        let settings = RedisSettings {
-            url: url.clone(),
-            key_prefix: options.redis_prefix.clone(),
-            timeout: Duration::from_millis(options.redis_timeout_ms.max(1)),
-        };
-        match SharedState::connect(settings).await {
-            Ok(shared) => {
-                tracing::info!("sharing state through Redis");
-                features.shared = Some(shared);
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "Redis is unreachable; shared state stays in this process")
-            }
-        }
+    let mut features = ServiceFeatures {
+        shared: super::connect_redis(
+            options.redis_url.as_deref(),
+            &options.redis_prefix,
+            options.redis_timeout_ms,
+            "shared state stays in this process",
+        )
+        .await,
+        ..ServiceFeatures::default()
+    };
+    if features.shared.is_some() {
+        tracing::info!("sharing state through Redis");
     }
     features.cache = CacheSettings {
         response_cache: options.response_cache_enabled(all_in_one),

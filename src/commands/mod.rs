@@ -80,3 +80,25 @@ impl BackgroundTasks {
         }
     }
 }
+
+/// Connects to Redis at `url` with these settings; when it cannot be reached, logs
+/// `unreachable` (what the process does without it) and returns `None`.
+pub async fn connect_redis(
+    url: Option<&str>,
+    key_prefix: &str,
+    timeout_ms: u64,
+    unreachable: &str,
+) -> Option<gantry_gateway::shared::SharedState> {
+    let settings = gantry_gateway::shared::RedisSettings {
+        url: url?.to_owned(),
+        key_prefix: key_prefix.to_owned(),
+        timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+    };
+    match gantry_gateway::shared::SharedState::connect(settings).await {
+        Ok(shared) => Some(shared),
+        Err(err) => {
+            tracing::error!(error = %err, "Redis is unreachable; {unreachable}");
+            None
+        }
+    }
+}

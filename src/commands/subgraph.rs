@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use gantry_gateway::cache::CacheInvalidator;
-use gantry_gateway::shared::{RedisSettings, SharedState};
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
@@ -53,26 +52,22 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
 
 /// With the gateways' Redis, account deletions invalidate their shared response cache.
 async fn invalidations(args: &SubgraphArgs) -> Invalidations {
-    let Some(url) = &args.redis_url else {
-        return Invalidations::default();
-    };
-    let settings = RedisSettings {
-        url: url.clone(),
-        key_prefix: args.redis_prefix.clone(),
-        timeout: Duration::from_millis(args.redis_timeout_ms.max(1)),
-    };
-    match SharedState::connect(settings).await {
-        Ok(shared) => {
+    let shared = super::connect_redis(
+        args.redis_url.as_deref(),
+        &args.redis_prefix,
+        args.redis_timeout_ms,
+        "cached responses age out by their TTL",
+    )
+    .await;
+    match shared {
+        Some(shared) => {
             tracing::info!("account deletions will invalidate the gateways' cache in Redis");
             Invalidations::new(Arc::new(CacheInvalidator::redis(
                 shared,
                 Duration::from_secs(300),
             )))
         }
-        Err(err) => {
-            tracing::error!(error = %err, "Redis is unreachable; cached responses age out by their TTL");
-            Invalidations::default()
-        }
+        None => Invalidations::default(),
     }
 }
 
