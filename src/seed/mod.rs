@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use gantry_entities::user;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+};
 
 pub use plan::{Plan, SeedOptions};
 use store::{Phase, WriteContext};
@@ -60,6 +62,10 @@ pub struct Inserted {
 }
 
 impl Inserted {
+    fn total(&self) -> u64 {
+        self.users + self.follows + self.posts + self.comments + self.likes
+    }
+
     fn record(&mut self, phase: Phase, rows: u64) {
         match phase {
             Phase::Users => self.users = rows,
@@ -161,10 +167,29 @@ pub async fn seed(
         bar.finish();
         inserted.record(phase, rows);
     }
+    if inserted.total() > 0 {
+        refresh_statistics(db).await?;
+    }
     Ok(Summary {
         inserted,
         elapsed: started.elapsed(),
     })
+}
+
+/// Brings the planner's statistics up to date after a bulk load. Without them a fresh
+/// PostgreSQL database plans `likes.post_id IN (…)` as a scan of every like (measured:
+/// 139 ms per feed's like counts on 500,000 likes, 1.8 ms after `ANALYZE`) until
+/// autovacuum comes around; `VACUUM` also marks the new pages all-visible, so counts are
+/// answered from the index alone (the 20 most-liked posts' 12,223 likes: 10.8 ms → 3.8 ms).
+/// SQLite's planner reads its statistics from `sqlite_stat1`, which `ANALYZE` fills.
+async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), SeedError> {
+    tracing::info!("refreshing the query planner's statistics");
+    let statement = match db.get_database_backend() {
+        DbBackend::Postgres => "VACUUM ANALYZE",
+        _ => "ANALYZE",
+    };
+    db.execute_unprepared(statement).await?;
+    Ok(())
 }
 
 /// The first run for a seed anchors its timeline at the current time; a later run finds
