@@ -8,6 +8,7 @@ mod browser;
 mod caching;
 mod e2e;
 mod federation;
+mod feed;
 mod gateway;
 mod helpers;
 mod persisted;

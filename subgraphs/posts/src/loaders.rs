@@ -205,7 +205,8 @@ const COMMENTS: ParentList<comment::Entity> = ParentList {
     direction: Direction::OldestFirst,
     parent_of: |c| c.post_id,
 };
-const POSTS_BY: ParentList<post::Entity> = ParentList {
+/// A user's posts, newest first; also the lists a feed merges.
+pub const POSTS_BY: ParentList<post::Entity> = ParentList {
     parent_col: post::Column::AuthorId,
     id_col: post::Column::Id,
     direction: Direction::NewestFirst,

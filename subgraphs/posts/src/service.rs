@@ -7,13 +7,20 @@ use gantry_kit::error::ApiResult;
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait,
-    QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
 use crate::domain::{CommentBody, PostBody};
-use crate::pages::{Direction, Page, page};
+use crate::loaders::POSTS_BY;
+use crate::pages::{Direction, Page, merged_page_lateral, page};
+
+/// Up to this many followees a PostgreSQL feed merges per-author pages; past it, it walks
+/// all posts newest first. On 10,000 users and 100,000 posts (`gantry seed`) the merge
+/// took 0.5 ms at 11 followees where the walk took 4.3 ms, they crossed between 50 and
+/// 121, and at 190 the walk took 0.5 ms and the merge 1.8 ms.
+pub const FEED_MERGE_MAX_FOLLOWEES: u64 = 64;
 
 #[derive(Debug, Clone)]
 pub struct PostsService {
@@ -44,6 +51,12 @@ impl PostsService {
     }
 
     /// The viewer's own posts and those of everyone they follow, newest first.
+    ///
+    /// On PostgreSQL a viewer who follows few accounts gets their authors' latest posts
+    /// merged ([`merged_page_lateral`]): walking all posts newest first and keeping the
+    /// followed authors' would read far back when those authors post rarely. Past
+    /// [`FEED_MERGE_MAX_FOLLOWEES`] that walk is the cheaper one, since it soon finds a
+    /// page, and it is what SQLite (no `LATERAL`) always does.
     #[tracing::instrument(skip(self))]
     pub async fn feed(
         &self,
@@ -51,6 +64,21 @@ impl PostsService {
         first: u64,
         after: Option<Uuid>,
     ) -> ApiResult<Page<post::Model>> {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let followees: Vec<Uuid> = follow::Entity::find()
+                .select_only()
+                .column(follow::Column::FolloweeId)
+                .filter(follow::Column::FollowerId.eq(viewer.user_id))
+                .limit(FEED_MERGE_MAX_FOLLOWEES + 1)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            if followees.len() as u64 <= FEED_MERGE_MAX_FOLLOWEES {
+                let mut authors = followees;
+                authors.push(viewer.user_id);
+                return merged_page_lateral(&self.db, &POSTS_BY, &authors, first, after).await;
+            }
+        }
         let followed = Query::select()
             .column(follow::Column::FolloweeId)
             .from(follow::Entity)
