@@ -2,6 +2,7 @@
 //! them the same way: known key, right issuer and audience, not expired.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, errors::ErrorKind};
@@ -99,11 +100,23 @@ impl TokenSigner {
     }
 }
 
+/// How many accepted tokens a verifier remembers, and for how long at most.
+const VERIFIED_CAPACITY: u64 = 10_000;
+const VERIFIED_TTL: Duration = Duration::from_secs(5 * 60);
+
 /// Verifies access tokens against a set of trusted public keys.
+///
+/// A client sends the same token with every request until it expires, and each process a
+/// request passes through (gateway, then each subgraph) verifies it: tokens already
+/// accepted are remembered with their claims, so an Ed25519 signature check (tens of
+/// microseconds, ~2 % of the gateway's CPU under the signed-in feed) runs once per token
+/// and process instead of once per request. A remembered token is still refused once it
+/// expires; a new set of keys comes with a new verifier and so forgets them all.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    verified: moka::sync::Cache<Arc<str>, AccessClaims>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -125,7 +138,15 @@ impl TokenVerifier {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
         validation.leeway = 5;
-        Ok(Self { keys, validation })
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(VERIFIED_CAPACITY)
+            .time_to_live(VERIFIED_TTL)
+            .build();
+        Ok(Self {
+            keys,
+            validation,
+            verified,
+        })
     }
 
     /// Whether a token signed with `kid` could be checked here.
@@ -134,6 +155,20 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            if claims.exp < now - self.validation.leeway as i64 {
+                self.verified.invalidate(token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token)?;
+        self.verified.insert(Arc::from(token), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Malformed);
@@ -181,6 +216,56 @@ mod tests {
             .expect("valid");
         assert_eq!((claims.sub, claims.sid), (user, session));
         assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn a_remembered_token_still_needs_its_exact_signature() {
+        let (_dir, key) = key();
+        let settings = JwtSettings::default();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&key.public), &settings).expect("verifier");
+        let token = TokenSigner::new(key, settings)
+            .sign(Uuid::now_v7(), Uuid::now_v7())
+            .expect("signed");
+        let first = verifier.verify(&token).expect("valid");
+        assert_eq!(verifier.verify(&token), Ok(first), "remembered");
+
+        let (head, signature) = token.rsplit_once('.').expect("three parts");
+        let mut other = signature.as_bytes().to_vec();
+        other[0] = if other[0] == b'A' { b'B' } else { b'A' };
+        let tampered = format!("{head}.{}", String::from_utf8(other).expect("ascii"));
+        assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let (_dir, key) = key();
+        let verifier =
+            TokenVerifier::new(std::slice::from_ref(&key.public), &JwtSettings::default())
+                .expect("verifier");
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let claims = AccessClaims {
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            iat: now - 900,
+            exp: now - 10,
+            jti: Uuid::now_v7(),
+            iss: "gantry".into(),
+            aud: "gantry".into(),
+        };
+        // As if it had been accepted while it was still valid.
+        verifier
+            .verified
+            .insert(Arc::from("remembered.token.text"), claims);
+        assert_eq!(
+            verifier.verify("remembered.token.text"),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verifier.verify("remembered.token.text"),
+            Err(TokenError::Malformed),
+            "forgotten once refused, and then checked from scratch"
+        );
     }
 
     #[test]
