@@ -127,7 +127,10 @@ async fn a_feed_pages_through_every_followed_post_newest_first_however_many_are_
                 break;
             }
             assert_eq!(page.items.len(), 9, "a page before the last is full");
-            assert!(seen.len() < expected.len(), "following {n}: pages never repeat");
+            assert!(
+                seen.len() < expected.len(),
+                "following {n}: pages never repeat"
+            );
             after = page.items.last().map(|p| p.id);
         }
         assert_eq!(
