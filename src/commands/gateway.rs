@@ -228,6 +228,7 @@ pub async fn service_features(
             "shared state stays in this process",
         )
         .await,
+        max_concurrent_operations: options.concurrent_operations(),
         ..ServiceFeatures::default()
     };
     if features.shared.is_some() {
@@ -252,6 +253,7 @@ pub async fn service_features(
         dedup_operations = features.cache.dedup_operations,
         dedup_subgraph = features.cache.dedup_subgraph,
         shared = features.shared.is_some(),
+        max_concurrent_operations = features.max_concurrent_operations,
         "caching settings"
     );
     let persisted = PersistedSettings {

@@ -1,9 +1,9 @@
 //! The gateway as an operator and a client meet it: authentication at the edge,
-//! introspection, readiness, request ids, recomposition on SIGHUP, a supergraph file, and
-//! a graceful stop.
+//! introspection, readiness, request ids, recomposition on SIGHUP, a supergraph file, a
+//! limit on operations in progress, and a graceful stop.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 use axum::extract::State;
@@ -382,4 +382,87 @@ async fn a_supergraph_file_from_compose_is_served_and_sigterm_stops_gracefully()
         "a stop on SIGTERM is a clean exit: {status}"
     );
     gateway.wait_for_log("stopped").await;
+}
+
+/// The toy subgraph behind a counter of requests in progress, each held for 150 ms.
+#[derive(Clone)]
+struct Slow {
+    schema: Schema<V1, EmptyMutation, EmptySubscription>,
+    now: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+async fn slow_handler(State(s): State<Slow>, Json(body): Json<Value>) -> Json<Value> {
+    let query = body["query"].as_str().unwrap_or_default().to_owned();
+    let counted = !query.contains("_service");
+    if counted {
+        let now = s.now.fetch_add(1, Ordering::SeqCst) + 1;
+        s.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let response = s.schema.execute(async_graphql::Request::new(query)).await;
+    if counted {
+        s.now.fetch_sub(1, Ordering::SeqCst);
+    }
+    Json(serde_json::to_value(response).unwrap())
+}
+
+/// Sends six different operations at once through a gateway started with `limit`, and
+/// returns how many the subgraph saw at the same time.
+async fn peak_behind_a_gateway_limited_to(limit: &str) -> usize {
+    let slow = Slow {
+        schema: Schema::build(V1, EmptyMutation, EmptySubscription)
+            .enable_federation()
+            .finish(),
+        now: Arc::new(AtomicUsize::new(0)),
+        peak: Arc::new(AtomicUsize::new(0)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = Router::new()
+        .route("/graphql", post(slow_handler))
+        .with_state(slow.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let subgraph = format!("slow=http://{address}/graphql");
+    let gateway = start(
+        &[
+            "gateway",
+            "--subgraph",
+            &subgraph,
+            "--max-concurrent-operations",
+            limit,
+        ],
+        &[("GANTRY_DATA_DIR", data.as_str())],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/graphql", gateway.address);
+    let asks = (0..6).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body: Value = client
+                .post(url)
+                .json(&json!({ "query": format!("{{ a{i}: hello }}") }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body["data"][format!("a{i}")], "hello", "{body}");
+        }
+    });
+    futures::future::join_all(asks).await;
+    slow.peak.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn operations_past_the_concurrency_limit_wait_their_turn_and_are_all_answered() {
+    let limited = peak_behind_a_gateway_limited_to("2").await;
+    assert!(limited <= 2, "{limited} ran at once past a limit of 2");
+    let unlimited = peak_behind_a_gateway_limited_to("0").await;
+    assert!(unlimited > 2, "without a limit more run at once ({unlimited})");
 }
