@@ -176,10 +176,10 @@ pub struct GatewayOptions {
     /// The most operations in one JSON-array batch (0 turns batching off).
     #[arg(long, env = "GANTRY_MAX_BATCH_SIZE", default_value_t = 10)]
     pub max_batch_size: usize,
-    /// Operations this process works on at once; more wait for a turn before anything is
-    /// done for them (0: no limit). Default: 32 per core. Keeps an overloaded gateway's
-    /// cache and Redis lookups answering instead of timing out behind thousands of started
-    /// requests.
+    /// Operations this process runs through the request path at once; more wait for a
+    /// turn, while cache hits and requests sharing an identical one in flight are answered
+    /// (0: no limit). Default: 32 per core. Keeps an overloaded gateway's cache and Redis
+    /// lookups answering instead of timing out behind thousands of running requests.
     #[arg(long, env = "GANTRY_MAX_CONCURRENT_OPERATIONS")]
     pub max_concurrent_operations: Option<usize>,
     /// Redis for state shared by every gateway replica (persisted queries, caches).

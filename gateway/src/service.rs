@@ -11,7 +11,6 @@ use axum::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICAT
 use axum::http::{HeaderMap, StatusCode};
 use gantry_kit::viewer::{Caller, ClientAddr, ViewerState};
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use crate::Gateway;
 use crate::auth::Authenticator;
@@ -41,11 +40,12 @@ pub struct ServiceFeatures {
     pub cache_backend: Option<CacheBackend>,
     /// Counters exposed at `/metrics`; shared with the subgraph de-duplication wrapper.
     pub metrics: Arc<GatewayMetrics>,
-    /// Operations worked on at once (0: no limit); the rest wait for a turn before any
-    /// work, Redis lookups included. Under overload, thousands of started requests kept
-    /// the Redis connection's task from being polled, every cache lookup timed out
-    /// (12,447 errors in 13 s of the signed-in feed at 1,000 req/s) and the cache that
-    /// should have absorbed the load fell away.
+    /// Operations running the request path at once (0: no limit); the rest wait for a
+    /// turn, while cache hits and requests sharing an identical one in flight go on.
+    /// Under overload, thousands of requests running at once kept the Redis connection's
+    /// task from being polled, every cache lookup timed out (12,447 errors in 13 s of the
+    /// signed-in feed at 1,000 req/s) and the cache that should have absorbed the load
+    /// fell away.
     pub max_concurrent_operations: usize,
 }
 
@@ -57,7 +57,6 @@ pub struct GatewayService {
     shared: Option<SharedState>,
     persisted: Arc<PersistedQueries>,
     caching: Caching,
-    turns: Option<Semaphore>,
 }
 
 impl GatewayService {
@@ -72,16 +71,14 @@ impl GatewayService {
                 features.cache.max_ttl,
             )
         });
-        let caching = Caching::new(features.cache.clone(), backend, features.metrics.clone());
-        let turns = (features.max_concurrent_operations > 0)
-            .then(|| Semaphore::new(features.max_concurrent_operations));
+        let caching = Caching::new(features.cache.clone(), backend, features.metrics.clone())
+            .with_turns(features.max_concurrent_operations);
         Self {
             gateway,
             auth,
             caching,
             shared: features.shared,
             persisted,
-            turns,
         }
     }
 
@@ -135,11 +132,6 @@ impl OperationExecutor for GatewayService {
         mut request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
-        // The semaphore is never closed, so a turn always comes.
-        let _turn = match &self.turns {
-            Some(turns) => turns.acquire().await.ok(),
-            None => None,
-        };
         if let Err(refusal) = self
             .persisted
             .resolve(&mut request, &context.headers, Resolve::Execute)

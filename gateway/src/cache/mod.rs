@@ -37,6 +37,7 @@ use futures::FutureExt;
 use gantry_kit::invalidation::InvalidationSink;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use self::backend::{CacheBackend, RedisBackend, Removed};
@@ -97,6 +98,7 @@ pub struct Caching {
     backend: CacheBackend,
     inflight: InFlight<Executed>,
     metrics: Arc<GatewayMetrics>,
+    turns: Option<Arc<Semaphore>>,
 }
 
 impl Caching {
@@ -112,7 +114,18 @@ impl Caching {
             backend,
             inflight: InFlight::default(),
             metrics,
+            turns: None,
         }
+    }
+
+    /// At most `limit` operations at once (0: no limit); the rest wait for a turn. With
+    /// the response cache on, a query's turn covers its cache lookup too (under overload
+    /// thousands of Redis lookups at once timed out and the cache fell away); without it,
+    /// only running the request path takes a turn, so identical requests join the one in
+    /// flight instead of queueing behind it.
+    pub fn with_turns(mut self, limit: usize) -> Self {
+        self.turns = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
+        self
     }
 
     pub fn metrics(&self) -> &Arc<GatewayMetrics> {
@@ -135,7 +148,7 @@ impl Caching {
             Ok(OperationKind::Mutation) => self.mutation(gateway, request, context, viewer).await,
             // Subscriptions and documents that do not parse: the request path answers.
             _ => {
-                let executed = run(gateway, request, context).await;
+                let executed = run(self.turns.clone(), gateway, request, context).await;
                 respond(executed.body, CachePolicy::NoStore, None)
             }
         }
@@ -151,6 +164,14 @@ impl Caching {
         let scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
         let public_key = cache_key(&request, "public");
         let private_key = cache_key(&request, &scope);
+        // With the response cache on, a query takes its turn before it looks in Redis:
+        // thousands of lookups at once were what timed out. Without it, only the request
+        // that runs the path needs one, so identical requests can still join it.
+        let (_turn, turns) = if self.settings.response_cache {
+            (take_turn(self.turns.clone()).await, None)
+        } else {
+            (None, self.turns.clone())
+        };
         if self.settings.response_cache {
             let keys = [entry_key(&public_key), entry_key(&private_key)];
             match self.backend.get_first(&keys).await {
@@ -189,7 +210,7 @@ impl Caching {
         });
         let work = move || {
             async move {
-                let executed = run(gateway, request, context).await;
+                let executed = run(turns, gateway, request, context).await;
                 if let Some(store) = store {
                     store.store(&executed).await;
                 }
@@ -226,7 +247,7 @@ impl Caching {
         for value in request.variables.values() {
             tags::ids_in_json(value, &mut touched);
         }
-        let executed = run(gateway, request, context).await;
+        let executed = run(self.turns.clone(), gateway, request, context).await;
         if self.settings.response_cache || self.settings.entity_cache {
             tags::ids_in_json(&executed.body["data"], &mut touched);
             touched.extend(viewer.map(|id| id.to_string()));
@@ -301,12 +322,22 @@ impl InvalidationSink for CacheInvalidator {
     }
 }
 
-/// The request path, and the policy of its response.
+/// A turn, when turns are limited. The semaphore is never closed, so one always comes.
+async fn take_turn(turns: Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
+    match turns {
+        Some(turns) => turns.acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// The request path, in turn when turns are limited, and the policy of its response.
 async fn run(
+    turns: Option<Arc<Semaphore>>,
     gateway: Arc<Gateway>,
     request: graphql::GraphQLRequest,
     context: pipeline::RequestContext,
 ) -> Executed {
+    let _turn = take_turn(turns).await;
     let is_query = matches!(
         gateway.operation_kind(&request.query, request.operation_name.as_deref()),
         Ok(OperationKind::Query)
