@@ -464,5 +464,8 @@ async fn operations_past_the_concurrency_limit_wait_their_turn_and_are_all_answe
     let limited = peak_behind_a_gateway_limited_to("2").await;
     assert!(limited <= 2, "{limited} ran at once past a limit of 2");
     let unlimited = peak_behind_a_gateway_limited_to("0").await;
-    assert!(unlimited > 2, "without a limit more run at once ({unlimited})");
+    assert!(
+        unlimited > 2,
+        "without a limit more run at once ({unlimited})"
+    );
 }
