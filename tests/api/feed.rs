@@ -36,9 +36,8 @@ struct Data {
     posts: Vec<(Uuid, Uuid)>,
 }
 
-/// `authors` accounts, each with `per_author` posts written in turns, so every author's
-/// posts are spread over the whole timeline; some have none at all.
-async fn seeded(backend: Backend, authors: &[Uuid], per_author: usize) -> Data {
+/// A fresh, migrated database (and the folder it lives in, for SQLite).
+async fn migrated(backend: Backend) -> (tempfile::TempDir, DatabaseConnection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_database(backend, dir.path()).await;
     let db = gantry_kit::db::connect(&DatabaseSettings {
@@ -48,6 +47,13 @@ async fn seeded(backend: Backend, authors: &[Uuid], per_author: usize) -> Data {
     .await
     .expect("connect");
     Migrator::up(&db, None).await.expect("migrate");
+    (dir, db)
+}
+
+/// `authors` accounts, each with `per_author` posts written in turns, so every author's
+/// posts are spread over the whole timeline; some have none at all.
+async fn seeded(backend: Backend, authors: &[Uuid], per_author: usize) -> Data {
+    let (dir, db) = migrated(backend).await;
     let mut posts = Vec::new();
     for round in 0..per_author {
         for (i, author) in authors.iter().enumerate() {
@@ -173,15 +179,7 @@ async fn per_parent_pages_hold_each_parents_newest_rows_after_the_cursor(backend
 }
 
 async fn a_seeded_database_has_planner_statistics(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_database(backend, dir.path()).await;
-    let db = gantry_kit::db::connect(&DatabaseSettings {
-        url,
-        max_connections: None,
-    })
-    .await
-    .expect("connect");
-    Migrator::up(&db, None).await.expect("migrate");
+    let (_dir, db) = migrated(backend).await;
     let options = SeedOptions {
         users: 30,
         posts_per_user: 2,

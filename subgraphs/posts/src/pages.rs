@@ -167,30 +167,11 @@ where
         return Ok(Page::empty());
     }
     let ParentList {
-        parent_col,
-        id_col,
-        direction,
-        ..
+        id_col, direction, ..
     } = *list;
-    let mut ids = Query::select();
-    ids.column(id_col)
-        .from(E::default())
-        .and_where(Expr::col(parent_col).eq(values_column("parent")))
-        .order_by(id_col, direction.order())
-        .limit(first + 1);
-    if let Some(after) = after {
-        ids.and_where(after_cursor(id_col, direction, after));
-    }
-    let mut merged = Query::select();
+    let mut merged = lateral_pages(list, parents, first, after, [id_col]);
     merged
         .column((Alias::new("page"), id_col))
-        .from_values(parents.iter().copied(), Alias::new("parent"))
-        .join_lateral(
-            JoinType::InnerJoin,
-            ids,
-            Alias::new("page"),
-            Expr::value(true),
-        )
         .order_by((Alias::new("page"), id_col), direction.order())
         .limit(first + 1);
     let rows = E::find()
@@ -199,6 +180,44 @@ where
         .all(db)
         .await?;
     Ok(Page::from_rows(rows, first))
+}
+
+/// `(VALUES parents…) AS parent JOIN LATERAL (SELECT columns … WHERE parent_col = parent
+/// ORDER BY id LIMIT first + 1) AS page ON TRUE`: each parent's first `first + 1` rows after
+/// `after`, read from its `(parent, id)` index. Callers pick what of `page` to select and
+/// in which order.
+fn lateral_pages<E: EntityTrait>(
+    list: &ParentList<E>,
+    parents: &[Uuid],
+    first: u64,
+    after: Option<Uuid>,
+    columns: impl IntoIterator<Item = E::Column>,
+) -> SelectStatement {
+    let ParentList {
+        parent_col,
+        id_col,
+        direction,
+        ..
+    } = *list;
+    let mut top = Query::select();
+    top.columns(columns)
+        .from(E::default())
+        .and_where(Expr::col(parent_col).eq(values_column("parent")))
+        .order_by(id_col, direction.order())
+        .limit(first + 1);
+    if let Some(after) = after {
+        top.and_where(after_cursor(id_col, direction, after));
+    }
+    let mut outer = Query::select();
+    outer
+        .from_values(parents.iter().copied(), Alias::new("parent"))
+        .join_lateral(
+            JoinType::InnerJoin,
+            top,
+            Alias::new("page"),
+            Expr::value(true),
+        );
+    outer
 }
 
 /// The only column of `(VALUES …) AS alias`, which PostgreSQL names `column1`.
@@ -220,25 +239,9 @@ fn top_n_lateral<E: EntityTrait>(
         direction,
         ..
     } = *list;
-    let mut top = Query::select();
-    top.columns(E::Column::iter())
-        .from(E::default())
-        .and_where(Expr::col(parent_col).eq(values_column("parent")))
-        .order_by(id_col, direction.order())
-        .limit(first + 1);
-    if let Some(after) = after {
-        top.and_where(after_cursor(id_col, direction, after));
-    }
-    let mut outer = Query::select();
+    let mut outer = lateral_pages(list, parents, first, after, E::Column::iter());
     outer
         .column((Alias::new("page"), Asterisk))
-        .from_values(parents.iter().copied(), Alias::new("parent"))
-        .join_lateral(
-            JoinType::InnerJoin,
-            top,
-            Alias::new("page"),
-            Expr::value(true),
-        )
         .order_by(
             (Alias::new("page"), Alias::new(parent_col.as_str())),
             Order::Asc,
