@@ -242,6 +242,14 @@ impl V2 {
     }
 }
 
+/// Serves a test subgraph on a free local port, for as long as the test runs.
+async fn serve_subgraph(router: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address
+}
+
 async fn switchable_handler(State(s): State<Switchable>, Json(body): Json<Value>) -> Json<Value> {
     let query = body["query"].as_str().unwrap_or_default().to_owned();
     let mode = s.mode.load(Ordering::SeqCst);
@@ -268,12 +276,12 @@ async fn sighup_recomposes_and_a_failed_composition_keeps_the_last_good_supergra
             .enable_federation()
             .finish(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let toy_address = listener.local_addr().unwrap();
-    let router = Router::new()
-        .route("/graphql", post(switchable_handler))
-        .with_state(toy.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let toy_address = serve_subgraph(
+        Router::new()
+            .route("/graphql", post(switchable_handler))
+            .with_state(toy.clone()),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
@@ -417,12 +425,12 @@ async fn peak_behind_a_gateway_limited_to(limit: &str) -> usize {
         now: Arc::new(AtomicUsize::new(0)),
         peak: Arc::new(AtomicUsize::new(0)),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = Router::new()
-        .route("/graphql", post(slow_handler))
-        .with_state(slow.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let address = serve_subgraph(
+        Router::new()
+            .route("/graphql", post(slow_handler))
+            .with_state(slow.clone()),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
