@@ -176,20 +176,35 @@ impl CacheBackend {
                         .unwrap_or_else(PoisonError::into_inner)
                         .insert(key.to_owned());
                 }
+                // An invalidation between the check above and the tag sets could not see
+                // this key yet: look again now that it is in them.
+                if tags.iter().any(|tag| {
+                    local
+                        .invalidated
+                        .get(tag)
+                        .is_some_and(|at| at >= computed_since)
+                }) {
+                    local.entries.invalidate(key);
+                    return Ok(false);
+                }
                 Ok(true)
             }
             Self::Redis(redis) => {
+                let since = millis(computed_since);
                 if !tags.is_empty() {
                     let mut command = redis::cmd("MGET");
                     for tag in tags {
                         command.arg(redis.shared.key(&format!("inv:{tag}")));
                     }
                     let stamps: Vec<Option<u64>> = redis.shared.query(&command).await?;
-                    let since = millis(computed_since);
                     if stamps.into_iter().flatten().any(|at| at >= since) {
                         return Ok(false);
                     }
                 }
+                let stamp_keys: Vec<String> = tags
+                    .iter()
+                    .map(|tag| redis.shared.key(&format!("inv:{tag}")))
+                    .collect();
                 let key = redis.shared.key(key);
                 let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 let tag_ttl_ms = u64::try_from(redis.max_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -205,7 +220,21 @@ impl CacheBackend {
                     pipe.cmd("SADD").arg(&tag_key).arg(&key).ignore();
                     pipe.cmd("PEXPIRE").arg(&tag_key).arg(tag_ttl_ms).ignore();
                 }
-                redis.shared.query::<redis::Value>(&pipe).await?;
+                if stamp_keys.is_empty() {
+                    redis.shared.query::<redis::Value>(&pipe).await?;
+                    return Ok(true);
+                }
+                // An invalidation that wrote its stamp after the check above but read the
+                // tag sets before this SADD missed the key: its stamp is visible now.
+                pipe.cmd("MGET").arg(&stamp_keys);
+                let (stamps,): (Vec<Option<u64>>,) = redis.shared.query(&pipe).await?;
+                if stamps.into_iter().flatten().any(|at| at >= since) {
+                    redis
+                        .shared
+                        .query::<redis::Value>(redis::cmd("DEL").arg(&key))
+                        .await?;
+                    return Ok(false);
+                }
                 Ok(true)
             }
         }
