@@ -158,4 +158,56 @@ impl GraphQLResponse {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// [`GraphQLResponse::to_json`] without copying: the data tree moves into the body.
+    pub fn into_json(self) -> Value {
+        let mut body = Map::new();
+        if let Some(data) = self.data {
+            body.insert("data".into(), data);
+        }
+        if !self.errors.is_empty() {
+            body.insert(
+                "errors".into(),
+                serde_json::to_value(self.errors).unwrap_or(Value::Null),
+            );
+        }
+        if !self.extensions.is_empty() {
+            body.insert("extensions".into(), Value::Object(self.extensions));
+        }
+        Value::Object(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn into_json_gives_the_body_to_json_gives() {
+        let mut error = GraphQLError::with_code("Not found", "NOT_FOUND");
+        error.path = Some(vec!["post".into()]);
+        let mut extensions = Map::new();
+        extensions.insert("cost".into(), json!(3));
+        let responses = [
+            GraphQLResponse {
+                data: Some(json!({ "post": null, "me": { "id": "u1" } })),
+                errors: vec![error],
+                extensions,
+                subgraph_cache_control: vec!["max-age=30".into()],
+            },
+            GraphQLResponse::request_errors(vec![GraphQLError::new("Syntax error")]),
+            GraphQLResponse {
+                data: Some(Value::Null),
+                ..GraphQLResponse::default()
+            },
+        ];
+        for response in responses {
+            let expected = response.to_json();
+            let body = response.into_json();
+            assert_eq!(body, expected);
+            assert_eq!(body.to_string(), expected.to_string(), "same key order");
+        }
+    }
 }

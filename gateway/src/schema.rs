@@ -1,12 +1,14 @@
 //! An index over the client-facing API schema: the lookups that validation of variables,
 //! response shaping and introspection need (field types, type kinds, possible types).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use graphql_tools::static_graphql::schema::{
     Definition, DirectiveDefinition, Document, Field, InputValue, Type, TypeDefinition,
 };
+
+use rustc_hash::FxHashMap;
 
 use crate::validate::PreparedCache;
 
@@ -14,9 +16,10 @@ use crate::validate::PreparedCache;
 #[derive(Debug)]
 pub struct ApiSchema {
     document: Arc<Document>,
-    types: HashMap<String, usize>,
+    /// Fx-hashed: looked up for every field of every response, keyed by schema names only.
+    types: FxHashMap<String, usize>,
     directives: Vec<usize>,
-    possible_types: HashMap<String, BTreeSet<String>>,
+    possible_types: FxHashMap<String, BTreeSet<String>>,
     query_type: String,
     mutation_type: Option<String>,
     subscription_type: Option<String>,
@@ -31,9 +34,9 @@ impl ApiSchema {
     }
 
     pub fn new(document: Arc<Document>) -> Self {
-        let mut types = HashMap::new();
+        let mut types = FxHashMap::default();
         let mut directives = Vec::new();
-        let mut possible_types: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut possible_types: FxHashMap<String, BTreeSet<String>> = FxHashMap::default();
         let (mut query, mut mutation, mut subscription) = (None, None, None);
         for (index, definition) in document.definitions.iter().enumerate() {
             match definition {

@@ -26,10 +26,12 @@ pub fn deep_merge(target: &mut Value, source: Value) {
     match (target, source) {
         (Value::Object(target), Value::Object(source)) => {
             for (key, value) in source {
-                match target.get_mut(&key) {
-                    Some(existing) => deep_merge(existing, value),
-                    None => {
-                        target.insert(key, value);
+                match target.entry(key) {
+                    serde_json::map::Entry::Occupied(mut existing) => {
+                        deep_merge(existing.get_mut(), value)
+                    }
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(value);
                     }
                 }
             }

@@ -155,7 +155,7 @@ impl<'a> Executor<'a> {
         let Some(requires) = &fetch.requires else {
             return self.root_fetch(fetch).await;
         };
-        let batch = EntityBatch::collect(
+        let mut batch = EntityBatch::collect(
             self.context.schema,
             &self.lock_data(),
             &[path],
@@ -168,7 +168,7 @@ impl<'a> Executor<'a> {
         let mut variables = self.forwarded_variables(fetch.variable_usages.iter().flatten());
         variables.insert(
             "representations".into(),
-            Value::Array(batch.representations.clone()),
+            Value::Array(std::mem::take(&mut batch.representations)),
         );
         let Some(mut response) = self
             .send(
@@ -193,7 +193,7 @@ impl<'a> Executor<'a> {
 
     async fn batch_fetch(&self, node: &BatchFetchNode) {
         let aliases = &node.entity_batch.aliases;
-        let batches: Vec<EntityBatch> = {
+        let mut batches: Vec<EntityBatch> = {
             let data = self.lock_data();
             aliases
                 .iter()
@@ -213,10 +213,10 @@ impl<'a> Executor<'a> {
             return;
         }
         let mut variables = self.forwarded_variables(node.variable_usages.iter().flatten());
-        for (alias, batch) in aliases.iter().zip(&batches) {
+        for (alias, batch) in aliases.iter().zip(&mut batches) {
             variables.insert(
                 alias.representations_variable_name.clone(),
-                Value::Array(batch.representations.clone()),
+                Value::Array(std::mem::take(&mut batch.representations)),
             );
         }
         let Some(mut response) = self
@@ -255,13 +255,31 @@ impl<'a> Executor<'a> {
                 apply_rewrite(self.context.schema, rewrite, entity);
             }
         }
+        // An entity shared by several paths (deduplicated) is copied for all but its last
+        // path; most are merged once and moved.
+        let mut remaining = vec![0usize; entities.len()];
+        for (_, index) in &batch.targets {
+            if let Some(count) = remaining.get_mut(*index) {
+                *count += 1;
+            }
+        }
         let mut data = self.lock_data();
         for (path, index) in &batch.targets {
-            let Some(entity @ Value::Object(_)) = entities.get(*index) else {
+            let (Some(entity), Some(count)) = (entities.get_mut(*index), remaining.get_mut(*index))
+            else {
                 continue;
             };
+            *count -= 1;
+            if !entity.is_object() {
+                continue;
+            }
+            let entity = if *count == 0 {
+                entity.take()
+            } else {
+                entity.clone()
+            };
             if let Some(target) = value_at_mut(&mut data, path) {
-                deep_merge(target, entity.clone());
+                deep_merge(target, entity);
             }
         }
     }

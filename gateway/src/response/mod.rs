@@ -6,6 +6,7 @@ mod fields;
 mod introspection;
 
 use std::cmp::Ordering;
+use std::rc::Rc;
 
 use graphql_tools::static_graphql::query::{Field, SelectionSet};
 use graphql_tools::static_graphql::schema::{Type, TypeDefinition};
@@ -19,15 +20,20 @@ use crate::validate::{OperationKind, ValidatedOperation, operation_parts};
 /// A non-null field resolved to null: the null moves up to the nearest nullable parent.
 struct NullBubble;
 
-/// Builds the client response from the merged data and the errors gathered so far.
+/// Builds the client response from the merged data and the errors gathered so far. The data
+/// is consumed: leaves move into the response instead of being copied.
 pub fn shape_response(
     schema: &ApiSchema,
     operation: &ValidatedOperation,
-    data: &Value,
+    mut data: Value,
     errors: Vec<GraphQLError>,
 ) -> GraphQLResponse {
     let collector = FieldCollector::new(schema, &operation.document, &operation.variables);
-    let mut shaper = Shaper { collector, errors };
+    let mut shaper = Shaper {
+        collector,
+        errors,
+        groups: Vec::new(),
+    };
     let root_type = match operation.kind {
         OperationKind::Query => Some(schema.query_type()),
         OperationKind::Mutation => schema.mutation_type(),
@@ -37,7 +43,13 @@ pub fn shape_response(
         (Some(definition), Some(root_type)) => {
             let (_, _, _, selection_set) = operation_parts(definition);
             shaper
-                .object(root_type, &[selection_set], data, &mut Vec::new(), true)
+                .object(
+                    root_type,
+                    &[selection_set],
+                    &mut data,
+                    &mut Vec::new(),
+                    true,
+                )
                 .unwrap_or(Value::Null)
         }
         _ => Value::Null,
@@ -70,39 +82,153 @@ fn compare_paths(a: &GraphQLError, b: &GraphQLError) -> Ordering {
 struct Shaper<'d> {
     collector: FieldCollector<'d>,
     errors: Vec<GraphQLError>,
+    /// Collected fields per (runtime type, selection sets): every item of a list shares them.
+    groups: Vec<CollectedGroups<'d>>,
+}
+
+/// One response key of an object: its fields and their merged sub-selections.
+struct Group<'d> {
+    key: &'d str,
+    fields: Vec<&'d Field>,
+    sub_sets: Vec<&'d SelectionSet>,
+    /// The field's type in the schema (`None` for meta fields and unknown fields), and what
+    /// kind of named type it ends in: looked up once per group, not once per list item.
+    field_type: Option<&'d Type>,
+    kind: NamedKind,
+}
+
+/// What the named type at the bottom of a field's type is.
+#[derive(Clone, Copy)]
+enum NamedKind {
+    Object,
+    Abstract,
+    CustomScalar,
+    /// Built-in scalars and enums.
+    Leaf,
+}
+
+impl NamedKind {
+    fn of(schema: &ApiSchema, ty: &Type) -> Self {
+        let name = match ty {
+            Type::NamedType(name) => name,
+            Type::ListType(inner) | Type::NonNullType(inner) => return Self::of(schema, inner),
+        };
+        match schema.type_def(name) {
+            Some(TypeDefinition::Object(_)) => Self::Object,
+            Some(TypeDefinition::Interface(_) | TypeDefinition::Union(_)) => Self::Abstract,
+            _ if is_custom_scalar(schema, name) => Self::CustomScalar,
+            _ => Self::Leaf,
+        }
+    }
+}
+
+struct CollectedGroups<'d> {
+    runtime_type: String,
+    sets: Vec<&'d SelectionSet>,
+    groups: Rc<[Group<'d>]>,
+}
+
+/// A step of the path being shaped, borrowed from the operation; turned into a
+/// [`PathSegment`] only when an error needs it.
+#[derive(Clone, Copy)]
+enum Step<'d> {
+    Key(&'d str),
+    Index(usize),
+}
+
+impl Step<'_> {
+    fn matches(&self, segment: &PathSegment) -> bool {
+        match (self, segment) {
+            (Step::Key(key), PathSegment::Key(other)) => key == other,
+            (Step::Index(index), PathSegment::Index(other)) => index == other,
+            _ => false,
+        }
+    }
+
+    fn to_segment(self) -> PathSegment {
+        match self {
+            Step::Key(key) => PathSegment::Key(key.to_string()),
+            Step::Index(index) => PathSegment::Index(index),
+        }
+    }
 }
 
 impl<'d> Shaper<'d> {
+    /// The field groups of `sets` for `runtime_type`, collected once per shaping.
+    fn groups(&mut self, runtime_type: &str, sets: &[&'d SelectionSet]) -> Rc<[Group<'d>]> {
+        let known = self.groups.iter().find(|entry| {
+            entry.runtime_type == runtime_type
+                && entry.sets.len() == sets.len()
+                && entry
+                    .sets
+                    .iter()
+                    .zip(sets)
+                    .all(|(a, b)| std::ptr::eq(*a, *b))
+        });
+        if let Some(entry) = known {
+            return entry.groups.clone();
+        }
+        let groups: Rc<[Group<'d>]> = self
+            .collector
+            .collect(runtime_type, sets)
+            .into_iter()
+            .map(|(key, fields)| {
+                let schema = self.collector.schema;
+                let field_type = fields
+                    .first()
+                    .and_then(|field| schema.field(runtime_type, &field.name))
+                    .map(|definition| &definition.field_type);
+                Group {
+                    key,
+                    sub_sets: fields.iter().map(|f| &f.selection_set).collect(),
+                    kind: field_type.map_or(NamedKind::Leaf, |ty| NamedKind::of(schema, ty)),
+                    field_type,
+                    fields,
+                }
+            })
+            .collect();
+        self.groups.push(CollectedGroups {
+            runtime_type: runtime_type.to_string(),
+            sets: sets.to_vec(),
+            groups: groups.clone(),
+        });
+        groups
+    }
+
     fn object(
         &mut self,
         runtime_type: &str,
         sets: &[&'d SelectionSet],
-        data: &Value,
-        path: &mut Vec<PathSegment>,
+        data: &mut Value,
+        path: &mut Vec<Step<'d>>,
         is_root: bool,
     ) -> Result<Value, NullBubble> {
-        let schema = self.collector.schema;
-        let mut out = Map::new();
-        for (key, fields) in self.collector.collect(runtime_type, sets) {
-            let Some(field) = fields.first() else {
+        let groups = self.groups(runtime_type, sets);
+        let mut out = Map::with_capacity(groups.len());
+        for group in groups.iter() {
+            let Some(field) = group.fields.first() else {
                 continue;
             };
+            let key = group.key;
             let value = match field.name.as_str() {
                 "__typename" => Value::from(runtime_type),
-                "__schema" if is_root => introspection::resolve_schema(&self.collector, &fields),
-                "__type" if is_root => introspection::resolve_type(&self.collector, &fields),
-                name => {
-                    let Some(definition) = schema.field(runtime_type, name) else {
+                "__schema" if is_root => {
+                    introspection::resolve_schema(&self.collector, &group.fields)
+                }
+                "__type" if is_root => introspection::resolve_type(&self.collector, &group.fields),
+                _ => {
+                    let Some(field_type) = group.field_type else {
                         continue;
                     };
-                    let raw = data.get(key).unwrap_or(&Value::Null);
-                    let sub_sets: Vec<_> = fields.iter().map(|f| &f.selection_set).collect();
-                    path.push(PathSegment::Key(key.to_string()));
+                    let mut missing = Value::Null;
+                    let raw = data.get_mut(key).unwrap_or(&mut missing);
+                    path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
                         field,
+                        kind: group.kind,
                     };
-                    let completed = self.value(&definition.field_type, &sub_sets, raw, path, &site);
+                    let completed = self.value(field_type, &group.sub_sets, raw, path, &site);
                     path.pop();
                     completed?
                 }
@@ -117,8 +243,8 @@ impl<'d> Shaper<'d> {
         &mut self,
         ty: &Type,
         sets: &[&'d SelectionSet],
-        raw: &Value,
-        path: &mut Vec<PathSegment>,
+        raw: &mut Value,
+        path: &mut Vec<Step<'d>>,
         site: &FieldSite<'_, 'd>,
     ) -> Result<Value, NullBubble> {
         match ty {
@@ -139,41 +265,45 @@ impl<'d> Shaper<'d> {
         &mut self,
         ty: &Type,
         sets: &[&'d SelectionSet],
-        raw: &Value,
-        path: &mut Vec<PathSegment>,
+        raw: &mut Value,
+        path: &mut Vec<Step<'d>>,
         site: &FieldSite<'_, 'd>,
     ) -> Result<Value, NullBubble> {
-        match (ty, raw) {
-            (_, Value::Null) => Ok(Value::Null),
-            (Type::ListType(item_type), Value::Array(items)) => {
+        if raw.is_null() {
+            return Ok(Value::Null);
+        }
+        match ty {
+            Type::ListType(item_type) => {
+                let Value::Array(items) = raw else {
+                    return Ok(Value::Null);
+                };
                 let mut out = Vec::with_capacity(items.len());
-                for (index, item) in items.iter().enumerate() {
-                    path.push(PathSegment::Index(index));
+                for (index, item) in items.iter_mut().enumerate() {
+                    path.push(Step::Index(index));
                     let completed = self.value(item_type, sets, item, path, site);
                     path.pop();
                     out.push(completed?);
                 }
                 Ok(Value::Array(out))
             }
-            (Type::ListType(_), _) => Ok(Value::Null),
-            (Type::NonNullType(inner), _) => self.value(inner, sets, raw, path, site),
-            (Type::NamedType(name), _) => {
+            Type::NonNullType(inner) => self.value(inner, sets, raw, path, site),
+            Type::NamedType(name) => {
                 let schema = self.collector.schema;
-                match schema.type_def(name) {
-                    Some(TypeDefinition::Object(_)) => self.object(name, sets, raw, path, false),
-                    Some(TypeDefinition::Interface(_) | TypeDefinition::Union(_)) => {
-                        let runtime = raw.get("__typename").and_then(Value::as_str);
+                match site.kind {
+                    NamedKind::Object => self.object(name, sets, raw, path, false),
+                    NamedKind::Abstract => {
+                        let runtime = raw
+                            .get("__typename")
+                            .and_then(Value::as_str)
+                            .filter(|runtime| schema.satisfies(runtime, name))
+                            .map(str::to_string);
                         match runtime {
-                            Some(runtime) if schema.satisfies(runtime, name) => {
-                                self.object(runtime, sets, raw, path, false)
-                            }
-                            _ => Ok(Value::Null),
+                            Some(runtime) => self.object(&runtime, sets, raw, path, false),
+                            None => Ok(Value::Null),
                         }
                     }
-                    _ if (raw.is_object() || raw.is_array()) && !is_custom_scalar(schema, name) => {
-                        Ok(Value::Null)
-                    }
-                    _ => Ok(raw.clone()),
+                    NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(Value::Null),
+                    NamedKind::Leaf | NamedKind::CustomScalar => Ok(raw.take()),
                 }
             }
         }
@@ -181,10 +311,14 @@ impl<'d> Shaper<'d> {
 
     /// Adds "Cannot return null" unless an error already explains this path: one at it, below
     /// it, or at one of its parents (whose fields are then all missing).
-    fn report_null(&mut self, path: &[PathSegment], site: &FieldSite<'_, 'd>) {
+    fn report_null(&mut self, path: &[Step<'d>], site: &FieldSite<'_, 'd>) {
         let explained = self.errors.iter().any(|error| {
             error.path.as_ref().is_some_and(|error_path| {
-                error_path.starts_with(path) || path.starts_with(error_path)
+                // One path starts with the other.
+                error_path
+                    .iter()
+                    .zip(path)
+                    .all(|(segment, step)| step.matches(segment))
             })
         });
         if !explained {
@@ -192,7 +326,7 @@ impl<'d> Shaper<'d> {
                 "Cannot return null for non-nullable field {}.{}.",
                 site.parent_type, site.field.name
             ));
-            error.path = Some(path.to_vec());
+            error.path = Some(path.iter().map(|step| step.to_segment()).collect());
             self.errors.push(error);
         }
     }
@@ -202,6 +336,7 @@ impl<'d> Shaper<'d> {
 struct FieldSite<'t, 'd> {
     parent_type: &'t str,
     field: &'d Field,
+    kind: NamedKind,
 }
 
 fn is_custom_scalar(schema: &ApiSchema, name: &str) -> bool {

@@ -39,7 +39,7 @@ impl Default for HttpTransportConfig {
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     slots: Arc<Semaphore>,
     request_timeout: Duration,
 }
@@ -49,18 +49,25 @@ impl HttpTransport {
         url: impl Into<String>,
         config: &HttpTransportConfig,
     ) -> Result<Self, TransportError> {
-        Ok(Self::with_client(Self::client(config)?, url.into(), config))
+        Self::with_client(Self::client(config)?, &url.into(), config)
     }
 
     /// Shares `client` (and so its connection pool) with other transports; the in-flight
-    /// limit is this transport's own.
-    pub fn with_client(client: reqwest::Client, url: String, config: &HttpTransportConfig) -> Self {
-        Self {
+    /// limit is this transport's own. The URL is parsed once, here, not per request.
+    pub fn with_client(
+        client: reqwest::Client,
+        url: &str,
+        config: &HttpTransportConfig,
+    ) -> Result<Self, TransportError> {
+        let url = reqwest::Url::parse(url).map_err(|error| {
+            TransportError::Other(format!("the subgraph URL {url:?} is not valid: {error}"))
+        })?;
+        Ok(Self {
             client,
             url,
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             request_timeout: config.request_timeout,
-        }
+        })
     }
 
     pub fn client(config: &HttpTransportConfig) -> Result<reqwest::Client, TransportError> {
@@ -83,7 +90,7 @@ impl SubgraphTransport for HttpTransport {
             .map_err(|error| TransportError::Other(error.to_string()))?;
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(request.headers.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(

@@ -45,21 +45,29 @@ impl std::fmt::Debug for SubgraphRequest {
 }
 
 impl SubgraphRequest {
-    /// The JSON body of the request, as sent over HTTP.
-    pub fn body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("query".into(), Value::String(self.query.clone()));
-        if let Some(name) = &self.operation_name {
-            body.insert("operationName".into(), Value::String(name.clone()));
+    /// The JSON body of the request, as sent over HTTP: serialized straight from the request's
+    /// parts (the representations of an entity fetch are not copied into a second tree).
+    pub fn body(&self) -> RequestBody<'_> {
+        RequestBody {
+            query: &self.query,
+            operation_name: self.operation_name.as_deref(),
+            variables: (!self.variables.is_empty()).then_some(&self.variables),
+            extensions: (!self.extensions.is_empty()).then_some(&self.extensions),
         }
-        if !self.variables.is_empty() {
-            body.insert("variables".into(), Value::Object(self.variables.clone()));
-        }
-        if !self.extensions.is_empty() {
-            body.insert("extensions".into(), Value::Object(self.extensions.clone()));
-        }
-        Value::Object(body)
     }
+}
+
+/// A subgraph request's JSON body, borrowed from the [`SubgraphRequest`].
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBody<'a> {
+    pub query: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<&'a Map<String, Value>>,
 }
 
 /// A subgraph's answer. `errors` are kept as raw JSON: the executor rewrites their paths.
@@ -187,11 +195,7 @@ impl Transports {
         for (name, url) in urls {
             transports.insert(
                 name.clone(),
-                Arc::new(HttpTransport::with_client(
-                    client.clone(),
-                    url.clone(),
-                    config,
-                )),
+                Arc::new(HttpTransport::with_client(client.clone(), url, config)?),
             );
         }
         Ok(transports)
