@@ -9,15 +9,32 @@ use std::sync::{Mutex, PoisonError};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use rand::RngCore;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use super::metrics::{DedupMetrics, inc};
 
-/// A key: the SHA-256 of everything that makes two requests identical.
-pub type InFlightKey = [u8; 32];
+/// A key: everything that makes two pieces of work identical, built by [`key`]. Keys are
+/// compared whole, so different requests never share work however their hashes fall (a
+/// SHA-256 of the parts cost ~10 % of the gateway's instructions per federated request).
+pub type InFlightKey = Box<[u8]>;
+
+/// The parts, each prefixed by its length so that no two different lists of parts make the
+/// same key.
+pub fn key(parts: &[&[u8]]) -> InFlightKey {
+    let mut key = Vec::with_capacity(parts.iter().map(|part| part.len() + 8).sum());
+    for part in parts {
+        key.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        key.extend_from_slice(part);
+    }
+    key.into_boxed_slice()
+}
+
+type Running<V> = HashMap<InFlightKey, Shared<BoxFuture<'static, V>>, Xxh3Builder>;
 
 /// Work in flight, by key.
 pub struct InFlight<V: Clone> {
-    running: Mutex<HashMap<InFlightKey, Shared<BoxFuture<'static, V>>>>,
+    running: Mutex<Running<V>>,
 }
 
 impl<V: Clone> std::fmt::Debug for InFlight<V> {
@@ -28,8 +45,12 @@ impl<V: Clone> std::fmt::Debug for InFlight<V> {
 
 impl<V: Clone> Default for InFlight<V> {
     fn default() -> Self {
+        // XXH3 with a secret of this process's own: keys come from clients.
+        let mut secret = [0u8; 192]; // XXH3's secret size
+
+        rand::thread_rng().fill_bytes(&mut secret);
         Self {
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::with_hasher(Xxh3Builder::new().with_secret(secret))),
         }
     }
 }
@@ -48,7 +69,7 @@ impl<V: Clone + Send + Sync + 'static> InFlight<V> {
                 Some(future) => (future.clone(), false),
                 None => {
                     let future = work().shared();
-                    running.insert(key, future.clone());
+                    running.insert(key.clone(), future.clone());
                     (future, true)
                 }
             }
@@ -69,7 +90,7 @@ impl<V: Clone + Send + Sync + 'static> InFlight<V> {
 
 /// Removes the entry when the first caller finishes or goes away.
 struct Unregister<'a, V: Clone> {
-    running: &'a Mutex<HashMap<InFlightKey, Shared<BoxFuture<'static, V>>>>,
+    running: &'a Mutex<Running<V>>,
     key: InFlightKey,
     future: Shared<BoxFuture<'static, V>>,
 }
@@ -103,7 +124,7 @@ mod tests {
             let (inflight, metrics, runs) = (inflight.clone(), metrics.clone(), runs.clone());
             tokio::spawn(async move {
                 inflight
-                    .run([1; 32], &metrics, move || {
+                    .run(key(&[b"same"]), &metrics, move || {
                         async move {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             runs.fetch_add(1, Ordering::SeqCst) + 42
@@ -124,10 +145,10 @@ mod tests {
         let inflight = InFlight::<usize>::default();
         let metrics = DedupMetrics::default();
         let first = inflight
-            .run([2; 32], &metrics, || async { 1 }.boxed())
+            .run(key(&[b"again"]), &metrics, || async { 1 }.boxed())
             .await;
         let second = inflight
-            .run([2; 32], &metrics, || async { 2 }.boxed())
+            .run(key(&[b"again"]), &metrics, || async { 2 }.boxed())
             .await;
         assert_eq!((first, second), (1, 2));
     }

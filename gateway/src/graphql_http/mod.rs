@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
@@ -107,6 +108,10 @@ pub struct GraphQLResponse {
     /// (parse, validation, variable coercion, persisted query not found): the layer answers
     /// those with `400` under `application/graphql-response+json`.
     pub body: Value,
+    /// The body as it goes on the wire, when the executor already has it as bytes (a cached
+    /// response): sent as it is instead of serializing `body`, which is then `null`. Only
+    /// for responses that executed (they have `data`).
+    pub serialized: Option<Bytes>,
     /// A status the executor insists on whatever the media type (e.g. `429` when rate
     /// limited, `503` when no supergraph is loaded). Leave it `None` for GraphQL errors: the
     /// layer derives `200`/`400` from the media type and the `data` entry.
@@ -121,6 +126,7 @@ impl GraphQLResponse {
     pub fn new(body: Value) -> Self {
         Self {
             body,
+            serialized: None,
             http_status_hint: None,
             cache_control: None,
             extra_headers: HeaderMap::new(),
@@ -140,8 +146,16 @@ impl GraphQLResponse {
     }
 
     /// Whether the operation executed (the body has a `data` entry, even `null`).
+    /// A response that executed, already serialized (see [`GraphQLResponse::serialized`]).
+    pub fn from_serialized(bytes: Bytes) -> Self {
+        Self {
+            serialized: Some(bytes),
+            ..Self::new(Value::Null)
+        }
+    }
+
     pub fn has_data(&self) -> bool {
-        self.body.get("data").is_some()
+        self.serialized.is_some() || self.body.get("data").is_some()
     }
 }
 

@@ -1,7 +1,7 @@
 //! GraphQL response → HTTP response. The status code rules of GraphQL over HTTP live here
 //! and nowhere else.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,13 +30,16 @@ pub fn status_for(response: &GraphQLResponse, media: ResponseMediaType) -> Statu
 }
 
 fn json_response(status: StatusCode, media: ResponseMediaType, body: &Value) -> Response {
-    let bytes = match serde_json::to_vec(body) {
-        Ok(bytes) => bytes,
+    match serde_json::to_vec(body) {
+        Ok(bytes) => bytes_response(status, media, Bytes::from(bytes)),
         Err(error) => {
             tracing::error!(%error, "serializing a GraphQL response failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    };
+    }
+}
+
+fn bytes_response(status: StatusCode, media: ResponseMediaType, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -49,7 +52,10 @@ fn json_response(status: StatusCode, media: ResponseMediaType, body: &Value) -> 
 /// The HTTP response for one executed (or refused) GraphQL request.
 pub fn single(response: GraphQLResponse, media: ResponseMediaType) -> Response {
     let status = status_for(&response, media);
-    let mut http = json_response(status, media, &response.body);
+    let mut http = match response.serialized {
+        Some(bytes) => bytes_response(status, media, bytes),
+        None => json_response(status, media, &response.body),
+    };
     let headers = http.headers_mut();
     if let Some(policy) = response
         .cache_control
@@ -68,19 +74,30 @@ pub fn single(response: GraphQLResponse, media: ResponseMediaType) -> Response {
 /// carries its own errors). No `Cache-Control`: batches are POSTs.
 pub fn batch(responses: Vec<GraphQLResponse>, media: ResponseMediaType) -> Response {
     let mut extra = Vec::new();
-    let bodies = responses
-        .into_iter()
-        .map(|response| {
-            extra.extend(
-                response
-                    .extra_headers
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.clone())),
-            );
-            response.body
-        })
-        .collect();
-    let mut http = json_response(StatusCode::OK, media, &Value::Array(bodies));
+    let mut array = vec![b'['];
+    for (index, response) in responses.into_iter().enumerate() {
+        extra.extend(
+            response
+                .extra_headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        if index > 0 {
+            array.push(b',');
+        }
+        match response.serialized {
+            // A cached item goes in as the bytes it was kept as.
+            Some(bytes) => array.extend_from_slice(&bytes),
+            None => {
+                if let Err(error) = serde_json::to_writer(&mut array, &response.body) {
+                    tracing::error!(%error, "serializing a GraphQL response failed");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            }
+        }
+    }
+    array.push(b']');
+    let mut http = bytes_response(StatusCode::OK, media, Bytes::from(array));
     for (name, value) in extra {
         http.headers_mut().append(name, value);
     }

@@ -9,11 +9,12 @@ use futures::FutureExt;
 use reqwest::header::AUTHORIZATION;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
-use crate::cache::digest;
-use crate::cache::inflight::{InFlight, InFlightKey};
+use crate::cache::inflight::{self, InFlight, InFlightKey};
 use crate::cache::metrics::DedupMetrics;
 
-type Outcome = Result<SubgraphResponse, TransportError>;
+/// Shared behind an `Arc`: every party to a shared future gets a clone of its output, and
+/// the response tree is copied only when someone actually shared it.
+type Outcome = Result<Arc<SubgraphResponse>, TransportError>;
 
 /// Wraps a transport so identical concurrent query fetches share one request.
 pub struct DedupTransport {
@@ -51,7 +52,7 @@ fn key(request: &SubgraphRequest) -> InFlightKey {
         .get(AUTHORIZATION)
         .map(|value| value.as_bytes())
         .unwrap_or_default();
-    digest(&[
+    inflight::key(&[
         request.subgraph_name.as_bytes(),
         request.query.as_bytes(),
         request.operation_name.as_deref().unwrap_or("").as_bytes(),
@@ -69,11 +70,13 @@ impl SubgraphTransport for DedupTransport {
         }
         let key = key(&request);
         let inner = self.inner.clone();
-        self.inflight
+        let outcome = self
+            .inflight
             .run(key, &self.metrics, move || {
-                async move { inner.execute(request).await }.boxed()
+                async move { inner.execute(request).await.map(Arc::new) }.boxed()
             })
-            .await
+            .await?;
+        Ok(Arc::try_unwrap(outcome).unwrap_or_else(|shared| shared.as_ref().clone()))
     }
 }
 
