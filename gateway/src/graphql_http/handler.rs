@@ -15,7 +15,7 @@ use crate::graphql_http::request::{self, PostBody, RequestError};
 use crate::graphql_http::request_id::RequestId;
 use crate::graphql_http::response::{self, BAD_REQUEST_CODE};
 use crate::graphql_http::{
-    GraphQLResponse, HttpSettings, OperationExecutor, OperationKind, RequestContext,
+    GetAnswer, GraphQLResponse, HttpSettings, OperationExecutor, RequestContext,
 };
 use crate::playground::PlaygroundPage;
 
@@ -80,17 +80,9 @@ pub async fn graphql_get(State(state): State<HttpState>, request: Request) -> Re
         Err(error) => return bad_request(media, &error),
     };
     let context = context(Method::GET, headers, &request);
-    match state
-        .executor
-        .operation_kind(&graphql_request, &context)
-        .await
-    {
-        Err(refusal) => response::single(refusal, media),
-        Ok(OperationKind::Mutation) => response::mutation_over_get(media),
-        Ok(OperationKind::Query | OperationKind::Subscription) => response::single(
-            state.executor.execute(graphql_request, &context).await,
-            media,
-        ),
+    match state.executor.execute_get(graphql_request, &context).await {
+        GetAnswer::Response(answer) => response::single(*answer, media),
+        GetAnswer::MutationRefused => response::mutation_over_get(media),
     }
 }
 

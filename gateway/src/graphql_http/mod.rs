@@ -183,6 +183,28 @@ pub trait OperationExecutor: Send + Sync + 'static {
         request: &GraphQLRequest,
         context: &RequestContext,
     ) -> Result<OperationKind, GraphQLResponse>;
+
+    /// Runs a GET request: [`execute`](Self::execute), but a mutation is refused before it
+    /// runs. The default asks [`operation_kind`](Self::operation_kind) first; an executor
+    /// that can tell the kind on its way to running the request overrides it to look the
+    /// request up once.
+    async fn execute_get(&self, request: GraphQLRequest, context: &RequestContext) -> GetAnswer {
+        match self.operation_kind(&request, context).await {
+            Err(refusal) => GetAnswer::Response(Box::new(refusal)),
+            Ok(OperationKind::Mutation) => GetAnswer::MutationRefused,
+            Ok(OperationKind::Query | OperationKind::Subscription) => {
+                GetAnswer::Response(Box::new(self.execute(request, context).await))
+            }
+        }
+    }
+}
+
+/// What a GET request comes to.
+#[derive(Debug)]
+pub enum GetAnswer {
+    Response(Box<GraphQLResponse>),
+    /// A mutation: answered `405` with `Allow: POST`, nothing ran.
+    MutationRefused,
 }
 
 /// The GraphQL endpoint (`GET`/`POST` [`HttpSettings::path`]), the playground (`GET /` and

@@ -138,12 +138,21 @@ struct Counters {
     rejections: AtomicU64,
 }
 
-/// Whether a resolution is the one that runs the operation (and so counts hits and
-/// registers), or a look ahead (the GET mutation check) that only refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolve {
-    Execute,
-    Peek,
+/// What a resolution leaves to do once the operation is known to run: count its hit,
+/// register its APQ text. [`PersistedQueries::peek`] returns it and
+/// [`PersistedQueries::settle`] does it, so a GET mutation refused after the look ahead
+/// is neither counted nor registered.
+#[derive(Debug)]
+#[must_use = "settle it once the operation runs"]
+pub struct Resolved(Effect);
+
+#[derive(Debug)]
+enum Effect {
+    None,
+    ManifestHit,
+    ApqHit,
+    /// The lower-case hash the request's text is registered under.
+    Register(String),
 }
 
 /// The persisted-query step: APQ store, manifest, safelist, counters.
@@ -219,18 +228,25 @@ impl PersistedQueries {
         .collect()
     }
 
-    /// Fills `request.query` with the text to run, or answers the response to send instead.
+    /// Fills `request.query` with the text to run, or answers the response to send instead;
+    /// [`peek`](Self::peek) then [`settle`](Self::settle) in one.
     pub async fn resolve(
         &self,
         request: &mut GraphQLRequest,
         headers: &HeaderMap,
-        mode: Resolve,
     ) -> Result<(), GraphQLResponse> {
-        let count = |counter: &AtomicU64| {
-            if mode == Resolve::Execute {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        };
+        let resolved = self.peek(request, headers).await?;
+        self.settle(resolved, request).await;
+        Ok(())
+    }
+
+    /// Fills `request.query` with the text to run, or answers the response to send instead,
+    /// without counting a hit or registering a text: that waits for [`settle`](Self::settle).
+    pub async fn peek(
+        &self,
+        request: &mut GraphQLRequest,
+        headers: &HeaderMap,
+    ) -> Result<Resolved, GraphQLResponse> {
         let hash = apq_hash(request).map_err(|message| {
             GraphQLResponse::request_error(message, "BAD_REQUEST")
                 .with_status(StatusCode::BAD_REQUEST)
@@ -257,7 +273,7 @@ impl PersistedQueries {
                     .as_ref()
                     .is_some_and(|bypass| bypass.matches(headers))
                 {
-                    return Ok(());
+                    return Ok(Resolved(Effect::None));
                 }
                 return Err(self.reject(
                     request,
@@ -267,13 +283,10 @@ impl PersistedQueries {
                     StatusCode::FORBIDDEN,
                 ));
             }
-            if let Some(hash) = hash.filter(|_| !listed && !self.safelist)
-                && mode == Resolve::Execute
-            {
-                self.apq.put(&hash.to_ascii_lowercase(), query).await;
-                count(&self.counters.apq_registrations);
-            }
-            return Ok(());
+            return Ok(Resolved(match hash.filter(|_| !listed && !self.safelist) {
+                Some(hash) => Effect::Register(hash.to_ascii_lowercase()),
+                None => Effect::None,
+            }));
         }
 
         let id = request.document_id.clone().or_else(|| hash.clone());
@@ -285,12 +298,11 @@ impl PersistedQueries {
             .with_status(StatusCode::BAD_REQUEST));
         };
         if let Some(operation) = manifest.as_ref().and_then(|m| m.operation(&id)) {
-            count(&self.counters.manifest_hits);
             request.query = Some(operation.body.clone());
             if request.operation_name.is_none() && !operation.name.is_empty() {
                 request.operation_name = Some(operation.name.clone());
             }
-            return Ok(());
+            return Ok(Resolved(Effect::ManifestHit));
         }
         if self.safelist || hash.is_none() {
             return Err(self.reject(
@@ -303,9 +315,8 @@ impl PersistedQueries {
         }
         match self.apq.get(&id.to_ascii_lowercase()).await {
             Some(query) => {
-                count(&self.counters.apq_hits);
                 request.query = Some(query);
-                Ok(())
+                Ok(Resolved(Effect::ApqHit))
             }
             None => {
                 self.counters.apq_misses.fetch_add(1, Ordering::Relaxed);
@@ -314,6 +325,28 @@ impl PersistedQueries {
                     "PERSISTED_QUERY_NOT_FOUND",
                 )
                 .with_status(StatusCode::OK))
+            }
+        }
+    }
+
+    /// Counts the hit and registers the text of a request [`peek`](Self::peek) resolved,
+    /// once it is known to run.
+    pub async fn settle(&self, resolved: Resolved, request: &GraphQLRequest) {
+        match resolved.0 {
+            Effect::None => {}
+            Effect::ManifestHit => {
+                self.counters.manifest_hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Effect::ApqHit => {
+                self.counters.apq_hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Effect::Register(hash) => {
+                if let Some(query) = &request.query {
+                    self.apq.put(&hash, query).await;
+                    self.counters
+                        .apq_registrations
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -15,6 +15,14 @@ fn apq_request(query: Option<&str>, hash: &str) -> GraphQLRequest {
     }
 }
 
+fn counter(persisted: &PersistedQueries, name: &str) -> u64 {
+    persisted
+        .metrics()
+        .into_iter()
+        .find(|(counter, _)| *counter == name)
+        .map_or(0, |(_, value)| value)
+}
+
 fn code(response: &GraphQLResponse) -> &str {
     response.body["errors"][0]["extensions"]["code"]
         .as_str()
@@ -64,10 +72,7 @@ async fn an_unknown_hash_is_not_found_with_status_200_then_registration_makes_it
     let hash = sha256_hex(HELLO);
 
     let mut request = apq_request(None, &hash);
-    let refusal = persisted
-        .resolve(&mut request, &headers, Resolve::Execute)
-        .await
-        .unwrap_err();
+    let refusal = persisted.resolve(&mut request, &headers).await.unwrap_err();
     assert_eq!(
         refusal.body,
         json!({"errors":[{"message":"PersistedQueryNotFound","extensions":{"code":"PERSISTED_QUERY_NOT_FOUND"}}]})
@@ -75,21 +80,14 @@ async fn an_unknown_hash_is_not_found_with_status_200_then_registration_makes_it
     assert_eq!(refusal.http_status_hint, Some(StatusCode::OK));
 
     let mut request = apq_request(Some(HELLO), &hash);
-    persisted
-        .resolve(&mut request, &headers, Resolve::Execute)
-        .await
-        .unwrap();
+    persisted.resolve(&mut request, &headers).await.unwrap();
 
     let mut request = apq_request(None, &hash);
-    persisted
-        .resolve(&mut request, &headers, Resolve::Execute)
-        .await
-        .unwrap();
+    persisted.resolve(&mut request, &headers).await.unwrap();
     assert_eq!(request.query.as_deref(), Some(HELLO));
-    let metrics: std::collections::HashMap<_, _> = persisted.metrics().into_iter().collect();
-    assert_eq!(metrics["persisted_apq_hits"], 1);
-    assert_eq!(metrics["persisted_apq_misses"], 1);
-    assert_eq!(metrics["persisted_apq_registrations"], 1);
+    assert_eq!(counter(&persisted, "persisted_apq_hits"), 1);
+    assert_eq!(counter(&persisted, "persisted_apq_misses"), 1);
+    assert_eq!(counter(&persisted, "persisted_apq_registrations"), 1);
 }
 
 #[tokio::test]
@@ -98,19 +96,11 @@ async fn a_hash_that_does_not_match_the_text_is_refused_and_nothing_is_stored() 
     let headers = HeaderMap::new();
     let wrong = sha256_hex("{ other }");
     let mut request = apq_request(Some(HELLO), &wrong);
-    let refusal = persisted
-        .resolve(&mut request, &headers, Resolve::Execute)
-        .await
-        .unwrap_err();
+    let refusal = persisted.resolve(&mut request, &headers).await.unwrap_err();
     assert_eq!(code(&refusal), "PERSISTED_QUERY_HASH_MISMATCH");
     assert_eq!(refusal.http_status_hint, Some(StatusCode::BAD_REQUEST));
     let mut request = apq_request(None, &wrong);
-    assert!(
-        persisted
-            .resolve(&mut request, &headers, Resolve::Execute)
-            .await
-            .is_err()
-    );
+    assert!(persisted.resolve(&mut request, &headers).await.is_err());
 }
 
 #[tokio::test]
@@ -119,17 +109,27 @@ async fn a_peek_does_not_register() {
     let headers = HeaderMap::new();
     let hash = sha256_hex(HELLO);
     let mut request = apq_request(Some(HELLO), &hash);
-    persisted
-        .resolve(&mut request, &headers, Resolve::Peek)
-        .await
-        .unwrap();
+    let _unsettled = persisted.peek(&mut request, &headers).await.unwrap();
     let mut request = apq_request(None, &hash);
-    assert!(
-        persisted
-            .resolve(&mut request, &headers, Resolve::Execute)
-            .await
-            .is_err()
-    );
+    assert!(persisted.resolve(&mut request, &headers).await.is_err());
+    assert_eq!(counter(&persisted, "persisted_apq_registrations"), 0);
+}
+
+#[tokio::test]
+async fn a_settled_peek_registers_and_counts_its_hit() {
+    let persisted = PersistedQueries::new(PersistedSettings::default(), None).unwrap();
+    let headers = HeaderMap::new();
+    let hash = sha256_hex(HELLO);
+    let mut request = apq_request(Some(HELLO), &hash);
+    let resolved = persisted.peek(&mut request, &headers).await.unwrap();
+    persisted.settle(resolved, &request).await;
+    let mut request = apq_request(None, &hash);
+    let resolved = persisted.peek(&mut request, &headers).await.unwrap();
+    assert_eq!(request.query.as_deref(), Some(HELLO));
+    assert_eq!(counter(&persisted, "persisted_apq_hits"), 0);
+    persisted.settle(resolved, &request).await;
+    assert_eq!(counter(&persisted, "persisted_apq_registrations"), 1);
+    assert_eq!(counter(&persisted, "persisted_apq_hits"), 1);
 }
 
 #[tokio::test]
@@ -140,17 +140,11 @@ async fn manifest_operations_are_found_by_document_id_and_by_hash() {
         document_id: Some(format!("sha256:{}", sha256_hex(HELLO))),
         ..GraphQLRequest::default()
     };
-    persisted
-        .resolve(&mut by_id, &headers, Resolve::Execute)
-        .await
-        .unwrap();
+    persisted.resolve(&mut by_id, &headers).await.unwrap();
     assert_eq!(by_id.query.as_deref(), Some(HELLO));
     assert_eq!(by_id.operation_name.as_deref(), Some("Hello"));
     let mut by_hash = apq_request(None, &sha256_hex(HELLO));
-    persisted
-        .resolve(&mut by_hash, &headers, Resolve::Execute)
-        .await
-        .unwrap();
+    persisted.resolve(&mut by_hash, &headers).await.unwrap();
     assert_eq!(by_hash.query.as_deref(), Some(HELLO));
 }
 
@@ -163,43 +157,22 @@ async fn the_safelist_refuses_unknown_ids_and_free_text_unless_bypassed() {
         document_id: Some("nope".into()),
         ..GraphQLRequest::default()
     };
-    let refusal = persisted
-        .resolve(&mut unknown, &headers, Resolve::Execute)
-        .await
-        .unwrap_err();
+    let refusal = persisted.resolve(&mut unknown, &headers).await.unwrap_err();
     assert_eq!(code(&refusal), "PERSISTED_QUERY_NOT_IN_LIST");
     assert_eq!(refusal.http_status_hint, Some(StatusCode::NOT_FOUND));
 
     let mut free = GraphQLRequest::new("{ hello }");
-    let refusal = persisted
-        .resolve(&mut free, &headers, Resolve::Execute)
-        .await
-        .unwrap_err();
+    let refusal = persisted.resolve(&mut free, &headers).await.unwrap_err();
     assert_eq!(code(&refusal), "QUERY_NOT_IN_SAFELIST");
     assert_eq!(refusal.http_status_hint, Some(StatusCode::FORBIDDEN));
 
     let mut listed_text = GraphQLRequest::new(HELLO);
-    assert!(
-        persisted
-            .resolve(&mut listed_text, &headers, Resolve::Execute)
-            .await
-            .is_ok()
-    );
+    assert!(persisted.resolve(&mut listed_text, &headers).await.is_ok());
 
     headers.insert("x-internal", HeaderValue::from_static("wrong"));
-    assert!(
-        persisted
-            .resolve(&mut free, &headers, Resolve::Execute)
-            .await
-            .is_err()
-    );
+    assert!(persisted.resolve(&mut free, &headers).await.is_err());
     headers.insert("x-internal", HeaderValue::from_static("s3cret"));
-    assert!(
-        persisted
-            .resolve(&mut free, &headers, Resolve::Execute)
-            .await
-            .is_ok()
-    );
+    assert!(persisted.resolve(&mut free, &headers).await.is_ok());
 }
 
 #[tokio::test]
@@ -209,13 +182,13 @@ async fn the_safelist_turns_apq_registration_off() {
     let text = "{ other }";
     let mut register = apq_request(Some(text), &sha256_hex(text));
     let refusal = persisted
-        .resolve(&mut register, &headers, Resolve::Execute)
+        .resolve(&mut register, &headers)
         .await
         .unwrap_err();
     assert_eq!(code(&refusal), "QUERY_NOT_IN_SAFELIST");
     let mut hash_only = apq_request(None, &sha256_hex(text));
     let refusal = persisted
-        .resolve(&mut hash_only, &headers, Resolve::Execute)
+        .resolve(&mut hash_only, &headers)
         .await
         .unwrap_err();
     assert_eq!(code(&refusal), "PERSISTED_QUERY_NOT_IN_LIST");
