@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -95,6 +98,19 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }
 
+/// Begins a transaction that writes. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes after another
+/// connection has committed fails with `SQLITE_BUSY_SNAPSHOT` (517), which no busy timeout
+/// waits out; an immediate one waits its turn (within the busy timeout) instead.
+/// PostgreSQL ignores the mode.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
 /// The URL without its password, for logs and errors.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -150,5 +166,50 @@ mod tests {
             Some(Path::new("data/gantry.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    /// Two writers on one SQLite file: one reads, another commits a write, then the first
+    /// writes. Deferred, the first fails with `SQLITE_BUSY_SNAPSHOT`; `begin_write` makes the
+    /// other wait for it, and both rows land.
+    #[tokio::test]
+    async fn a_write_transaction_that_reads_first_is_not_lost_to_another_writer() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&DatabaseSettings {
+            url: sqlite_url(&dir.path().join("w.db")),
+            max_connections: Some(2),
+        })
+        .await
+        .unwrap();
+        let sql = |text: &str| Statement::from_string(db.get_database_backend(), text);
+        db.execute_raw(sql("CREATE TABLE t (v INTEGER)"))
+            .await
+            .unwrap();
+
+        let txn = begin_write(&db).await.unwrap();
+        txn.query_one_raw(sql("SELECT COUNT(*) FROM t"))
+            .await
+            .unwrap();
+        let other = {
+            let (db, insert) = (db.clone(), sql("INSERT INTO t VALUES (2)"));
+            tokio::spawn(async move { db.execute_raw(insert).await })
+        };
+        // Time for the other writer to commit, were it not made to wait.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        txn.execute_raw(sql("INSERT INTO t VALUES (1)"))
+            .await
+            .expect("the first writer's insert");
+        txn.commit().await.expect("the first writer's commit");
+        other.await.unwrap().expect("the other writer's insert");
+
+        let rows = db
+            .query_all_raw(sql("SELECT v FROM t ORDER BY v"))
+            .await
+            .unwrap();
+        let values: Vec<i64> = rows
+            .iter()
+            .map(|row| row.try_get("", "v").unwrap())
+            .collect();
+        assert_eq!(values, [1, 2]);
     }
 }

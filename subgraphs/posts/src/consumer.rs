@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gantry_entities::{comment, follow, like, outbox_event, outbox_offset, post};
+use gantry_kit::db::begin_write;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::outbox::OutboxSignal;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -124,7 +125,7 @@ impl AccountDeletionConsumer {
     }
 
     async fn handle(&self, event: &outbox_event::Model) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = begin_write(&self.db).await?;
         let mut changed = Vec::new();
         match serde_json::from_str::<AccountDeleted>(&event.payload) {
             Ok(AccountDeleted { user_id }) => {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use chrono::Utc;
 use gantry_entities::{outbox_event, user};
+use gantry_kit::db::begin_write;
 use gantry_kit::error::{ApiResult, on_unique_violation};
 use gantry_kit::jwt::TokenSigner;
 use gantry_kit::outbox::OutboxSignal;
@@ -13,7 +14,6 @@ use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -100,7 +100,7 @@ impl UsersService {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.db.begin().await?;
+        let txn = begin_write(&self.db).await?;
         user::Entity::insert(user::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await
@@ -148,7 +148,7 @@ impl UsersService {
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, presented: &str) -> ApiResult<SignedIn> {
         let presented = RefreshToken::from_client(presented);
-        let txn = self.db.begin().await?;
+        let txn = begin_write(&self.db).await?;
         let rotation = sessions::rotate(&txn, &presented).await?;
         txn.commit().await?;
         match rotation {
@@ -235,7 +235,7 @@ impl UsersService {
         self.recheck_password(&account, current, "currentPassword", addr)
             .await?;
         let hash = password::hash(&new).await?;
-        let txn = self.db.begin().await?;
+        let txn = begin_write(&self.db).await?;
         let mut active: user::ActiveModel = account.into();
         active.password_hash = Set(hash);
         active.updated_at = Set(Utc::now());
@@ -264,7 +264,7 @@ impl UsersService {
         self.recheck_password(&account, password, "password", addr)
             .await?;
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = begin_write(&self.db).await?;
         user::Entity::delete_by_id(account.id).exec(&txn).await?;
         let payload = serde_json::json!({ "userId": account.id, "deletedAt": now });
         outbox_event::Entity::insert(outbox_event::ActiveModel {
