@@ -6,11 +6,16 @@
 //! - [`m20261127_000001_users`]: users, sessions (refresh-token families), refresh tokens,
 //!   and the outbox of domain events.
 //! - [`m20261127_000002_posts`]: posts, comments, likes, follows and outbox offsets.
+//! - [`lock`]: applying and rolling back under a lock, so processes that start together
+//!   on one database do not migrate it at the same time.
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod lock;
 pub mod m20261127_000001_users;
 pub mod m20261127_000002_posts;
+
+pub use lock::{apply_pending, roll_back};
 
 /// Every migration in the order it applies.
 #[derive(Debug)]
