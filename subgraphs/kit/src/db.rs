@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 /// How to reach the database.
@@ -32,6 +31,40 @@ impl DatabaseSettings {
 
     pub fn is_sqlite(&self) -> bool {
         self.url.starts_with("sqlite:")
+    }
+
+    /// The same database, opened for reading only: SQLite's `mode=ro` creates neither the
+    /// file nor its folder (for commands that only look, like `gantry migrate status`).
+    pub fn read_only(&self) -> Self {
+        let url = match self.url.split_once('?') {
+            Some((path, query)) if self.is_sqlite() => {
+                let params: Vec<&str> = query
+                    .split('&')
+                    .filter(|p| !p.starts_with("mode=") && !p.is_empty())
+                    .chain(["mode=ro"])
+                    .collect();
+                format!("{path}?{}", params.join("&"))
+            }
+            None if self.is_sqlite() => format!("{}?mode=ro", self.url),
+            _ => self.url.clone(),
+        };
+        Self {
+            url,
+            max_connections: self.max_connections,
+        }
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.is_sqlite() && self.url.contains("mode=ro")
+    }
+
+    /// The SQLite file, when this is one (not in memory).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        if self.is_sqlite() {
+            sqlite_path(&self.url)
+        } else {
+            None
+        }
     }
 }
 
@@ -57,23 +90,49 @@ pub fn render_statements_metric() -> String {
     )
 }
 
+/// Why the database could not be opened, worded so an operator can act on it: the
+/// driver's own errors repeat themselves, keep PostgreSQL's source line numbers, and turn a
+/// refused connection into "pool timed out".
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach the database at {url}: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("the database at {url} refused the connection: {message}")]
+    Refused { url: String, message: String },
+    #[error(
+        "cannot open the SQLite file {path} (SQLite code 14): the folder {folder} must exist \
+         and be writable by this process, for the file and its -wal and -shm journals"
+    )]
+    SqliteCannotOpen { path: String, folder: String },
+    #[error("cannot create the database folder {folder}: {cause}")]
+    Folder { folder: String, cause: String },
+    #[error("connecting to the database at {url}: {message}")]
+    Other { url: String, message: String },
+}
+
+/// How long opening the pool may take before the connection counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects with a bounded pool and, for SQLite, creates the file's folder and switches
 /// the journal to WAL. Every statement sent counts in [`statements_executed`].
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
     if settings.is_sqlite()
+        && !settings.is_read_only()
         && let Some(path) = sqlite_path(&settings.url)
         && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|err| ConnectError::Folder {
+            folder: dir.display().to_string(),
+            cause: err.to_string(),
+        })?;
     }
     let mut options = ConnectOptions::new(settings.url.clone());
     let default_pool = if settings.is_sqlite() { 5 } else { 10 };
     options
         .max_connections(settings.max_connections.unwrap_or(default_pool))
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -81,13 +140,155 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         });
-    let mut db = Database::connect(options)
-        .await
-        .with_context(|| format!("connecting to the database at {}", redact(&settings.url)))?;
+    let mut db = match Database::connect(options).await {
+        Ok(db) => db,
+        Err(err) => return Err(connect_error(settings, &err).await),
+    };
     db.set_metric_callback(|_| {
         STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
     });
     Ok(db)
+}
+
+/// Says why [`connect`] failed. The pool reports a server that refuses connections as
+/// "pool timed out" (it retries them until its deadline), so that case opens one
+/// connection by hand to learn the real cause.
+async fn connect_error(settings: &DatabaseSettings, err: &DbErr) -> ConnectError {
+    let url = redact(&settings.url);
+    let Some(sqlx_error) = sqlx_error(err) else {
+        return ConnectError::Other {
+            url,
+            message: describe(err),
+        };
+    };
+    if let sea_orm::sqlx::Error::Database(db_error) = sqlx_error
+        && db_error.code().as_deref() == Some("14")
+        && let Some(path) = sqlite_path(&settings.url)
+    {
+        let folder = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        return ConnectError::SqliteCannotOpen {
+            path: path.display().to_string(),
+            folder: folder.display().to_string(),
+        };
+    }
+    let sqlx_error = match sqlx_error {
+        sea_orm::sqlx::Error::PoolTimedOut if !settings.is_sqlite() => {
+            match probe_postgres(&settings.url).await {
+                Some(probed) => probed,
+                None => {
+                    return ConnectError::Unreachable {
+                        url,
+                        cause: format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                    };
+                }
+            }
+        }
+        _ => return classify(url, sqlx_error),
+    };
+    classify(url, &sqlx_error)
+}
+
+fn classify(url: String, err: &sea_orm::sqlx::Error) -> ConnectError {
+    match err {
+        sea_orm::sqlx::Error::Io(io) => ConnectError::Unreachable {
+            url,
+            cause: io_cause(io),
+        },
+        sea_orm::sqlx::Error::Database(db_error) => ConnectError::Refused {
+            url,
+            message: db_error.message().to_owned(),
+        },
+        sea_orm::sqlx::Error::Tls(cause) => ConnectError::Unreachable {
+            url,
+            cause: format!("TLS: {cause}"),
+        },
+        other => ConnectError::Other {
+            url,
+            message: sqlx_message(other),
+        },
+    }
+}
+
+fn io_cause(io: &std::io::Error) -> String {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running and listening on that host and port?)"
+                .to_owned()
+        }
+        std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+        _ => io.to_string(),
+    }
+}
+
+/// One connection opened by hand, for its error: `None` when it succeeds or times out.
+async fn probe_postgres(url: &str) -> Option<sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Connection;
+    let attempt = sea_orm::sqlx::PgConnection::connect(url);
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Err(err)) => Some(err),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
+        _ => None,
+    }
+}
+
+fn sqlx_message(err: &sea_orm::sqlx::Error) -> String {
+    match err {
+        sea_orm::sqlx::Error::Database(db_error) => db_error.message().to_owned(),
+        sea_orm::sqlx::Error::Io(io) => io_cause(io),
+        other => other.to_string(),
+    }
+}
+
+/// A database error in one line: the server's message without the driver's prefixes
+/// repeated and without PostgreSQL's source line number.
+pub fn describe(err: &DbErr) -> String {
+    match sqlx_error(err) {
+        Some(sqlx_error) => sqlx_message(sqlx_error),
+        None => err.to_string(),
+    }
+}
+
+/// Whether the database takes writes now. SQLite opens a file this process may not write
+/// read-only, without an error, and then fails every write; so on SQLite this runs a write
+/// that changes nothing (on the migrations table every database here has). A busy database
+/// is someone else writing, so it counts as writable. On PostgreSQL it is a ping.
+pub async fn check_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return db.ping().await;
+    }
+    let probe = sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Sqlite,
+        "DELETE FROM seaql_migrations WHERE 0",
+    );
+    match db.execute_raw(probe).await {
+        Ok(_) => Ok(()),
+        Err(err) if sqlite_code(&err).as_deref() == Some("5") => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// The SQLite result code of `err` (`"8"`: read-only, `"14"`: cannot open, …).
+pub fn sqlite_code(err: &DbErr) -> Option<String> {
+    match sqlx_error(err)? {
+        sea_orm::sqlx::Error::Database(db_error) => db_error.code().map(|c| c.into_owned()),
+        _ => None,
+    }
 }
 
 fn sqlite_path(url: &str) -> Option<&Path> {

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -155,6 +156,52 @@ impl SigningKey {
         let pem = read_or_generate(&path)?;
         Self::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
     }
+
+    /// Loads the configured key, or the one the users subgraph generated into a shared
+    /// data dir, waiting up to `wait` for it to appear (the two may start together); never
+    /// generates one. For processes that only verify the users subgraph's tokens: a key of
+    /// their own would verify none of them.
+    pub async fn load_generated_elsewhere(
+        settings: &KeySettings,
+        wait: Duration,
+    ) -> anyhow::Result<Self> {
+        if settings.private_key_pem.is_some() || settings.private_key_file.is_some() {
+            return Self::load(settings);
+        }
+        let path = settings.data_dir.join(GENERATED_KEY_FILE);
+        let started = Instant::now();
+        let mut reported: Option<Instant> = None;
+        loop {
+            match std::fs::read_to_string(&path) {
+                Ok(pem) => {
+                    return Self::from_pem(&pem)
+                        .with_context(|| format!("reading {}", path.display()));
+                }
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err).with_context(|| format!("reading {}", path.display()));
+                }
+                Err(_) if started.elapsed() >= wait => {
+                    anyhow::bail!(
+                        "no JWT signing key: none is configured and {} did not appear within \
+                         {} s; set GANTRY_JWT_PRIVATE_KEY_FILE to the users subgraph's key, or \
+                         give this process the users subgraph's GANTRY_DATA_DIR",
+                        path.display(),
+                        wait.as_secs()
+                    );
+                }
+                Err(_) => {}
+            }
+            if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                tracing::info!(
+                    path = %path.display(),
+                    waited_secs = started.elapsed().as_secs(),
+                    "waiting for the users subgraph to generate the signing key"
+                );
+                reported = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// Reads the key file, or generates it. Two processes starting together end up with the
@@ -217,6 +264,28 @@ mod tests {
         let second = SigningKey::load(&settings).expect("reloaded");
         assert_eq!(first.public, second.public);
         assert!(dir.path().join(GENERATED_KEY_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn a_verifying_process_never_generates_a_key_and_finds_one_generated_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = KeySettings {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let err = SigningKey::load_generated_elsewhere(&settings, Duration::ZERO)
+            .await
+            .expect_err("no key yet");
+        assert!(format!("{err:#}").contains("GANTRY_JWT_PRIVATE_KEY_FILE"));
+        assert!(!dir.path().join(GENERATED_KEY_FILE).exists());
+
+        let waiting = tokio::spawn({
+            let settings = settings.clone();
+            async move { SigningKey::load_generated_elsewhere(&settings, Duration::from_secs(30)).await }
+        });
+        let generated = SigningKey::load(&settings).expect("generated");
+        let found = waiting.await.expect("joined").expect("found");
+        assert_eq!(found.public, generated.public);
     }
 
     #[test]

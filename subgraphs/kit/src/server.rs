@@ -10,10 +10,11 @@ use std::time::Duration;
 use async_graphql::{ObjectType, Schema, SubscriptionType};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderName, Request};
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -69,7 +70,9 @@ where
 }
 
 /// Adds `/health`, request ids (`x-request-id`, generated when the client sent none) and
-/// request tracing to a router.
+/// request tracing to a router. A `5xx` answer is logged as an ERROR, except `503`: that is
+/// a deliberate "not now" (`/ready` while a dependency is down, shed load), whose cause is
+/// logged where it was decided, once, rather than at every probe.
 pub fn with_common_layers(router: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -82,8 +85,18 @@ pub fn with_common_layers(router: Router) -> Router {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        }).on_failure(log_failure))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503");
+        }
+        class => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }
 
 /// `GET /metrics` of a process that serves no gateway (the gateway renders its own): the
