@@ -142,6 +142,16 @@ pub struct CommonArgs {
         global = true
     )]
     pub batch_delay_ms: u64,
+    /// Seconds a process waits at start for the peers it needs: a gateway for its subgraphs
+    /// to answer, the posts subgraph for the signing key the users subgraph generates into
+    /// a shared data dir. 0: no wait.
+    #[arg(
+        long,
+        env = "GANTRY_STARTUP_WAIT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub startup_wait_secs: u64,
     /// Seconds in-flight requests may run on after SIGTERM or Ctrl-C.
     #[arg(
         long,

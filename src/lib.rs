@@ -8,9 +8,11 @@
 //! - [`commands`] — one module per command; each builds an app and serves it.
 //! - [`seed`] — realistic, deterministic, idempotent demo and benchmark data.
 //! - [`telemetry`] — logging.
+//! - [`fatal`] — how a command that fails says why.
 
 pub mod cli;
 pub mod commands;
+pub mod fatal;
 pub mod seed;
 pub mod settings;
 pub mod telemetry;

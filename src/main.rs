@@ -16,8 +16,7 @@ async fn main() -> std::process::ExitCode {
     match gantry::commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("error: {err:#}");
+            gantry::fatal::report(&err);
             std::process::ExitCode::FAILURE
         }
     }

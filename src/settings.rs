@@ -61,6 +61,10 @@ impl CommonArgs {
         Duration::from_millis(self.batch_delay_ms)
     }
 
+    pub fn startup_wait(&self) -> Duration {
+        Duration::from_secs(self.startup_wait_secs)
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }

@@ -1,10 +1,16 @@
 //! The state gateway replicas share through Redis (persisted queries, cached responses,
 //! invalidation tags). Every call is bounded by a timeout, and a failing Redis never fails a
-//! request: callers treat an error as a miss and carry on, and the connection heals by
-//! itself when Redis returns. [`SharedState::health`] feeds `/ready` and the metrics.
+//! request: callers treat an error as a miss and carry on.
+//!
+//! Redis that does not answer at start is the same as Redis lost later: the process starts
+//! anyway, the shared caches are bypassed (never replaced by per-process ones, which a
+//! mutation through another replica could not reach), and the connection is made in the
+//! background as soon as Redis answers. A check every [`HEALTH_CHECK_EVERY`] keeps
+//! [`SharedState::is_healthy`] (`gantry_redis_up`) true to Redis without waiting for traffic,
+//! and logs each change once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,6 +27,9 @@ pub struct RedisSettings {
     pub timeout: Duration,
 }
 
+/// How often the connection is checked in the background.
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Why a Redis call did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedStateError {
@@ -35,45 +44,49 @@ pub enum SharedStateError {
 /// A Redis connection shared by every cache and store of one gateway process.
 #[derive(Clone)]
 pub struct SharedState {
-    connection: ConnectionManager,
-    settings: Arc<RedisSettings>,
-    healthy: Arc<AtomicBool>,
+    inner: Arc<Connection>,
+}
+
+struct Connection {
+    manager: ConnectionManager,
+    settings: RedisSettings,
+    healthy: AtomicBool,
 }
 
 impl std::fmt::Debug for SharedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedState")
-            .field("key_prefix", &self.settings.key_prefix)
+            .field("key_prefix", &self.inner.settings.key_prefix)
             .field("healthy", &self.is_healthy())
             .finish_non_exhaustive()
     }
 }
 
 impl SharedState {
-    /// Connects; fails only when the URL is unusable or Redis refuses at start. The
-    /// connection reconnects by itself afterwards.
-    pub async fn connect(settings: RedisSettings) -> Result<Self, SharedStateError> {
+    /// Sets up the connection without waiting for Redis, and starts the background check
+    /// (it ends when the last clone is dropped). Fails only when the URL is not a Redis
+    /// URL; a Redis that does not answer yet is connected to when it does.
+    pub fn new(settings: RedisSettings) -> Result<Self, SharedStateError> {
         let client = redis::Client::open(settings.url.as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(1);
-        let connection = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| SharedStateError::Timeout(Duration::from_secs(5)))??;
-        Ok(Self {
-            connection,
-            settings: Arc::new(settings),
-            healthy: Arc::new(AtomicBool::new(true)),
-        })
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let state = Self {
+            inner: Arc::new(Connection {
+                manager,
+                settings,
+                healthy: AtomicBool::new(false),
+            }),
+        };
+        tokio::spawn(watch_health(Arc::downgrade(&state.inner)));
+        Ok(state)
     }
 
     /// `prefix` + `key`.
     pub fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.settings.key_prefix)
+        format!("{}{key}", self.inner.settings.key_prefix)
     }
 
     /// Runs one command (or pipeline) within the timeout, recording health.
@@ -81,15 +94,15 @@ impl SharedState {
         &self,
         command: &(impl CommandLike + Sync),
     ) -> Result<T, SharedStateError> {
-        let mut connection = self.connection.clone();
-        let result =
-            tokio::time::timeout(self.settings.timeout, command.run(&mut connection)).await;
+        let mut connection = self.inner.manager.clone();
+        let timeout = self.inner.settings.timeout;
+        let result = tokio::time::timeout(timeout, command.run(&mut connection)).await;
         let result = match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(SharedStateError::Redis(err)),
-            Err(_) => Err(SharedStateError::Timeout(self.settings.timeout)),
+            Err(_) => Err(SharedStateError::Timeout(timeout)),
         };
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(err) = &result {
             tracing::debug!(error = %err, "redis call failed");
         }
@@ -101,12 +114,44 @@ impl SharedState {
 
     /// Whether the last call succeeded.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 
     /// Pings Redis now (for `/ready`); never fails the caller.
     pub async fn health(&self) -> bool {
-        self.query::<String>(&redis::cmd("PING")).await.is_ok()
+        self.ping().await.is_ok()
+    }
+
+    async fn ping(&self) -> Result<String, SharedStateError> {
+        self.query::<String>(&redis::cmd("PING")).await
+    }
+}
+
+/// Pings Redis every [`HEALTH_CHECK_EVERY`] while a [`SharedState`] lives, which also makes
+/// the connection manager reconnect, and logs when Redis stops or starts answering.
+async fn watch_health(connection: Weak<Connection>) {
+    let mut answered: Option<bool> = None;
+    loop {
+        let Some(inner) = connection.upgrade() else {
+            return;
+        };
+        let state = SharedState { inner };
+        let result = state.ping().await;
+        match (&result, answered) {
+            (Ok(_), Some(false)) => {
+                tracing::info!("Redis answers again; the shared caches are back in use");
+            }
+            (Ok(_), None) => tracing::info!("connected to Redis"),
+            (Err(err), None | Some(true)) => tracing::warn!(
+                error = %err,
+                "Redis does not answer; the shared caches are bypassed (requests still \
+                 succeed) and the connection is retried in the background"
+            ),
+            _ => {}
+        }
+        answered = Some(result.is_ok());
+        drop(state);
+        tokio::time::sleep(HEALTH_CHECK_EVERY).await;
     }
 }
 

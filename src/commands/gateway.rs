@@ -3,14 +3,17 @@
 //! again on SIGHUP and every `--recompose-interval-secs`; a new supergraph replaces the old
 //! one atomically (requests in flight finish on the one they started with), and a failed
 //! composition keeps the last good one. With `--supergraph FILE` it serves that file.
+//!
+//! At start it waits (up to `GANTRY_STARTUP_WAIT_SECS`) for subgraphs that do not answer
+//! yet, so it may start before or with them. It verifies access tokens with a configured
+//! key or a JWKS (`--jwks-url`, else the `users` subgraph's, found in the supergraph), and
+//! refuses to start with neither rather than invent a key that verifies nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use gantry_gateway::auth::Authenticator;
@@ -21,119 +24,16 @@ use gantry_gateway::graphql_http::{self, HttpSettings};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
-use gantry_gateway::shared::SharedState;
 use gantry_gateway::{
-    Gateway, GatewayConfig, HttpTransportConfig, SubgraphSdl, Supergraph, SupergraphOptions,
-    Transports,
+    Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
 };
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
 use gantry_kit::server::{serve, shutdown_signal, with_common_layers};
-use sea_orm::DatabaseConnection;
-use serde_json::{Value, json};
 
 use super::BackgroundTasks;
+use super::composition::compose_at_start;
+use super::readiness::Readiness;
 use crate::cli::{CommonArgs, GatewayArgs, GatewayOptions, SubgraphUrl};
-
-/// What `/ready` checks: a supergraph is loaded, and the database (all-in-one) or every
-/// subgraph's `/health` (separate processes) answers.
-#[derive(Debug, Clone)]
-pub struct Readiness {
-    gateway: Arc<Gateway>,
-    db: Option<DatabaseConnection>,
-    subgraph_health: Vec<(String, String)>,
-    client: reqwest::Client,
-    /// Reported, never required: without Redis the gateway still serves (caches bypassed).
-    redis: Option<SharedState>,
-}
-
-impl Readiness {
-    pub fn new(
-        gateway: Arc<Gateway>,
-        db: Option<DatabaseConnection>,
-        subgraphs: Vec<SubgraphUrl>,
-    ) -> Self {
-        let subgraph_health = subgraphs
-            .into_iter()
-            .map(|s| {
-                let origin = s
-                    .url
-                    .find("://")
-                    .and_then(|i| s.url[i + 3..].find('/').map(|j| &s.url[..i + 3 + j]));
-                (s.name, format!("{}/health", origin.unwrap_or(&s.url)))
-            })
-            .collect();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default();
-        Self {
-            gateway,
-            db,
-            subgraph_health,
-            client,
-            redis: None,
-        }
-    }
-
-    /// Reports Redis as `ok` or `degraded` in the body; `/ready` stays 200 either way.
-    pub fn with_redis(mut self, redis: Option<SharedState>) -> Self {
-        self.redis = redis;
-        self
-    }
-
-    async fn check(&self) -> (bool, Value) {
-        let mut ready = true;
-        let mut checks = serde_json::Map::new();
-        let types = self.gateway.supergraph().subgraph_urls().len();
-        checks.insert(
-            "supergraph".into(),
-            json!({ "status": "ok", "subgraphs": types }),
-        );
-        if let Some(db) = &self.db {
-            let status = match db.ping().await {
-                Ok(()) => json!({ "status": "ok" }),
-                Err(err) => {
-                    ready = false;
-                    tracing::warn!(error = %err, "readiness: the database does not answer");
-                    json!({ "status": "down" })
-                }
-            };
-            checks.insert("database".into(), status);
-        }
-        for (name, url) in &self.subgraph_health {
-            let up = matches!(self.client.get(url).send().await, Ok(r) if r.status().is_success());
-            ready &= up;
-            checks.insert(
-                format!("subgraph:{name}"),
-                json!({ "status": if up { "ok" } else { "down" } }),
-            );
-        }
-        if let Some(redis) = &self.redis {
-            let up = redis.health().await;
-            if !up {
-                tracing::warn!("readiness: Redis does not answer; caches are bypassed");
-            }
-            checks.insert(
-                "redis".into(),
-                json!({ "status": if up { "ok" } else { "degraded" } }),
-            );
-        }
-        (
-            ready,
-            json!({ "status": if ready { "ready" } else { "not ready" }, "checks": checks }),
-        )
-    }
-}
-
-async fn ready(State(readiness): State<Arc<Readiness>>) -> (StatusCode, Json<Value>) {
-    let (ready, body) = readiness.check().await;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
-}
 
 /// The gateway's HTTP app: the GraphQL endpoint and playground, `/ready`, `/health`,
 /// request ids and tracing, and the JWKS when this process holds the signing key.
@@ -155,21 +55,15 @@ pub fn http_app(
     };
     let readiness = readiness.with_redis(service.shared_state().cloned());
     let metrics_service = service.clone();
-    let mut router = graphql_http::router(service, settings).merge(
-        Router::new()
-            .route("/ready", get(ready))
-            .with_state(Arc::new(readiness))
-            .route(
-                "/metrics",
-                get(move || async move { metrics_text(&metrics_service) }),
-            ),
-    );
+    let mut router = graphql_http::router(service, settings)
+        .merge(readiness.router())
+        .route(
+            "/metrics",
+            get(move || async move { metrics_text(&metrics_service) }),
+        );
     if let Some(key) = public_key {
         let set = jwks(std::slice::from_ref(&key));
-        router = router.route(
-            "/.well-known/jwks.json",
-            get(move || async move { Json(set.clone()) }),
-        );
+        router = router.route(JWKS_PATH, get(move || async move { Json(set.clone()) }));
     }
     with_common_layers(router)
 }
@@ -214,20 +108,19 @@ pub fn deduplicated(transports: Transports, features: &ServiceFeatures) -> Trans
 }
 
 /// What the gateway service adds around the request path, from the settings. Without
-/// Redis (or when it cannot be reached at start) shared state stays in this process. A
-/// manifest that does not load is an error.
+/// `REDIS_URL` shared state stays in this process; with it, shared state lives in Redis
+/// only, also while Redis does not answer (then it is bypassed). A manifest that does not
+/// load is an error.
 pub async fn service_features(
     options: &GatewayOptions,
     all_in_one: bool,
 ) -> anyhow::Result<ServiceFeatures> {
     let mut features = ServiceFeatures {
-        shared: super::connect_redis(
+        shared: super::shared_redis(
             options.redis_url.as_deref(),
             &options.redis_prefix,
             options.redis_timeout_ms,
-            "shared state stays in this process",
-        )
-        .await,
+        )?,
         max_concurrent_operations: options.concurrent_operations(),
         ..ServiceFeatures::default()
     };
@@ -268,45 +161,7 @@ pub async fn service_features(
     Ok(features)
 }
 
-/// Fetches `_service { sdl }` from each subgraph and composes them.
-pub async fn compose_from(
-    client: &reqwest::Client,
-    subgraphs: &[SubgraphUrl],
-) -> anyhow::Result<Supergraph> {
-    let mut sdls = Vec::with_capacity(subgraphs.len());
-    for subgraph in subgraphs {
-        sdls.push(SubgraphSdl {
-            name: subgraph.name.clone(),
-            url: subgraph.url.clone(),
-            sdl: fetch_sdl(client, subgraph).await?,
-        });
-    }
-    Supergraph::compose(&sdls, SupergraphOptions::default()).context("composing the subgraphs")
-}
-
-async fn fetch_sdl(client: &reqwest::Client, subgraph: &SubgraphUrl) -> anyhow::Result<String> {
-    let what = || {
-        format!(
-            "fetching the SDL of subgraph `{}` from {}",
-            subgraph.name, subgraph.url
-        )
-    };
-    let body: Value = client
-        .post(&subgraph.url)
-        .json(&json!({ "query": "{ _service { sdl } }" }))
-        .send()
-        .await
-        .with_context(what)?
-        .error_for_status()
-        .with_context(what)?
-        .json()
-        .await
-        .with_context(what)?;
-    body["data"]["_service"]["sdl"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("{}: no SDL in the answer {body}", what()))
-}
+pub use super::composition::compose_from;
 
 /// The running gateway and the tasks beside it.
 #[derive(Debug)]
@@ -326,8 +181,9 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
             Supergraph::from_sdl(&sdl, SupergraphOptions::default())
                 .with_context(|| format!("loading the supergraph {}", path.display()))?
         }
-        None => compose_from(&client, &args.subgraph).await?,
+        None => compose_at_start(&client, &args.subgraph, common.startup_wait()).await?,
     };
+    let keys = KeySource::choose(common, args, &supergraph)?;
     let transport_config = HttpTransportConfig {
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
@@ -343,9 +199,11 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         },
     ));
 
-    let auth = Arc::new(authenticator(common, args).await?);
+    let auth = Arc::new(keys.authenticator(common).await?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
-    let readiness = Readiness::new(gateway.clone(), None, args.subgraph.clone());
+    let readiness = Readiness::new()
+        .with_gateway(gateway.clone())
+        .with_subgraphs(&args.subgraph);
 
     let mut tasks = BackgroundTasks::default();
     if !args.subgraph.is_empty() {
@@ -359,29 +217,59 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     })
 }
 
-/// Keys come from configuration when a key is configured; otherwise from `--jwks-url`, or
-/// the `users` subgraph's JWKS; otherwise from the key in the data dir.
-async fn authenticator(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Authenticator> {
-    if common.jwt_private_key.is_some() || common.jwt_private_key_file.is_some() {
-        let key = SigningKey::load(&common.keys())?;
-        return Ok(Authenticator::with_keys(&[key.public], common.jwt())?);
+/// Where a separate gateway gets the keys that verify access tokens. It never makes one up:
+/// a key of its own would verify no token the users subgraph issued, and every signed-in
+/// request would fail with `401`.
+#[derive(Debug)]
+enum KeySource {
+    /// `GANTRY_JWT_PRIVATE_KEY(_FILE)`: the same key the users subgraph signs with.
+    Configured,
+    /// `--jwks-url`, or the `users` subgraph's `/.well-known/jwks.json` (its URL from
+    /// `--subgraph users=…` or the supergraph's `join__Graph`).
+    Jwks(String),
+}
+
+impl KeySource {
+    fn choose(
+        common: &CommonArgs,
+        args: &GatewayArgs,
+        supergraph: &Supergraph,
+    ) -> anyhow::Result<Self> {
+        if common.jwt_private_key.is_some() || common.jwt_private_key_file.is_some() {
+            return Ok(Self::Configured);
+        }
+        if let Some(url) = &args.jwks_url {
+            return Ok(Self::Jwks(url.clone()));
+        }
+        let users = supergraph.subgraph_urls().get(USERS_SUBGRAPH).context(
+            "no way to verify access tokens: the supergraph has no `users` subgraph to take \
+                 the JWKS from; set --jwks-url (GANTRY_JWKS_URL) to the JWKS of the service that \
+                 issues them, or GANTRY_JWT_PRIVATE_KEY_FILE to its signing key",
+        )?;
+        let jwks = reqwest::Url::parse(users)
+            .and_then(|url| url.join(JWKS_PATH))
+            .with_context(|| format!("the users subgraph's URL `{users}` is not a URL"))?;
+        Ok(Self::Jwks(jwks.to_string()))
     }
-    let users = args.subgraph.iter().find(|s| s.name == "users");
-    let jwks_url = args.jwks_url.clone().or_else(|| {
-        users.and_then(|u| {
-            u.url
-                .strip_suffix("/graphql")
-                .map(|base| format!("{base}/.well-known/jwks.json"))
-        })
-    });
-    match jwks_url {
-        Some(url) => Ok(Authenticator::with_jwks(url, common.jwt()).await?),
-        None => {
-            let key = SigningKey::load(&common.keys())?;
-            Ok(Authenticator::with_keys(&[key.public], common.jwt())?)
+
+    async fn authenticator(self, common: &CommonArgs) -> anyhow::Result<Authenticator> {
+        match self {
+            Self::Configured => {
+                let key = SigningKey::load(&common.keys())?;
+                Ok(Authenticator::with_keys(&[key.public], common.jwt())?)
+            }
+            Self::Jwks(url) => {
+                tracing::info!(%url, "verifying access tokens with the keys at this JWKS");
+                Ok(Authenticator::with_jwks(url, common.jwt()).await?)
+            }
         }
     }
 }
+
+/// The subgraph whose JWKS verifies tokens when nothing else is configured.
+const USERS_SUBGRAPH: &str = "users";
+/// Where the users subgraph serves its public keys.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// Composes again on SIGHUP and every `every_secs` seconds (0: SIGHUP only); swaps in a
 /// changed supergraph, keeps the last good one when composition fails.
@@ -423,7 +311,7 @@ async fn recompose(
                 tracing::info!(reason, "recomposed: serving the new supergraph");
             }
             Err(err) => {
-                tracing::error!(reason, error = %format!("{err:#}"), "recomposition failed; keeping the last good supergraph");
+                tracing::error!(reason, error = %err, "recomposition failed; keeping the last good supergraph");
             }
         }
     }

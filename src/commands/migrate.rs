@@ -1,30 +1,45 @@
-//! `gantry migrate [up|down|status]`.
+//! `gantry migrate [up|down|status]`. `up` and `down` take the same lock as a server's start,
+//! so they may run while servers start; `status` only reads, and creates nothing (no SQLite
+//! file, no migrations table) where there is no database yet.
 
-use anyhow::Context;
+use gantry_kit::db::describe;
 use gantry_migrations::{Migrator, MigratorTrait};
 
 use crate::cli::{CommonArgs, MigrateAction, MigrateArgs};
 
 pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
-    let db = gantry_kit::db::connect(&common.database()).await?;
+    let settings = common.database();
+    let fail = |what: &str, err: sea_orm::DbErr| anyhow::anyhow!("{what}: {}", describe(&err));
     match args.action {
         MigrateAction::Up => {
-            let pending = Migrator::get_pending_migrations(&db).await?;
-            Migrator::up(&db, None)
+            let db = gantry_kit::db::connect(&settings).await?;
+            let applied = gantry_migrations::apply_pending(&db)
                 .await
-                .context("applying migrations")?;
-            println!("applied {} migration(s)", pending.len());
+                .map_err(|err| fail("applying migrations", err))?;
+            println!("applied {} migration(s)", applied.len());
         }
         MigrateAction::Down => {
-            let applied = Migrator::get_applied_migrations(&db).await?;
-            let steps = args.steps.min(applied.len() as u32);
-            Migrator::down(&db, Some(steps))
+            let db = gantry_kit::db::connect(&settings).await?;
+            let rolled_back = gantry_migrations::roll_back(&db, args.steps)
                 .await
-                .context("rolling back migrations")?;
-            println!("rolled back {steps} migration(s)");
+                .map_err(|err| fail("rolling back migrations", err))?;
+            println!("rolled back {} migration(s)", rolled_back.len());
         }
         MigrateAction::Status => {
-            for migration in Migrator::get_migration_with_status(&db).await? {
+            if let Some(file) = settings.sqlite_file()
+                && !file.exists()
+            {
+                println!("no database at {} yet", file.display());
+                for migration in Migrator::migrations() {
+                    println!("{:<8} {}", "Pending", migration.name());
+                }
+                return Ok(());
+            }
+            let db = gantry_kit::db::connect(&settings.read_only()).await?;
+            let migrations = Migrator::get_migration_with_status_read_only(&db)
+                .await
+                .map_err(|err| fail("reading migration status", err))?;
+            for migration in migrations {
                 println!("{:<8} {}", migration.status().to_string(), migration.name());
             }
         }

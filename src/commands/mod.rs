@@ -2,16 +2,16 @@
 //! `build_*` functions are public so tests can run the real wiring on port 0.
 
 pub mod compose;
+pub mod composition;
 pub mod gateway;
 pub mod manifest;
 pub mod migrate;
+pub mod readiness;
 pub mod schema;
 pub mod seed;
 pub mod serve;
 pub mod subgraph;
 
-use anyhow::Context;
-use gantry_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
 use crate::cli::{Cli, Command, CommonArgs, ServeArgs};
@@ -29,18 +29,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Connects and applies pending migrations, as every server command does at start.
+/// Connects and applies pending migrations, as every server command does at start. Any
+/// number of processes may do this at once on one database: the migrations run under a
+/// lock (see [`gantry_migrations::lock`]).
 pub async fn open_database(common: &CommonArgs) -> anyhow::Result<DatabaseConnection> {
     let settings = common.database();
     let db = gantry_kit::db::connect(&settings).await?;
-    let pending = Migrator::get_pending_migrations(&db)
-        .await
-        .context("reading migration status")?;
-    if !pending.is_empty() {
-        tracing::info!(count = pending.len(), "applying pending migrations");
-        Migrator::up(&db, None)
-            .await
-            .context("applying migrations")?;
+    let applied = gantry_migrations::apply_pending(&db).await.map_err(|err| {
+        anyhow::anyhow!("applying migrations: {}", gantry_kit::db::describe(&err))
+    })?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied pending migrations");
     }
     tracing::info!(database = %gantry_kit::db::redact(&settings.url), "database ready");
     Ok(db)
@@ -81,24 +80,27 @@ impl BackgroundTasks {
     }
 }
 
-/// Connects to Redis at `url` with these settings; when it cannot be reached, logs
-/// `unreachable` (what the process does without it) and returns `None`.
-pub async fn connect_redis(
+/// The shared Redis at `url`, when one is configured. Redis need not answer yet: the
+/// connection is made (and remade) in the background, and until then the shared caches
+/// are bypassed. Only a URL that is not a Redis URL stops the start.
+pub fn shared_redis(
     url: Option<&str>,
     key_prefix: &str,
     timeout_ms: u64,
-    unreachable: &str,
-) -> Option<gantry_gateway::shared::SharedState> {
+) -> anyhow::Result<Option<gantry_gateway::shared::SharedState>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
     let settings = gantry_gateway::shared::RedisSettings {
-        url: url?.to_owned(),
+        url: url.to_owned(),
         key_prefix: key_prefix.to_owned(),
         timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
     };
-    match gantry_gateway::shared::SharedState::connect(settings).await {
-        Ok(shared) => Some(shared),
-        Err(err) => {
-            tracing::error!(error = %err, "Redis is unreachable; {unreachable}");
-            None
-        }
-    }
+    let shared = gantry_gateway::shared::SharedState::new(settings).map_err(|err| {
+        anyhow::anyhow!(
+            "REDIS_URL `{}` is not usable: {err}",
+            gantry_kit::db::redact(url)
+        )
+    })?;
+    Ok(Some(shared))
 }

@@ -23,7 +23,8 @@ use gantry_users::UsersSubgraph;
 use sea_orm::DatabaseConnection;
 
 use super::BackgroundTasks;
-use super::gateway::{Readiness, http_app};
+use super::gateway::http_app;
+use super::readiness::Readiness;
 use crate::cli::{CommonArgs, ServeArgs};
 
 /// Both subgraphs over one database, wired for in-process use.
@@ -124,7 +125,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         .posts
         .account_deletion_consumer(Some(signal), invalidations);
     tasks.spawn(|stop| consumer.run(stop));
-    let readiness = Readiness::new(gateway, Some(db), Vec::new());
+    let readiness = Readiness::new().with_gateway(gateway).with_database(db);
     let router = http_app(service, &args.gateway, readiness, Some(key.public.clone()));
     Ok(ServeApp { router, tasks })
 }

@@ -1,4 +1,5 @@
-//! `gantry subgraph users|posts`: one subgraph on its own port.
+//! `gantry subgraph users|posts`: one subgraph on its own port, with `/health`, `/ready`
+//! (its database, and Redis when the posts subgraph has one) and `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use gantry_gateway::cache::CacheInvalidator;
+use gantry_gateway::shared::SharedState;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
@@ -15,6 +17,7 @@ use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 
 use super::BackgroundTasks;
+use super::readiness::Readiness;
 use crate::cli::{CommonArgs, SubgraphArgs, SubgraphName};
 
 /// A subgraph's HTTP app and the tasks that run beside it (they stop when it is dropped).
@@ -25,40 +28,45 @@ pub struct SubgraphApp {
 }
 
 /// Builds the subgraph with migrations applied, routes and layers in place, and its
-/// background tasks started.
+/// background tasks started. Only the users subgraph generates a signing key (into the
+/// data dir) when none is configured; the posts subgraph waits for that one.
 pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<SubgraphApp> {
     let name = args.name;
     let db = super::open_database(common).await?;
-    let key = SigningKey::load(&common.keys())?;
     let mut tasks = BackgroundTasks::default();
+    let mut readiness = Readiness::new().with_database(db.clone());
     let router = match name {
-        SubgraphName::Users => UsersSubgraph::new(db, key, common.users(), None)?.router(),
+        SubgraphName::Users => {
+            let key = SigningKey::load(&common.keys())?;
+            UsersSubgraph::new(db, key, common.users(), None)?.router()
+        }
         SubgraphName::Posts => {
+            let key =
+                SigningKey::load_generated_elsewhere(&common.keys(), common.startup_wait()).await?;
             let verifier = Arc::new(TokenVerifier::new(
                 std::slice::from_ref(&key.public),
                 &common.jwt(),
             )?);
             let posts = PostsSubgraph::new(db, verifier, common.posts());
-            let consumer = posts.account_deletion_consumer(None, invalidations(args).await);
+            let shared = super::shared_redis(
+                args.redis_url.as_deref(),
+                &args.redis_prefix,
+                args.redis_timeout_ms,
+            )?;
+            readiness = readiness.with_redis(shared.clone());
+            let consumer = posts.account_deletion_consumer(None, invalidations(shared));
             tasks.spawn(|stop| consumer.run(stop));
             posts.router()
         }
     };
     Ok(SubgraphApp {
-        router: with_common_layers(with_metrics(router)),
+        router: with_common_layers(with_metrics(router).merge(readiness.router())),
         tasks,
     })
 }
 
 /// With the gateways' Redis, account deletions invalidate their shared response cache.
-async fn invalidations(args: &SubgraphArgs) -> Invalidations {
-    let shared = super::connect_redis(
-        args.redis_url.as_deref(),
-        &args.redis_prefix,
-        args.redis_timeout_ms,
-        "cached responses age out by their TTL",
-    )
-    .await;
+fn invalidations(shared: Option<SharedState>) -> Invalidations {
     match shared {
         Some(shared) => {
             tracing::info!("account deletions will invalidate the gateways' cache in Redis");

@@ -27,7 +27,7 @@ async fn a_feed_page_and_an_entity_batch_cost_the_same_statements_at_any_size(ba
 
     let statements = Arc::new(AtomicUsize::new(0));
     let mut db = gantry_kit::db::connect(&DatabaseSettings {
-        url: url.clone(),
+        url: url.to_string(),
         max_connections: None,
     })
     .await

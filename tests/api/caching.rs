@@ -1,6 +1,6 @@
 //! The response cache as a client sees it: `Cache-Control` and `x-cache` headers, shared
 //! through Redis by two `gantry serve` replicas, invalidated by mutations, and bypassed
-//! (never failing a request) while Redis is down.
+//! (never failing a request) while Redis is down, whether it went away or never answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,47 +9,14 @@ use gantry::cli::{GatewayOptions, ServeArgs};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
 
-use crate::helpers::{Backend, TestApp, fresh_database, settings};
-
-/// A throwaway `redis-server` on `port`, without persistence.
-async fn redis_server(port: u16) -> Child {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server is installed");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server did not start on port {port}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{
+    Backend, Stack, TestApp, TestDatabase, eventually, free_port, fresh_database, redis_server,
+    settings, start,
+};
 
 /// `gantry serve` over `data_dir` and `url`, with these gateway options.
-async fn replica(data_dir: Arc<TempDir>, url: String, options: GatewayOptions) -> TestApp {
+async fn replica(data_dir: Arc<TempDir>, url: TestDatabase, options: GatewayOptions) -> TestApp {
     let common = settings(data_dir.path(), &url, &[]);
     let args = ServeArgs {
         listen: None,
@@ -327,4 +294,90 @@ async fn the_entity_cache_shares_users_between_operations_until_a_mutation_chang
         "Alice Liddell"
     );
     assert!(metric(&app, "gantry_cache_invalidations_total{cache=\"entity\"}").await >= 1.0);
+}
+
+/// Redis that does not answer when a `gateway` starts is Redis lost later: the gateway
+/// starts, answers every request with the shared cache bypassed (never a cache of its
+/// own, which a mutation through another replica could not reach), reports Redis as
+/// degraded, and uses Redis as soon as it answers.
+#[tokio::test]
+async fn a_gateway_started_before_its_redis_serves_uncached_and_caches_once_redis_answers() {
+    let stack = Stack::new(Backend::Sqlite).await;
+    let (_, token) = stack.user("alice").await;
+    let id = stack.post(&token, "first draft").await;
+    let port = free_port();
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let prefix = format!("gantry-test-{}:", uuid::Uuid::now_v7().simple());
+    let users = format!("users={}", stack.users.url("/graphql"));
+    let posts = format!("posts={}", stack.posts.url("/graphql"));
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let data = gateway_dir.path().display().to_string();
+    let gateway = start(
+        &["gateway", "--subgraph", &users, "--subgraph", &posts],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("REDIS_URL", redis_url.as_str()),
+            ("GANTRY_REDIS_PREFIX", prefix.as_str()),
+            ("GANTRY_REDIS_TIMEOUT_MS", "200"),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", gateway.address);
+    let client = reqwest::Client::new();
+    let ask = async || {
+        let response = client
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": POST, "variables": { "id": id } }))
+            .send()
+            .await
+            .unwrap();
+        let cache = header(response.headers(), "x-cache").map(str::to_owned);
+        let body: Value = response.json().await.unwrap();
+        (cache, body)
+    };
+    let ready = async || -> (u16, Value) {
+        let response = client.get(format!("{base}/ready")).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    };
+    let metrics = async || {
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+
+    for _ in 0..3 {
+        let (cache, body) = ask().await;
+        assert_eq!(body["data"]["post"]["body"], "first draft", "{body}");
+        assert_ne!(
+            cache.as_deref(),
+            Some("HIT"),
+            "no per-process cache stands in"
+        );
+    }
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["redis"]["status"], "degraded", "{body}");
+    assert!(metrics().await.contains("gantry_redis_up 0"));
+
+    let _redis = redis_server(port).await;
+    eventually(
+        "Redis is reported ok",
+        Duration::from_secs(30),
+        async || {
+            let (status, body) = ready().await;
+            (status == 200 && body["checks"]["redis"]["status"] == "ok").then_some(())
+        },
+    )
+    .await;
+    assert!(metrics().await.contains("gantry_redis_up 1"));
+    let (first, _) = ask().await;
+    let (second, cached) = ask().await;
+    assert_eq!(first.as_deref(), Some("MISS"));
+    assert_eq!(second.as_deref(), Some("HIT"));
+    assert_eq!(cached["data"]["post"]["body"], "first draft");
 }

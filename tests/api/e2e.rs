@@ -2,20 +2,24 @@
 //! edit, delete, refresh the session, delete the account — told to the real `gantry`
 //! binary in three shapes: `gantry serve` on SQLite, `gantry serve` on PostgreSQL, and three
 //! processes (`gantry subgraph users`, `gantry subgraph posts`, `gantry gateway
-//! --subgraph …`) on PostgreSQL. Every shape must give the same responses.
+//! --subgraph …`) started at the same instant on a fresh PostgreSQL database. Every shape
+//! must give the same responses.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Process, fresh_database, start};
+use crate::helpers::{
+    Backend, Process, TestDatabase, free_port, fresh_database, start, start_listening,
+};
 
-/// The API endpoint of one shape, and the processes behind it.
+/// The API endpoint of one shape, and the processes and database behind it.
 struct Shape {
     endpoint: String,
     _processes: Vec<Process>,
     _data_dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 impl Shape {
@@ -32,10 +36,15 @@ impl Shape {
             endpoint: format!("http://{}/graphql", serve.address),
             _processes: vec![serve],
             _data_dir: dir,
+            _database: url,
         }
     }
 
-    async fn three_processes() -> Self {
+    /// The three processes started at the same instant on a fresh database, as an
+    /// operator's process manager starts them: both subgraphs migrate it at once, the posts
+    /// subgraph waits for the signing key the users subgraph generates into their shared
+    /// data dir, and the gateway waits for both to answer.
+    async fn three_processes_at_once() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(Backend::Postgres, dir.path()).await;
         let data_dir = dir.path().display().to_string();
@@ -44,27 +53,31 @@ impl Shape {
             ("DATABASE_URL", url.as_str()),
             ("GANTRY_OUTBOX_POLL_MS", "100"),
         ];
-        let users = start(&["subgraph", "users"], &env).await;
-        let posts = start(&["subgraph", "posts"], &env).await;
-        let users_url = format!("users=http://{}/graphql", users.address);
-        let posts_url = format!("posts=http://{}/graphql", posts.address);
+        let (users_port, posts_port) = (free_port(), free_port());
+        let users_listen = format!("127.0.0.1:{users_port}");
+        let posts_listen = format!("127.0.0.1:{posts_port}");
+        let users_url = format!("users=http://{users_listen}/graphql");
+        let posts_url = format!("posts=http://{posts_listen}/graphql");
         let gateway_dir = tempfile::tempdir().unwrap();
         let gateway_data = gateway_dir.path().display().to_string();
-        let gateway = start(
-            &[
-                "gateway",
-                "--subgraph",
-                &users_url,
-                "--subgraph",
-                &posts_url,
-            ],
-            &[("GANTRY_DATA_DIR", gateway_data.as_str())],
-        )
-        .await;
+        let gateway_args = [
+            "gateway",
+            "--subgraph",
+            &users_url,
+            "--subgraph",
+            &posts_url,
+        ];
+        let gateway_env = [("GANTRY_DATA_DIR", gateway_data.as_str())];
+        let (gateway, users, posts) = tokio::join!(
+            start(&gateway_args, &gateway_env),
+            start_listening(&["subgraph", "users"], &env, &users_listen),
+            start_listening(&["subgraph", "posts"], &env, &posts_listen),
+        );
         Self {
             endpoint: format!("http://{}/graphql", gateway.address),
             _processes: vec![users, posts, gateway],
             _data_dir: dir,
+            _database: url,
         }
     }
 }
@@ -255,7 +268,7 @@ async fn one_client_scenario_gives_the_same_responses_in_every_shape() {
     let postgres = Shape::serve(Backend::Postgres).await;
     let on_postgres = normalized(&scenario(postgres.endpoint.clone()).await);
     drop(postgres);
-    let split = Shape::three_processes().await;
+    let split = Shape::three_processes_at_once().await;
     let on_three = normalized(&scenario(split.endpoint.clone()).await);
 
     // What a client sees, spelled out for the one shape; the others must match it.

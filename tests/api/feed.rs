@@ -18,7 +18,7 @@ use gantry_posts::service::{FEED_MERGE_MAX_FOLLOWEES, PostsService};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, fresh_database};
+use crate::helpers::{Backend, TestDatabase, fresh_database};
 
 crate::on_both_backends!(
     a_feed_pages_through_every_followed_post_newest_first_however_many_are_followed,
@@ -31,23 +31,27 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5Vb5mG
 
 struct Data {
     db: DatabaseConnection,
-    _dir: tempfile::TempDir,
+    _dir: Place,
     /// Every post, as `(id, author)`.
     posts: Vec<(Uuid, Uuid)>,
 }
 
-/// A fresh, migrated database (and the folder it lives in, for SQLite).
-async fn migrated(backend: Backend) -> (tempfile::TempDir, DatabaseConnection) {
+/// Where a test's database lives: the folder (for SQLite) and the database, dropped
+/// together.
+type Place = (tempfile::TempDir, TestDatabase);
+
+/// A fresh, migrated database and the place it lives in.
+async fn migrated(backend: Backend) -> (Place, DatabaseConnection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_database(backend, dir.path()).await;
     let db = gantry_kit::db::connect(&DatabaseSettings {
-        url,
+        url: url.to_string(),
         max_connections: None,
     })
     .await
     .expect("connect");
     Migrator::up(&db, None).await.expect("migrate");
-    (dir, db)
+    ((dir, url), db)
 }
 
 /// `authors` accounts, each with `per_author` posts written in turns, so every author's

@@ -15,7 +15,7 @@ use gantry_kit::jwt::{AccessClaims, JwtSettings, TokenSigner};
 use gantry_kit::keys::{KeySettings, SigningKey};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, fresh_database, settings, start};
+use crate::helpers::{Backend, TestApp, error_code, fresh_database, run, settings, start};
 
 /// `gantry serve`'s app, in this process, on a fresh SQLite database.
 async fn serve(options: GatewayOptions) -> TestApp {
@@ -284,7 +284,7 @@ async fn sighup_recomposes_and_a_failed_composition_keeps_the_last_good_supergra
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
+    let key = key_file(dir.path());
     let subgraph = format!("toy=http://{toy_address}/graphql");
     let gateway = start(
         &[
@@ -294,7 +294,7 @@ async fn sighup_recomposes_and_a_failed_composition_keeps_the_last_good_supergra
             "--recompose-interval-secs",
             "0",
         ],
-        &[("GANTRY_DATA_DIR", data.as_str())],
+        &[("GANTRY_JWT_PRIVATE_KEY_FILE", key.as_str())],
     )
     .await;
     let client = reqwest::Client::new();
@@ -338,8 +338,22 @@ async fn sighup_recomposes_and_a_failed_composition_keeps_the_last_good_supergra
     );
 }
 
+/// A signing key in `dir`, for a gateway in front of subgraphs that issue no tokens.
+fn key_file(dir: &std::path::Path) -> String {
+    SigningKey::load(&KeySettings {
+        data_dir: dir.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    dir.join(gantry_kit::keys::GENERATED_KEY_FILE)
+        .display()
+        .to_string()
+}
+
+/// The gateway runs in a data dir of its own: it verifies the users subgraph's tokens with
+/// the JWKS at the users URL the supergraph file names, not with a key it made up.
 #[tokio::test]
-async fn a_supergraph_file_from_compose_is_served_and_sigterm_stops_gracefully() {
+async fn a_supergraph_file_from_compose_is_served_with_real_tokens_and_sigterm_stops_gracefully() {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
     let users = TestApp::start(SubgraphName::Users, data_dir.clone(), url.clone(), &[]).await;
@@ -351,11 +365,12 @@ async fn a_supergraph_file_from_compose_is_served_and_sigterm_stops_gracefully()
     let supergraph = gantry::commands::gateway::compose_from(&reqwest::Client::new(), &subgraphs)
         .await
         .unwrap();
-    let file = data_dir.path().join("supergraph.graphql");
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let file = gateway_dir.path().join("supergraph.graphql");
     std::fs::write(&file, supergraph.sdl()).unwrap();
     assert!(supergraph.sdl().contains("@join__type(graph: USERS)"));
 
-    let data = data_dir.path().display().to_string();
+    let data = gateway_dir.path().display().to_string();
     let mut gateway = start(
         &["gateway", "--supergraph", &file.display().to_string()],
         &[("GANTRY_DATA_DIR", data.as_str())],
@@ -379,6 +394,13 @@ async fn a_supergraph_file_from_compose_is_served_and_sigterm_stops_gracefully()
         response,
         json!({ "data": { "me": { "username": "filed", "posts": { "edges": [] } } } })
     );
+    assert!(
+        !gateway_dir
+            .path()
+            .join(gantry_kit::keys::GENERATED_KEY_FILE)
+            .exists(),
+        "the gateway made up a key"
+    );
 
     gateway.signal("TERM").await;
     let status = tokio::time::timeout(std::time::Duration::from_secs(15), gateway.child.wait())
@@ -390,6 +412,50 @@ async fn a_supergraph_file_from_compose_is_served_and_sigterm_stops_gracefully()
         "a stop on SIGTERM is a clean exit: {status}"
     );
     gateway.wait_for_log("stopped").await;
+}
+
+/// Without a `users` subgraph, `--jwks-url` or a key there is nothing to verify tokens
+/// with: the gateway says so and does not start.
+#[tokio::test]
+async fn a_gateway_with_no_way_to_verify_tokens_refuses_to_start() {
+    let address = serve_subgraph(
+        Router::new()
+            .route("/graphql", post(switchable_handler))
+            .with_state(Switchable {
+                mode: Arc::new(AtomicU8::new(0)),
+                v1: Schema::build(V1, EmptyMutation, EmptySubscription)
+                    .enable_federation()
+                    .finish(),
+                v2: Schema::build(V2, EmptyMutation, EmptySubscription)
+                    .enable_federation()
+                    .finish(),
+            }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let subgraph = format!("toy=http://{address}/graphql");
+
+    let output = run(
+        &["gateway", "--subgraph", &subgraph],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("GANTRY_LOG_FORMAT", "text"),
+        ],
+    )
+    .await;
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no way to verify access tokens") && stderr.contains("--jwks-url"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path()
+            .join(gantry_kit::keys::GENERATED_KEY_FILE)
+            .exists()
+    );
 }
 
 /// The toy subgraph behind a counter of requests in progress, each held for 150 ms.
@@ -433,7 +499,7 @@ async fn peak_behind_a_gateway_limited_to(limit: &str) -> usize {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
+    let key = key_file(dir.path());
     let subgraph = format!("slow=http://{address}/graphql");
     let gateway = start(
         &[
@@ -443,7 +509,7 @@ async fn peak_behind_a_gateway_limited_to(limit: &str) -> usize {
             "--max-concurrent-operations",
             limit,
         ],
-        &[("GANTRY_DATA_DIR", data.as_str())],
+        &[("GANTRY_JWT_PRIVATE_KEY_FILE", key.as_str())],
     )
     .await;
     let client = reqwest::Client::new();

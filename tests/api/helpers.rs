@@ -23,17 +23,127 @@ pub enum Backend {
     Postgres,
 }
 
+/// The server that test databases are created on.
+pub fn admin_url() -> String {
+    std::env::var("GANTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Test databases are named `gantry_test_<UUIDv7>`, so their age is in their name.
+const TEST_DATABASE_PREFIX: &str = "gantry_test_";
+
+/// One test's database, dropped (PostgreSQL) when the last clone of it is dropped, also
+/// when the test fails. Derefs to its URL.
+#[derive(Clone)]
+pub struct TestDatabase(Arc<DatabaseGuard>);
+
+struct DatabaseGuard {
+    url: String,
+    /// The PostgreSQL database to drop; `None` for SQLite (its file is in the data dir).
+    postgres: Option<String>,
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.0.url
+    }
+}
+
+impl std::fmt::Display for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.url)
+    }
+}
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres.take() else {
+            return;
+        };
+        // This runs inside the test's runtime, which cannot wait for a future here: a
+        // thread with a runtime of its own drops the database (closing what still uses it).
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let admin = Database::connect(admin_url()).await.ok()?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop a test database; a later run sweeps it");
+        }
+    }
+}
+
+/// Test databases older than this are left over from runs that were killed; a run drops
+/// them once, at its first database (ones in use are skipped).
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let Ok(rows) = admin
+                .query_all_raw(sea_orm::Statement::from_string(
+                    admin.get_database_backend(),
+                    format!(
+                        "SELECT datname FROM pg_database WHERE datname LIKE '{TEST_DATABASE_PREFIX}%'"
+                    ),
+                ))
+                .await
+            else {
+                return;
+            };
+            let now = std::time::SystemTime::now();
+            for row in rows {
+                let Ok(name) = row.try_get::<String>("", "datname") else {
+                    continue;
+                };
+                let created = name
+                    .strip_prefix(TEST_DATABASE_PREFIX)
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                    .and_then(|id| id.get_timestamp())
+                    .map(|ts| {
+                        let (secs, nanos) = ts.to_unix();
+                        std::time::UNIX_EPOCH + Duration::new(secs, nanos)
+                    });
+                let stale = created
+                    .and_then(|at| now.duration_since(at).ok())
+                    .is_some_and(|age| age > STALE_AFTER);
+                if stale {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .await;
+                }
+            }
+        })
+        .await;
+}
+
 /// A fresh, empty database for one test.
-pub async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> String {
+pub async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> TestDatabase {
     match backend {
-        Backend::Sqlite => format!("sqlite://{}?mode=rwc", data_dir.join("test.db").display()),
+        Backend::Sqlite => TestDatabase(Arc::new(DatabaseGuard {
+            url: format!("sqlite://{}?mode=rwc", data_dir.join("test.db").display()),
+            postgres: None,
+        })),
         Backend::Postgres => {
-            let admin_url = std::env::var("GANTRY_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let name = format!("gantry_test_{}", uuid::Uuid::now_v7().simple());
+            let admin_url = admin_url();
+            let name = format!("{TEST_DATABASE_PREFIX}{}", uuid::Uuid::now_v7().simple());
             let admin = Database::connect(&admin_url)
                 .await
                 .expect("PostgreSQL is reachable");
+            sweep_stale_databases(&admin).await;
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
@@ -42,7 +152,10 @@ pub async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> Str
             let base = admin_url
                 .rsplit_once('/')
                 .map_or(admin_url.as_str(), |(b, _)| b);
-            format!("{base}/{name}")
+            TestDatabase(Arc::new(DatabaseGuard {
+                url: format!("{base}/{name}"),
+                postgres: Some(name),
+            }))
         }
     }
 }
@@ -65,7 +178,7 @@ pub fn settings(data_dir: &std::path::Path, database_url: &str, extra: &[&str]) 
 pub struct TestApp {
     pub address: SocketAddr,
     pub data_dir: Arc<TempDir>,
-    pub database_url: String,
+    pub database_url: TestDatabase,
     client: reqwest::Client,
     /// Dropping it (with the app) stops the server.
     stop: Option<oneshot::Sender<()>>,
@@ -86,7 +199,11 @@ impl TestApp {
     }
 
     /// The users subgraph over an existing data dir and database.
-    pub async fn start_users(data_dir: Arc<TempDir>, database_url: String, extra: &[&str]) -> Self {
+    pub async fn start_users(
+        data_dir: Arc<TempDir>,
+        database_url: TestDatabase,
+        extra: &[&str],
+    ) -> Self {
         Self::start(SubgraphName::Users, data_dir, database_url, extra).await
     }
 
@@ -94,7 +211,7 @@ impl TestApp {
     pub async fn start(
         name: SubgraphName,
         data_dir: Arc<TempDir>,
-        database_url: String,
+        database_url: TestDatabase,
         extra: &[&str],
     ) -> Self {
         let mut flags = vec!["--outbox-poll-ms", "50"];
@@ -118,7 +235,7 @@ impl TestApp {
         router: axum::Router,
         tasks: Option<BackgroundTasks>,
         data_dir: Arc<TempDir>,
-        database_url: String,
+        database_url: TestDatabase,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -205,7 +322,7 @@ impl TestApp {
 
     /// Stops the server and its background tasks, waits for them, and hands back its data
     /// dir and database.
-    pub async fn stop(mut self) -> (Arc<TempDir>, String) {
+    pub async fn stop(mut self) -> (Arc<TempDir>, TestDatabase) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -340,26 +457,70 @@ impl Process {
     }
 }
 
-/// Starts `gantry ARGS` with `--listen 127.0.0.1:0` and waits for the address it logs.
-pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
+/// `gantry` with the environment every test starts it in: JSON logs at `info`, no
+/// `DATABASE_URL` from the caller's environment, and `env` on top.
+fn gantry(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
         .args(args)
-        .args(["--listen", "127.0.0.1:0"])
         .env("GANTRY_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
         .kill_on_drop(true);
     for (key, value) in env {
         command.env(key, value);
     }
+    command
+}
+
+/// Runs `gantry ARGS` to its end (a one-shot command, or a server that must refuse to
+/// start) and returns what it printed, within a minute.
+pub async fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_command(gantry(args, env)).await
+}
+
+pub async fn run_command(mut command: Command) -> std::process::Output {
+    let output = command.output();
+    tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("gantry ended within a minute")
+        .expect("gantry runs")
+}
+
+/// Starts `gantry ARGS` with `--listen 127.0.0.1:0` and waits for the address it logs.
+pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
+    start_listening(args, env, "127.0.0.1:0").await
+}
+
+/// A port nothing listens on now, for a process that must be told its address before
+/// it starts (or a server that is not there).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `gantry ARGS --listen LISTEN` and waits (at most two minutes) for the address it
+/// logs.
+pub async fn start_listening(args: &[&str], env: &[(&str, &str)], listen: &str) -> Process {
+    let mut command = gantry(args, env);
+    command.args(["--listen", listen]);
+    start_command(command).await
+}
+
+/// Spawns a `gantry` server command and waits (at most two minutes) for the address it
+/// logs.
+pub async fn start_command(mut command: Command) -> Process {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("gantry starts");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
+    let address = tokio::time::timeout(Duration::from_secs(120), async {
         while let Ok(Some(line)) = lines.next_line().await {
             logs.lock().unwrap().push(line.clone());
             if let Ok(log) = serde_json::from_str::<Value>(&line)
@@ -369,12 +530,12 @@ pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
             }
         }
         panic!(
-            "gantry {args:?} exited before listening: {:#?}",
+            "gantry {command:?} exited before listening: {:#?}",
             logs.lock().unwrap()
         );
     })
     .await
-    .unwrap_or_else(|_| panic!("gantry {args:?} did not start listening"));
+    .unwrap_or_else(|_| panic!("gantry {command:?} did not start listening"));
     // Keep draining the log so the process never blocks on a full pipe.
     let sink = logs.clone();
     tokio::spawn(async move {
@@ -387,4 +548,100 @@ pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
         address,
         logs,
     }
+}
+
+/// `gantry ARGS` as a user that may not write what the test's own user created, as an
+/// operator's service account meets files another user owns. The tests may run as root,
+/// which may write anything, so then it runs as `nobody` (uid 65534), from a copy of the
+/// binary that `nobody` can reach. Keep the returned folder while it runs.
+pub fn unprivileged(args: &[&str], env: &[(&str, &str)]) -> (Command, Option<TempDir>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        return (gantry(args, env), None);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("gantry");
+    std::fs::copy(env!("CARGO_BIN_EXE_gantry"), &binary).expect("copy gantry");
+    let mut command = gantry(args, env);
+    let mut unprivileged = Command::new(&binary);
+    unprivileged.args(command.as_std().get_args());
+    for (key, value) in command.as_std().get_envs() {
+        match value {
+            Some(value) => unprivileged.env(key, value),
+            None => unprivileged.env_remove(key),
+        };
+    }
+    command = unprivileged;
+    command
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .uid(65534)
+        .gid(65534);
+    (command, Some(dir))
+}
+
+/// Makes `path` (a folder or file) readable and, for a folder, enterable by everyone, and
+/// writable by no one but root.
+pub fn read_only(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o555 } else { 0o444 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Makes a folder everyone may enter and its owner may write (a tempdir is `0700`).
+pub fn open_folder(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A throwaway `redis-server` on `port`, without persistence, stopped when dropped.
+pub async fn redis_server(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is installed (scripts/test installs it)");
+    let answers = async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), answers)
+        .await
+        .unwrap_or_else(|_| panic!("redis-server did not start on port {port}"));
+    child
+}
+
+/// Polls `check` every 100 ms until it gives a value, for at most `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let poll = async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(within, poll)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {within:?}"))
 }

@@ -11,6 +11,7 @@ mod federation;
 mod feed;
 mod gateway;
 mod helpers;
+mod operators;
 mod persisted;
 mod posts;
 mod replicas;

@@ -451,7 +451,9 @@ async fn migrations_go_down_and_up_again(backend: Backend) {
     app.register("judy").await;
     let (data_dir, database_url) = app.stop().await;
 
-    let db = sea_orm::Database::connect(&database_url).await.unwrap();
+    let db = sea_orm::Database::connect(database_url.as_str())
+        .await
+        .unwrap();
     Migrator::down(&db, None).await.unwrap();
     assert!(
         Migrator::get_applied_migrations(&db)
