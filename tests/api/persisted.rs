@@ -9,7 +9,7 @@ use gantry::cli::{GatewayOptions, ServeArgs};
 use gantry_gateway::persisted::sha256_hex;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, fresh_database, settings};
+use crate::helpers::{Backend, TestApp, error_code, eventually, fresh_database, settings, start};
 
 const LATEST: &str = "query Latest($n: Int) { latestPosts(first: $n) { edges { node { body } } } }";
 const LIKE: &str = "mutation Like($id: ID!) { likePost(postId: $id) { likeCount } }";
@@ -277,27 +277,43 @@ async fn a_rewritten_manifest_is_reloaded_and_a_broken_one_keeps_the_last_good()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.json");
     write_manifest(&path, &[("Latest", "query", LATEST)]);
-    let app = serve(with_manifest(&path, true)).await;
+    let (data, manifest) = (dir.path().display().to_string(), path.display().to_string());
+    let server = start(
+        &["serve", "--manifest", &manifest, "--safelist"],
+        &[("GANTRY_DATA_DIR", data.as_str())],
+    )
+    .await;
+    let url = format!("http://{}/graphql", server.address);
+    let by_id = async |body: &str| {
+        reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "documentId": sha256_hex(body) }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
     let me = "query Me { me { id } }";
-
-    let (status, _) = post(&app, json!({ "documentId": sha256_hex(me) }), &[]).await;
-    assert_eq!(status, 404);
+    assert_eq!(by_id(me).await, 404);
 
     std::fs::write(&path, "{ not a manifest").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, _) = post(&app, json!({ "documentId": sha256_hex(LATEST) }), &[]).await;
-    assert_eq!(status, 200, "a broken file keeps the previous manifest");
+    server
+        .wait_for_log("the manifest did not load; keeping the previous one")
+        .await;
+    assert_eq!(
+        by_id(LATEST).await,
+        200,
+        "a broken file keeps the previous manifest"
+    );
 
     write_manifest(&path, &[("Latest", "query", LATEST), ("Me", "query", me)]);
-    let mut status = 0;
-    for _ in 0..50 {
-        (status, _) = post(&app, json!({ "documentId": sha256_hex(me) }), &[]).await;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "the new manifest was not loaded");
+    eventually(
+        "the new manifest is loaded",
+        Duration::from_secs(10),
+        async || (by_id(me).await == 200).then_some(()),
+    )
+    .await;
 }
 
 #[tokio::test]
