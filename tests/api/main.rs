@@ -6,6 +6,7 @@
 mod batching;
 mod browser;
 mod caching;
+mod deploy;
 mod e2e;
 mod federation;
 mod feed;
