@@ -26,6 +26,11 @@ pub enum CompositionError {
     },
     #[error("composing the subgraphs: {0}")]
     Compose(#[from] SupergraphError),
+    #[error("{last} (still, after waiting {waited_secs} s)")]
+    GaveUp {
+        last: Box<CompositionError>,
+        waited_secs: u64,
+    },
 }
 
 impl CompositionError {
@@ -79,11 +84,10 @@ pub async fn compose_at_start(
             }
             Err(err) if err.is_transient() && started.elapsed() < wait => err,
             Err(err) if err.is_transient() && !wait.is_zero() => {
-                tracing::error!(
-                    wait_secs = wait.as_secs(),
-                    "gave up waiting for the subgraphs"
-                );
-                return Err(err);
+                return Err(CompositionError::GaveUp {
+                    last: Box::new(err),
+                    waited_secs: started.elapsed().as_secs(),
+                });
             }
             Err(err) => return Err(err),
         };

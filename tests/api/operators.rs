@@ -243,3 +243,37 @@ async fn ready_is_503_while_the_sqlite_file_cannot_be_written_and_logs_it_once()
     assert_eq!(warnings.len(), 1, "{logs:#?}");
     open_folder(&data);
 }
+
+/// A gateway waits for subgraphs that do not answer yet, says so in the log, and after
+/// `GANTRY_STARTUP_WAIT_SECS` stops with an error naming the one that never answered.
+#[tokio::test]
+async fn a_gateway_waits_a_bounded_time_for_its_subgraphs_and_names_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let users = format!("users=http://127.0.0.1:{}/graphql", free_port());
+
+    let output = run(
+        &["gateway", "--subgraph", &users],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("GANTRY_STARTUP_WAIT_SECS", "1"),
+            ("GANTRY_LOG_FORMAT", "text"),
+        ],
+    )
+    .await;
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("waiting for the subgraphs: subgraph `users` does not answer"),
+        "{stderr}"
+    );
+    let errors = lines_with(&stderr, "error: ");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("subgraph `users` does not answer")
+            && errors[0].contains("connection refused")
+            && errors[0].contains("after waiting 1 s"),
+        "{stderr}"
+    );
+}
