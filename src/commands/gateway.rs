@@ -243,8 +243,8 @@ impl KeySource {
         }
         let users = supergraph.subgraph_urls().get(USERS_SUBGRAPH).context(
             "no way to verify access tokens: the supergraph has no `users` subgraph to take \
-                 the JWKS from; set --jwks-url (GANTRY_JWKS_URL) to the JWKS of the service that \
-                 issues them, or GANTRY_JWT_PRIVATE_KEY_FILE to its signing key",
+             the JWKS from; set --jwks-url (GANTRY_JWKS_URL) to the JWKS of the service that \
+             issues them, or GANTRY_JWT_PRIVATE_KEY_FILE to its signing key",
         )?;
         let jwks = reqwest::Url::parse(users)
             .and_then(|url| url.join(JWKS_PATH))

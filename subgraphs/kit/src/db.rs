@@ -265,8 +265,9 @@ pub fn describe(err: &DbErr) -> String {
 
 /// Whether the database takes writes now. SQLite opens a file this process may not write
 /// read-only, without an error, and then fails every write; so on SQLite this runs a write
-/// that changes nothing (on the migrations table every database here has). A busy database
-/// is someone else writing, so it counts as writable. On PostgreSQL it is a ping.
+/// that changes nothing (on the migrations table every database here has). A database
+/// busy with another writer, or one that keeps this probe waiting for the write lock, is
+/// being written, so it counts as writable. On PostgreSQL it is a ping.
 pub async fn check_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
     use sea_orm::ConnectionTrait;
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
@@ -276,12 +277,16 @@ pub async fn check_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
         sea_orm::DbBackend::Sqlite,
         "DELETE FROM seaql_migrations WHERE 0",
     );
-    match db.execute_raw(probe).await {
-        Ok(_) => Ok(()),
-        Err(err) if sqlite_code(&err).as_deref() == Some("5") => Ok(()),
-        Err(err) => Err(err),
+    match tokio::time::timeout(WRITE_PROBE_WAIT, db.execute_raw(probe)).await {
+        Err(_) | Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) if sqlite_code(&err).as_deref() == Some("5") => Ok(()),
+        Ok(Err(err)) => Err(err),
     }
 }
+
+/// How long [`check_writable`] waits for SQLite's write lock: less than a readiness
+/// probe's usual timeout.
+const WRITE_PROBE_WAIT: Duration = Duration::from_millis(500);
 
 /// The SQLite result code of `err` (`"8"`: read-only, `"14"`: cannot open, …).
 pub fn sqlite_code(err: &DbErr) -> Option<String> {
