@@ -94,8 +94,16 @@ impl SharedState {
         &self,
         command: &(impl CommandLike + Sync),
     ) -> Result<T, SharedStateError> {
+        self.query_within(command, self.inner.settings.timeout)
+            .await
+    }
+
+    async fn query_within<T: redis::FromRedisValue>(
+        &self,
+        command: &(impl CommandLike + Sync),
+        timeout: Duration,
+    ) -> Result<T, SharedStateError> {
         let mut connection = self.inner.manager.clone();
-        let timeout = self.inner.settings.timeout;
         let result = tokio::time::timeout(timeout, command.run(&mut connection)).await;
         let result = match result {
             Ok(Ok(value)) => Ok(value),
@@ -127,6 +135,11 @@ impl SharedState {
     }
 }
 
+/// How long the first background check may take: it makes the first connection, which
+/// requests (bounded by the much shorter call timeout) would otherwise each start and give
+/// up on while the machine is busy.
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
 /// Pings Redis every [`HEALTH_CHECK_EVERY`] while a [`SharedState`] lives, which also makes
 /// the connection manager reconnect, and logs when Redis stops or starts answering.
 async fn watch_health(connection: Weak<Connection>) {
@@ -136,7 +149,14 @@ async fn watch_health(connection: Weak<Connection>) {
             return;
         };
         let state = SharedState { inner };
-        let result = state.ping().await;
+        let result = match answered {
+            None => {
+                state
+                    .query_within::<String>(&redis::cmd("PING"), FIRST_CONNECTION_WAIT)
+                    .await
+            }
+            Some(_) => state.ping().await,
+        };
         match (&result, answered) {
             (Ok(_), Some(false)) => {
                 tracing::info!("Redis answers again; the shared caches are back in use");

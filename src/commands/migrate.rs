@@ -7,6 +7,14 @@ use gantry_migrations::{Migrator, MigratorTrait};
 
 use crate::cli::{CommonArgs, MigrateAction, MigrateArgs};
 
+/// Closes the pool before the process ends, so SQLite checkpoints its journal into the file
+/// and removes it: a SQLite file handed on (to a read-only reader, a copy) is then whole.
+async fn close(db: sea_orm::DatabaseConnection) {
+    if let Err(err) = db.close().await {
+        tracing::warn!(error = %describe(&err), "closing the database");
+    }
+}
+
 pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
     let settings = common.database();
     let fail = |what: &str, err: sea_orm::DbErr| anyhow::anyhow!("{what}: {}", describe(&err));
@@ -17,6 +25,7 @@ pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|err| fail("applying migrations", err))?;
             println!("applied {} migration(s)", applied.len());
+            close(db).await;
         }
         MigrateAction::Down => {
             let db = gantry_kit::db::connect(&settings).await?;
@@ -24,6 +33,7 @@ pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|err| fail("rolling back migrations", err))?;
             println!("rolled back {} migration(s)", rolled_back.len());
+            close(db).await;
         }
         MigrateAction::Status => {
             if let Some(file) = settings.sqlite_file()
@@ -42,6 +52,7 @@ pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
             for migration in migrations {
                 println!("{:<8} {}", migration.status().to_string(), migration.name());
             }
+            close(db).await;
         }
     }
     Ok(())

@@ -106,7 +106,8 @@ impl Readiness {
             let status = match gantry_kit::db::check_writable(db).await {
                 Ok(()) => "ok",
                 Err(err) => {
-                    let read_only = gantry_kit::db::sqlite_code(&err).as_deref() == Some("8");
+                    let read_only =
+                        gantry_kit::db::sqlite_code(&err) == Some(gantry_kit::db::SQLITE_READONLY);
                     let status = if read_only { "read-only" } else { "down" };
                     failed.push(format!(
                         "database {status}: {}",

@@ -590,6 +590,12 @@ pub fn read_only(path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Makes a folder everyone may enter and write.
+pub fn open_to_all(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
 /// Makes a folder everyone may enter and its owner may write (a tempdir is `0700`).
 pub fn open_folder(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;

@@ -7,8 +7,8 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::Value;
 
 use crate::helpers::{
-    Backend, free_port, fresh_database, open_folder, read_only, run, run_command, start_command,
-    unprivileged,
+    Backend, free_port, fresh_database, open_folder, open_to_all, read_only, run, run_command,
+    start_command, unprivileged,
 };
 
 /// Every line of `gantry`'s stderr that mentions `needle`.
@@ -176,8 +176,8 @@ async fn migrate_status_on_a_database_never_migrated_creates_nothing(backend: Ba
     }
 }
 
-/// A SQLite file another user owns opens read-only without an error, and every write then
-/// fails: `/ready` says `503` with the database `read-only`, and probing it again and again
+/// A SQLite file this process may not write (another user's, or `chmod 444`) opens
+/// read-only without an error, and every write then fails: `/ready` says `503` with the database `read-only`, and probing it again and again
 /// logs the change once as a warning, never an ERROR per probe.
 #[tokio::test]
 async fn ready_is_503_while_the_sqlite_file_cannot_be_written_and_logs_it_once() {
@@ -191,10 +191,9 @@ async fn ready_is_503_while_the_sqlite_file_cannot_be_written_and_logs_it_once()
     )
     .await;
     assert!(migrated.status.success(), "{migrated:?}");
-    for entry in std::fs::read_dir(&data).unwrap() {
-        read_only(&entry.unwrap().path());
-    }
-    read_only(&data);
+    // The folder stays writable (SQLite keeps its journals there); the file is not.
+    open_to_all(&data);
+    read_only(&data.join("gantry.db"));
     let key_dir = tempfile::tempdir().unwrap();
     let pem = {
         gantry_kit::keys::SigningKey::load(&gantry_kit::keys::KeySettings {
@@ -241,7 +240,6 @@ async fn ready_is_503_while_the_sqlite_file_cannot_be_written_and_logs_it_once()
         .filter(|line| level(line) == "WARN" && line.contains("not ready"))
         .collect();
     assert_eq!(warnings.len(), 1, "{logs:#?}");
-    open_folder(&data);
 }
 
 /// A gateway waits for subgraphs that do not answer yet, says so in the log, and after

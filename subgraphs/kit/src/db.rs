@@ -104,6 +104,11 @@ pub enum ConnectError {
          and be writable by this process, for the file and its -wal and -shm journals"
     )]
     SqliteCannotOpen { path: String, folder: String },
+    #[error(
+        "the SQLite file {path} is read-only to this process (SQLite code 8): the file, its \
+         -wal and -shm journals and the folder {folder} must be writable by it"
+    )]
+    SqliteReadOnly { path: String, folder: String },
     #[error("cannot create the database folder {folder}: {cause}")]
     Folder { folder: String, cause: String },
     #[error("connecting to the database at {url}: {message}")]
@@ -161,18 +166,17 @@ async fn connect_error(settings: &DatabaseSettings, err: &DbErr) -> ConnectError
             message: describe(err),
         };
     };
-    if let sea_orm::sqlx::Error::Database(db_error) = sqlx_error
-        && db_error.code().as_deref() == Some("14")
-        && let Some(path) = sqlite_path(&settings.url)
-    {
+    if let Some(path) = sqlite_path(&settings.url) {
         let folder = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        return ConnectError::SqliteCannotOpen {
-            path: path.display().to_string(),
-            folder: folder.display().to_string(),
-        };
+        let (path, folder) = (path.display().to_string(), folder.display().to_string());
+        match primary_code(sqlx_error) {
+            Some(SQLITE_CANTOPEN) => return ConnectError::SqliteCannotOpen { path, folder },
+            Some(SQLITE_READONLY) => return ConnectError::SqliteReadOnly { path, folder },
+            _ => {}
+        }
     }
     let sqlx_error = match sqlx_error {
         sea_orm::sqlx::Error::PoolTimedOut if !settings.is_sqlite() => {
@@ -279,7 +283,7 @@ pub async fn check_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
     );
     match tokio::time::timeout(WRITE_PROBE_WAIT, db.execute_raw(probe)).await {
         Err(_) | Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) if sqlite_code(&err).as_deref() == Some("5") => Ok(()),
+        Ok(Err(err)) if sqlite_code(&err) == Some(SQLITE_BUSY) => Ok(()),
         Ok(Err(err)) => Err(err),
     }
 }
@@ -288,10 +292,22 @@ pub async fn check_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// probe's usual timeout.
 const WRITE_PROBE_WAIT: Duration = Duration::from_millis(500);
 
-/// The SQLite result code of `err` (`"8"`: read-only, `"14"`: cannot open, …).
-pub fn sqlite_code(err: &DbErr) -> Option<String> {
-    match sqlx_error(err)? {
-        sea_orm::sqlx::Error::Database(db_error) => db_error.code().map(|c| c.into_owned()),
+/// SQLite's primary result codes that [`connect`] and [`check_writable`] tell apart.
+pub const SQLITE_BUSY: i32 = 5;
+pub const SQLITE_READONLY: i32 = 8;
+pub const SQLITE_CANTOPEN: i32 = 14;
+
+/// The primary SQLite result code of `err` (extended codes carry it in their low byte).
+pub fn sqlite_code(err: &DbErr) -> Option<i32> {
+    primary_code(sqlx_error(err)?)
+}
+
+fn primary_code(err: &sea_orm::sqlx::Error) -> Option<i32> {
+    match err {
+        sea_orm::sqlx::Error::Database(db_error) => db_error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff),
         _ => None,
     }
 }
