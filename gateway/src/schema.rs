@@ -147,13 +147,27 @@ impl ApiSchema {
         }
     }
 
-    /// Whether an object of type `object_type` satisfies a fragment's type condition.
-    pub fn satisfies(&self, object_type: &str, condition: &str) -> bool {
-        object_type == condition
+    /// Whether a value of type `runtime_type` satisfies a fragment's type condition.
+    /// `runtime_type` is usually an object type; it is an interface when a value's concrete
+    /// type is unknown (see `crate::response`), which satisfies itself and the interfaces
+    /// it implements.
+    pub fn satisfies(&self, runtime_type: &str, condition: &str) -> bool {
+        runtime_type == condition
             || self
                 .possible_types
                 .get(condition)
-                .is_some_and(|set| set.contains(object_type))
+                .is_some_and(|set| set.contains(runtime_type))
+            || matches!(
+                self.type_def(runtime_type),
+                Some(TypeDefinition::Interface(interface))
+                    if interface.implements_interfaces.iter().any(|name| name == condition)
+            )
+    }
+
+    /// Whether `name` is an object type of this schema: only those may be a value's
+    /// `__typename`.
+    pub fn is_object(&self, name: &str) -> bool {
+        matches!(self.type_def(name), Some(TypeDefinition::Object(_)))
     }
 
     pub fn possible_types(&self, abstract_type: &str) -> Vec<&str> {

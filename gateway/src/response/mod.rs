@@ -1,6 +1,15 @@
 //! Response shaping: walks the client's operation (not the plan) over the merged data, so the
 //! response has exactly the fields the client asked for — aliases, fragments, `__typename`,
 //! `@skip`/`@include` — with GraphQL null propagation and sorted errors.
+//!
+//! A value of an interface or union type is shaped as its concrete type when its
+//! `__typename` names an object type of the API schema that belongs to it. Otherwise — the
+//! planner asks for `__typename` only when the client's selection needs it, and an
+//! `@interfaceObject` subgraph knows only the interface's own name — it is shaped against
+//! the abstract type itself: fields and fragments on that type (or on an interface it
+//! implements) apply, fragments on concrete types do not, and a selected `__typename`,
+//! which the plan would have fetched had the concrete type been known anywhere, is an
+//! error at its path.
 
 mod fields;
 mod introspection;
@@ -13,6 +22,7 @@ use graphql_tools::static_graphql::schema::{Type, TypeDefinition};
 use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
+use crate::execute::SUBGRAPH_ERROR;
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
 use crate::schema::ApiSchema;
 use crate::validate::{OperationKind, ValidatedOperation, operation_parts};
@@ -48,7 +58,7 @@ pub fn shape_response(
                     &[selection_set],
                     &mut data,
                     &mut Vec::new(),
-                    true,
+                    Runtime::Root,
                 )
                 .unwrap_or(Value::Null)
         }
@@ -120,6 +130,17 @@ impl NamedKind {
             _ => Self::Leaf,
         }
     }
+}
+
+/// What is known of the type of the object being shaped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    /// The operation's root type: introspection fields apply.
+    Root,
+    /// An object type, named by the data or by the field's type.
+    Concrete,
+    /// Only the interface or union the field returns: the data named no concrete type.
+    Abstract,
 }
 
 struct CollectedGroups<'d> {
@@ -201,7 +222,7 @@ impl<'d> Shaper<'d> {
         sets: &[&'d SelectionSet],
         data: &mut Value,
         path: &mut Vec<Step<'d>>,
-        is_root: bool,
+        runtime: Runtime,
     ) -> Result<Value, NullBubble> {
         let groups = self.groups(runtime_type, sets);
         let mut out = Map::with_capacity(groups.len());
@@ -211,11 +232,19 @@ impl<'d> Shaper<'d> {
             };
             let key = group.key;
             let value = match field.name.as_str() {
+                "__typename" if runtime == Runtime::Abstract => {
+                    path.push(Step::Key(key));
+                    self.report_unknown_type(runtime_type, path);
+                    path.pop();
+                    return Err(NullBubble);
+                }
                 "__typename" => Value::from(runtime_type),
-                "__schema" if is_root => {
+                "__schema" if runtime == Runtime::Root => {
                     introspection::resolve_schema(&self.collector, &group.fields)
                 }
-                "__type" if is_root => introspection::resolve_type(&self.collector, &group.fields),
+                "__type" if runtime == Runtime::Root => {
+                    introspection::resolve_type(&self.collector, &group.fields)
+                }
                 _ => {
                     let Some(field_type) = group.field_type else {
                         continue;
@@ -290,16 +319,20 @@ impl<'d> Shaper<'d> {
             Type::NamedType(name) => {
                 let schema = self.collector.schema;
                 match site.kind {
-                    NamedKind::Object => self.object(name, sets, raw, path, false),
+                    NamedKind::Object => self.object(name, sets, raw, path, Runtime::Concrete),
                     NamedKind::Abstract => {
-                        let runtime = raw
+                        let concrete = raw
                             .get("__typename")
                             .and_then(Value::as_str)
-                            .filter(|runtime| schema.satisfies(runtime, name))
+                            .filter(|typename| {
+                                schema.is_object(typename) && schema.satisfies(typename, name)
+                            })
                             .map(str::to_string);
-                        match runtime {
-                            Some(runtime) => self.object(&runtime, sets, raw, path, false),
-                            None => Ok(Value::Null),
+                        match concrete {
+                            Some(concrete) => {
+                                self.object(&concrete, sets, raw, path, Runtime::Concrete)
+                            }
+                            None => self.object(name, sets, raw, path, Runtime::Abstract),
                         }
                     }
                     NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(Value::Null),
@@ -307,6 +340,16 @@ impl<'d> Shaper<'d> {
                 }
             }
         }
+    }
+
+    /// `__typename` of a value whose concrete type no subgraph gave.
+    fn report_unknown_type(&mut self, abstract_type: &str, path: &[Step<'d>]) {
+        let mut error = GraphQLError::with_code(
+            format!("Could not resolve the concrete type of this \"{abstract_type}\"."),
+            SUBGRAPH_ERROR,
+        );
+        error.path = Some(path.iter().map(|step| step.to_segment()).collect());
+        self.errors.push(error);
     }
 
     /// Adds "Cannot return null" unless an error already explains this path: one at it, below

@@ -206,6 +206,27 @@ async fn typename_and_key_of_interface_items_need_no_other_subgraph() {
 }
 
 #[tokio::test]
+async fn keys_of_interface_items_without_typename_come_back_as_the_interface() {
+    let h = harness().await;
+
+    let response = h
+        .run("{ search { id ... on Media { mediaId: id } } }", json!({}))
+        .await;
+
+    assert_eq!(
+        response,
+        json!({"data": {"search": [
+            {"id": "b1", "mediaId": "b1"},
+            {"id": "m1", "mediaId": "m1"},
+            {"id": "b2", "mediaId": "b2"}
+        ]}})
+    );
+    assert_eq!(h.queries("search"), ["{search{id mediaId: id}}"]);
+    assert_eq!(h.requests("books"), 0);
+    assert_eq!(h.requests("movies"), 0);
+}
+
+#[tokio::test]
 async fn union_members_are_completed_from_their_own_subgraphs() {
     let h = harness().await;
 

@@ -11,7 +11,9 @@
 //! - `shareable_override`: `@shareable` and `@override(from:)`.
 //! - `inaccessible`: `@inaccessible` (validation, introspection, still usable by `@requires`).
 //! - `abstract_types`: an interface and a union implemented across subgraphs.
-//! - `interface_object`: `@interfaceObject`.
+//! - `interface_typename`: interface values with and without a concrete `__typename`.
+//! - `interface_object`: `@interfaceObject`, resolvable and not, and values whose concrete
+//!   type only the owning subgraph knows.
 //! - `nulls_and_errors`: null entities in lists, errors in entity fetches, a subgraph down.
 //! - `operations`: variables with defaults, `@skip` / `@include`, aliases.
 
@@ -19,6 +21,7 @@ mod abstract_types;
 mod harness;
 mod inaccessible;
 mod interface_object;
+mod interface_typename;
 mod keys;
 mod nulls_and_errors;
 mod operations;
