@@ -55,6 +55,7 @@ pub fn compose_supergraph_sdl(subgraphs: &[SubgraphSdl]) -> Result<String, Super
         .map_err(|error| SupergraphError::Composition(error.to_string()))?;
     let mut document = parse_sdl(&sdl)?;
     add_root_type_joins(&mut document);
+    interface_objects::add_unresolvable_interface_object_joins(&mut document, subgraphs);
     Ok(document.to_string())
 }
 
@@ -275,5 +276,6 @@ fn api_sdl(document: &Document) -> String {
     document.to_string()
 }
 
+mod interface_objects;
 #[cfg(test)]
 mod tests;
