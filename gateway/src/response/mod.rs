@@ -2,14 +2,19 @@
 //! response has exactly the fields the client asked for — aliases, fragments, `__typename`,
 //! `@skip`/`@include` — with GraphQL null propagation and sorted errors.
 //!
-//! A value of an interface or union type is shaped as its concrete type when its
-//! `__typename` names an object type of the API schema that belongs to it. Otherwise — the
-//! planner asks for `__typename` only when the client's selection needs it, and an
-//! `@interfaceObject` subgraph knows only the interface's own name — it is shaped against
-//! the abstract type itself: fields and fragments on that type (or on an interface it
-//! implements) apply, fragments on concrete types do not, and a selected `__typename`,
-//! which the plan would have fetched had the concrete type been known anywhere, is an
-//! error at its path.
+//! Two rules keep the response inside the API schema whatever the subgraphs sent:
+//!
+//! - A value of an interface or union type is shaped as its concrete type when its
+//!   `__typename` names an object type of the API schema that belongs to it. Otherwise —
+//!   the planner asks for `__typename` only when the client's selection needs it, and an
+//!   `@interfaceObject` subgraph knows only the interface's own name — it is shaped against
+//!   the abstract type itself: fields and fragments on that type (or on an interface it
+//!   implements) apply, fragments on concrete types do not, and a selected `__typename`,
+//!   which the plan would have fetched had the concrete type been known anywhere, is an
+//!   error at its path.
+//! - An enum value that is not one of the enum's values in the API schema (an
+//!   `@inaccessible` value, or one a subgraph added before the gateway knew it) becomes
+//!   `null` with an error at its path, and the null propagates as usual.
 
 mod fields;
 mod introspection;
@@ -18,7 +23,7 @@ use std::cmp::Ordering;
 use std::rc::Rc;
 
 use graphql_tools::static_graphql::query::{Field, SelectionSet};
-use graphql_tools::static_graphql::schema::{Type, TypeDefinition};
+use graphql_tools::static_graphql::schema::{EnumType, Type, TypeDefinition};
 use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
@@ -104,21 +109,23 @@ struct Group<'d> {
     /// The field's type in the schema (`None` for meta fields and unknown fields), and what
     /// kind of named type it ends in: looked up once per group, not once per list item.
     field_type: Option<&'d Type>,
-    kind: NamedKind,
+    kind: NamedKind<'d>,
 }
 
 /// What the named type at the bottom of a field's type is.
 #[derive(Clone, Copy)]
-enum NamedKind {
+enum NamedKind<'d> {
     Object,
     Abstract,
+    /// An enum, with the values the API schema gives it.
+    Enum(&'d EnumType),
     CustomScalar,
-    /// Built-in scalars and enums.
+    /// Built-in scalars.
     Leaf,
 }
 
-impl NamedKind {
-    fn of(schema: &ApiSchema, ty: &Type) -> Self {
+impl<'d> NamedKind<'d> {
+    fn of(schema: &'d ApiSchema, ty: &Type) -> Self {
         let name = match ty {
             Type::NamedType(name) => name,
             Type::ListType(inner) | Type::NonNullType(inner) => return Self::of(schema, inner),
@@ -126,6 +133,7 @@ impl NamedKind {
         match schema.type_def(name) {
             Some(TypeDefinition::Object(_)) => Self::Object,
             Some(TypeDefinition::Interface(_) | TypeDefinition::Union(_)) => Self::Abstract,
+            Some(TypeDefinition::Enum(definition)) => Self::Enum(definition),
             _ if is_custom_scalar(schema, name) => Self::CustomScalar,
             _ => Self::Leaf,
         }
@@ -335,11 +343,49 @@ impl<'d> Shaper<'d> {
                             None => self.object(name, sets, raw, path, Runtime::Abstract),
                         }
                     }
+                    NamedKind::Enum(definition) => {
+                        let known = raw.as_str().is_some_and(|value| {
+                            definition.values.iter().any(|known| known.name == value)
+                        });
+                        if known {
+                            Ok(raw.take())
+                        } else {
+                            self.report_invalid_enum(definition, raw, path, site);
+                            Ok(Value::Null)
+                        }
+                    }
                     NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(Value::Null),
                     NamedKind::Leaf | NamedKind::CustomScalar => Ok(raw.take()),
                 }
             }
         }
+    }
+
+    /// A value of an enum that is not in the API schema: the client gets `null` and this
+    /// error; the value itself goes to the log only (it may be one the API hides).
+    fn report_invalid_enum(
+        &mut self,
+        definition: &EnumType,
+        raw: &Value,
+        path: &[Step<'d>],
+        site: &FieldSite<'_, 'd>,
+    ) {
+        let path: Vec<PathSegment> = path.iter().map(|step| step.to_segment()).collect();
+        tracing::warn!(
+            enum_type = %definition.name,
+            value = %raw,
+            path = ?path,
+            "a subgraph returned an enum value outside the API schema"
+        );
+        let mut error = GraphQLError::with_code(
+            format!(
+                "Enum \"{}\" cannot represent the value returned for {}.{}.",
+                definition.name, site.parent_type, site.field.name
+            ),
+            SUBGRAPH_ERROR,
+        );
+        error.path = Some(path);
+        self.errors.push(error);
     }
 
     /// `__typename` of a value whose concrete type no subgraph gave.
@@ -379,7 +425,7 @@ impl<'d> Shaper<'d> {
 struct FieldSite<'t, 'd> {
     parent_type: &'t str,
     field: &'d Field,
-    kind: NamedKind,
+    kind: NamedKind<'d>,
 }
 
 fn is_custom_scalar(schema: &ApiSchema, name: &str) -> bool {
