@@ -1,5 +1,6 @@
 //! The response cache as a client sees it: `Cache-Control` and `x-cache` headers, shared
-//! through Redis by two `gantry serve` replicas, invalidated by mutations, and bypassed
+//! through Redis by two `gantry serve` replicas, invalidated by mutations (also of what a
+//! query names only in its arguments, and while reads race the writes), and bypassed
 //! (never failing a request) while Redis is down, whether it went away or never answered.
 
 use std::sync::Arc;
@@ -394,4 +395,32 @@ async fn a_gateway_started_before_its_redis_serves_uncached_and_caches_once_redi
     )
     .await;
     assert_eq!(cached["data"]["post"]["body"], "first draft");
+}
+
+const LIKES: &str = "query($id: ID!) { post(id: $id) { likeCount } }";
+const LIKE: &str = "mutation($id: ID!) { likePost(postId: $id) { id } }";
+const UNLIKE: &str = "mutation($id: ID!) { unlikePost(postId: $id) { id } }";
+
+#[tokio::test]
+async fn a_like_count_read_by_post_id_alone_changes_right_after_like_post() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
+    let app = replica(data_dir, url, GatewayOptions::default()).await;
+    let (_, post) = alice_with_a_post(&app).await;
+    let bob = app.register("bob").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&app, LIKES, json!({ "id": post }), None).await;
+    let (hit, cached) = send(&app, LIKES, json!({ "id": post }), None).await;
+    assert_eq!(header(&hit, "x-cache"), Some("HIT"));
+    assert_eq!(cached["data"]["post"]["likeCount"], 0);
+
+    let (_, liked) = send(&app, LIKE, json!({ "id": post }), Some(&bob)).await;
+    assert_eq!(liked["errors"], Value::Null, "{liked}");
+    let (after, fresh) = send(&app, LIKES, json!({ "id": post }), None).await;
+
+    // The response holds no id, yet the query names the post.
+    assert_eq!(header(&after, "x-cache"), Some("MISS"));
+    assert_eq!(fresh["data"]["post"]["likeCount"], 1);
 }

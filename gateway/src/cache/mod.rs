@@ -6,8 +6,9 @@
 //! `Cache-Control` hint ([`CachePolicy`]); it is stored under the SHA-256 of its text,
 //! operation name, variables and — for private responses — the viewer, with the TTL of the
 //! smallest `max-age` (capped by [`CacheSettings::max_ttl`]), and tagged with every entity
-//! id it contains ([`tags`]). A mutation removes every stored response tagged with an id it
-//! mentions or returns. The response says `x-cache: HIT` or `MISS` when it is cacheable.
+//! id it contains or names in its arguments and variables ([`tags`]). A mutation removes
+//! every stored response tagged with an id it mentions or returns. The response says
+//! `x-cache: HIT` or `MISS` when it is cacheable.
 //!
 //! # Layout
 //!
@@ -245,6 +246,7 @@ impl Caching {
             public_key,
             private_key,
             viewer,
+            named: tags::ids_in_operation(&request.query, &request.variables),
             started: std::time::SystemTime::now(),
         });
         let work = move || {
@@ -281,11 +283,7 @@ impl Caching {
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
-        let mut touched = BTreeSet::new();
-        tags::ids_in_query(&request.query, &mut touched);
-        for value in request.variables.values() {
-            tags::ids_in_json(value, &mut touched);
-        }
+        let mut touched = tags::ids_in_operation(&request.query, &request.variables);
         let executed = run(self.turns.clone(), gateway, request, context).await;
         if self.settings.response_cache || self.settings.entity_cache {
             tags::ids_in_json(&executed.body["data"], &mut touched);
@@ -424,6 +422,9 @@ struct Store {
     public_key: String,
     private_key: String,
     viewer: Option<Uuid>,
+    /// The ids the operation names in its arguments and variables: the response is about
+    /// them even when it does not contain them (`post(id: …) { likeCount }`).
+    named: BTreeSet<String>,
     /// When the request began reading: a later invalidation of its tags voids the store.
     started: std::time::SystemTime,
 }
@@ -433,7 +434,7 @@ impl Store {
         let CachePolicy::Cacheable { max_age, private } = executed.policy else {
             return;
         };
-        let mut tags = BTreeSet::new();
+        let mut tags = self.named.clone();
         tags::ids_in_json(&executed.body["data"], &mut tags);
         if private {
             tags.extend(self.viewer.map(|id| id.to_string()));

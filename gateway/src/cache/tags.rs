@@ -3,13 +3,25 @@
 //! bare id also catches entities the client aliased (`{ pid: id }`), selected without
 //! `__typename`, or only named as an argument of a mutation that returns a scalar
 //! (`deletePost(id: …)`, `addComment(postId: …)`). So a stored response is tagged with
-//! every UUID in its data, and a mutation invalidates every UUID in its arguments, its
-//! variables and its result, plus the viewer's own id (private responses carry it).
+//! every UUID in its data, its arguments and its variables (`post(id: …) { likeCount }`
+//! contains no id, yet `likePost(postId: …)` changes it), and a mutation invalidates every
+//! UUID in its arguments, its variables and its result, plus the viewer's own id (private
+//! responses carry it).
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
+
+/// Every UUID an operation names: in its text (inline arguments) and its variables.
+pub fn ids_in_operation(query: &str, variables: &Map<String, Value>) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    ids_in_query(query, &mut ids);
+    for value in variables.values() {
+        ids_in_json(value, &mut ids);
+    }
+    ids
+}
 
 /// Every UUID string anywhere in `value`, lowercased.
 pub fn ids_in_json(value: &Value, out: &mut BTreeSet<String>) {
@@ -51,6 +63,18 @@ mod tests {
             &mut tags,
         );
         assert_eq!(tags, BTreeSet::from([POST.to_owned(), USER.to_owned()]));
+    }
+
+    #[test]
+    fn ids_an_operation_names_inline_or_in_variables_are_tags() {
+        let query = format!(
+            "query($p: ID!) {{ a: post(id: $p) {{ likeCount }} b: user(id: \"{USER}\") {{ bio }} }}"
+        );
+        let variables = json!({ "p": POST, "first": 3 });
+        assert_eq!(
+            ids_in_operation(&query, variables.as_object().expect("an object")),
+            BTreeSet::from([POST.to_owned(), USER.to_owned()])
+        );
     }
 
     #[test]
