@@ -424,3 +424,94 @@ async fn a_like_count_read_by_post_id_alone_changes_right_after_like_post() {
     assert_eq!(header(&after, "x-cache"), Some("MISS"));
     assert_eq!(fresh["data"]["post"]["likeCount"], 1);
 }
+
+/// Reads `post(id:) { likeCount }` over and over through every replica until stopped.
+fn readers(
+    urls: Vec<String>,
+    post: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|reader| {
+            let (urls, stop) = (urls.clone(), stop.clone());
+            let body = json!({ "query": LIKES, "variables": { "id": post } });
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut turn = reader;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let url = &urls[turn % urls.len()];
+                    let response = client.post(url).json(&body).send().await.unwrap();
+                    assert!(response.status().is_success());
+                    turn += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Each of `tokens` sends `mutation` for `post`, all at once, alternating replicas.
+async fn all_at_once(replicas: &[&TestApp], mutation: &str, post: &str, tokens: &[String]) {
+    let sent = tokens.iter().enumerate().map(|(i, token)| {
+        send(
+            replicas[i % replicas.len()],
+            mutation,
+            json!({ "id": post }),
+            Some(token),
+        )
+    });
+    for (_, body) in futures::future::join_all(sent).await {
+        assert_eq!(body["errors"], Value::Null, "{body}");
+    }
+}
+
+/// What each replica reports now, asked twice (the second may be a cache hit).
+async fn like_counts(replicas: &[&TestApp], post: &str) -> Vec<Value> {
+    let mut counts = Vec::new();
+    for app in replicas {
+        for _ in 0..2 {
+            let (_, body) = send(app, LIKES, json!({ "id": post }), None).await;
+            counts.push(body["data"]["post"]["likeCount"].clone());
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn fifty_likes_then_fifty_unlikes_under_concurrent_reads_leave_a_count_of_zero() {
+    let port = free_port();
+    let _redis = redis_server(port).await;
+    let prefix = format!("gantry-test-{}:", uuid::Uuid::now_v7().simple());
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let a = replica(data_dir.clone(), url.clone(), with_redis(port, &prefix)).await;
+    let b = replica(data_dir, url, with_redis(port, &prefix)).await;
+    let replicas = [&a, &b];
+    let (_, post) = alice_with_a_post(&a).await;
+    let names: Vec<String> = (0..50).map(|i| format!("fan{i}")).collect();
+    let registered = futures::future::join_all(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| replicas[i % 2].register(name)),
+    )
+    .await;
+    let tokens: Vec<String> = registered
+        .iter()
+        .map(|payload| payload["accessToken"].as_str().unwrap().to_owned())
+        .collect();
+    let urls = vec![a.url("/graphql"), b.url("/graphql")];
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = readers(urls.clone(), &post, stop.clone());
+    all_at_once(&replicas, LIKE, &post, &tokens).await;
+    let after_likes = like_counts(&replicas, &post).await;
+    all_at_once(&replicas, UNLIKE, &post, &tokens).await;
+    let after_unlikes = like_counts(&replicas, &post).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in reading {
+        reader.await.unwrap();
+    }
+
+    assert_eq!(after_likes, vec![json!(50); 4]);
+    assert_eq!(after_unlikes, vec![json!(0); 4]);
+}

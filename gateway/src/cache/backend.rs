@@ -3,13 +3,19 @@
 //!
 //! An entry computed from data read before an invalidation must not be stored after it:
 //! a request that read a follower count just before an account deletion committed would
-//! otherwise put the old count back for its whole TTL. So each invalidation also records
-//! when each tag was invalidated (`<prefix>inv:<tag>` in Redis, for `max_ttl`), and a store
-//! whose computation started before the latest invalidation of any of its tags is dropped.
+//! otherwise put the old count back for its whole TTL. Invalidations are numbered by one
+//! counter (an atomic in this process, `<prefix>invalidation-seq` in Redis, shared by every
+//! replica and the posts subgraph), and each records its number on the tags it touched
+//! (`<prefix>inv:<tag>` in Redis, kept `max_ttl`). A lookup also reads the counter: its
+//! [`ReadMark`]. A store is dropped when any of its tags carries a number above the mark of
+//! the read that computed it, i.e. an invalidation that came after the read began. Numbers
+//! from one counter order invalidations exactly: no wall clocks to keep in sync, and no two
+//! events in "the same millisecond".
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
@@ -29,12 +35,31 @@ pub enum CacheBackend {
     Redis(RedisBackend),
 }
 
-/// In-process: entries and a tag → keys index, both bounded by size and `max_ttl`.
+/// How many invalidations had happened when a read began (see the module docs). A store
+/// made from that read is dropped if one of its tags was invalidated later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadMark(u64);
+
+impl ReadMark {
+    /// Bytes that tell reads with different marks apart (in-flight de-duplication keys).
+    pub fn to_be_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// Whether an invalidation numbered `stamp` came after the read this mark belongs to.
+    fn is_before(self, stamp: u64) -> bool {
+        stamp > self.0
+    }
+}
+
+/// In-process: entries and a tag → keys index, both bounded by size and `max_ttl`, and the
+/// invalidation counter with the latest number of each tag.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     entries: Cache<String, StoredEntry>,
     tags: Cache<String, Arc<Mutex<HashSet<String>>>>,
-    invalidated: Cache<String, SystemTime>,
+    invalidations: Arc<AtomicU64>,
+    invalidated: Cache<String, u64>,
 }
 
 impl LocalBackend {
@@ -48,11 +73,25 @@ impl LocalBackend {
                 .max_capacity(capacity.saturating_mul(4))
                 .time_to_live(max_ttl)
                 .build(),
+            invalidations: Arc::new(AtomicU64::new(0)),
             invalidated: Cache::builder()
                 .max_capacity(capacity.saturating_mul(4))
                 .time_to_live(max_ttl)
                 .build(),
         }
+    }
+
+    fn mark(&self) -> ReadMark {
+        ReadMark(self.invalidations.load(Ordering::SeqCst))
+    }
+
+    /// Whether a tag was invalidated after the read marked `since`.
+    fn invalidated_since(&self, tags: &BTreeSet<String>, since: ReadMark) -> bool {
+        tags.iter().any(|tag| {
+            self.invalidated
+                .get(tag)
+                .is_some_and(|stamp| since.is_before(stamp))
+        })
     }
 }
 
@@ -81,14 +120,45 @@ impl Removed {
     }
 }
 
-fn millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    })
-}
-
 /// Entity-cache keys start with this; response keys with `response:`.
 pub const ENTITY_KEY_PREFIX: &str = "entity:";
+
+/// The Redis key of the invalidation counter (after the prefix).
+const SEQUENCE_KEY: &str = "invalidation-seq";
+
+/// One invalidation in Redis, atomically: take the next number, record it on every tag,
+/// and delete the entries each tag lists and the tag sets. Atomic, so two invalidations of
+/// one tag can never leave the older number on it, and an entry tagged after the number
+/// was recorded sees it when it checks again.
+/// KEYS: the counter, then the stamp keys, then the tag-set keys (as many as stamps).
+/// ARGV: how long stamps are kept, in ms. Returns the keys of the entries it deleted.
+const INVALIDATE_SCRIPT: &str = r"
+local stamp = redis.call('INCR', KEYS[1])
+local tags = (#KEYS - 1) / 2
+local deleted = {}
+for i = 1, tags do
+  redis.call('SET', KEYS[1 + i], stamp, 'PX', ARGV[1])
+  local tag_set = KEYS[1 + tags + i]
+  for _, key in ipairs(redis.call('SMEMBERS', tag_set)) do
+    if redis.call('DEL', key) == 1 then
+      deleted[#deleted + 1] = key
+    end
+  end
+  redis.call('DEL', tag_set)
+end
+return deleted
+";
+
+impl RedisBackend {
+    /// Whether a tag was invalidated after the read marked `since`, from the stamps an
+    /// `MGET` of `inv:<tag>` returned.
+    fn any_after(stamps: Vec<Option<u64>>, since: ReadMark) -> bool {
+        stamps
+            .into_iter()
+            .flatten()
+            .any(|stamp| since.is_before(stamp))
+    }
+}
 
 impl CacheBackend {
     /// In Redis when `shared` is set, otherwise in this process.
@@ -99,71 +169,78 @@ impl CacheBackend {
         }
     }
 
-    /// Each of `keys`, or `None` where absent.
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, SharedStateError> {
+    /// Each of `keys`, or `None` where absent, and the mark of a read that starts now (read
+    /// in the same round trip).
+    pub async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<(Vec<Option<String>>, ReadMark), SharedStateError> {
         match self {
-            Self::Local(local) => Ok(keys
-                .iter()
-                .map(|key| {
-                    local
-                        .entries
-                        .get(key)
-                        .filter(|entry| entry.expires_at > Instant::now())
-                        .map(|entry| entry.value)
-                })
-                .collect()),
+            Self::Local(local) => {
+                let mark = local.mark();
+                let values = keys
+                    .iter()
+                    .map(|key| {
+                        local
+                            .entries
+                            .get(key)
+                            .filter(|entry| entry.expires_at > Instant::now())
+                            .map(|entry| entry.value)
+                    })
+                    .collect();
+                Ok((values, mark))
+            }
             Self::Redis(redis) => {
-                if keys.is_empty() {
-                    return Ok(Vec::new());
-                }
                 let mut command = redis::cmd("MGET");
+                command.arg(redis.shared.key(SEQUENCE_KEY));
                 for key in keys {
                     command.arg(redis.shared.key(key));
                 }
-                redis.shared.query(&command).await
+                let mut values: Vec<Option<String>> = redis.shared.query(&command).await?;
+                if values.len() != keys.len() + 1 {
+                    return Err(SharedStateError::Unexpected(format!(
+                        "MGET of {} keys gave {} values",
+                        keys.len() + 1,
+                        values.len()
+                    )));
+                }
+                let sequence = values.remove(0);
+                let mark = match sequence.map(|value| value.parse::<u64>()) {
+                    None => ReadMark(0),
+                    Some(Ok(sequence)) => ReadMark(sequence),
+                    Some(Err(err)) => {
+                        return Err(SharedStateError::Unexpected(format!(
+                            "the invalidation counter is not a number: {err}"
+                        )));
+                    }
+                };
+                Ok((values, mark))
             }
         }
     }
 
-    /// The first of `keys` that is present.
-    pub async fn get_first(&self, keys: &[String]) -> Result<Option<String>, SharedStateError> {
-        match self {
-            Self::Local(local) => Ok(keys.iter().find_map(|key| {
-                local
-                    .entries
-                    .get(key)
-                    .filter(|entry| entry.expires_at > Instant::now())
-                    .map(|entry| entry.value)
-            })),
-            Self::Redis(redis) => {
-                let mut command = redis::cmd("MGET");
-                for key in keys {
-                    command.arg(redis.shared.key(key));
-                }
-                let values: Vec<Option<String>> = redis.shared.query(&command).await?;
-                Ok(values.into_iter().flatten().next())
-            }
-        }
+    /// The first of `keys` that is present, and the mark of a read that starts now.
+    pub async fn get_first(
+        &self,
+        keys: &[String],
+    ) -> Result<(Option<String>, ReadMark), SharedStateError> {
+        let (values, mark) = self.get_many(keys).await?;
+        Ok((values.into_iter().flatten().next(), mark))
     }
 
-    /// Stores `value` under `key`, tagged, unless one of `tags` was invalidated at or after
-    /// `computed_since` (when the request that computed it started); `Ok(false)` then.
+    /// Stores `value` under `key`, tagged, unless one of `tags` was invalidated after the
+    /// read marked `since` (the one that computed it) began; `Ok(false)` then.
     pub async fn set(
         &self,
         key: &str,
         value: String,
         ttl: Duration,
         tags: &BTreeSet<String>,
-        computed_since: SystemTime,
+        since: ReadMark,
     ) -> Result<bool, SharedStateError> {
         match self {
             Self::Local(local) => {
-                if tags.iter().any(|tag| {
-                    local
-                        .invalidated
-                        .get(tag)
-                        .is_some_and(|at| at >= computed_since)
-                }) {
+                if local.invalidated_since(tags, since) {
                     return Ok(false);
                 }
                 let expires_at = Instant::now() + ttl;
@@ -178,26 +255,20 @@ impl CacheBackend {
                 }
                 // An invalidation between the check above and the tag sets could not see
                 // this key yet: look again now that it is in them.
-                if tags.iter().any(|tag| {
-                    local
-                        .invalidated
-                        .get(tag)
-                        .is_some_and(|at| at >= computed_since)
-                }) {
+                if local.invalidated_since(tags, since) {
                     local.entries.invalidate(key);
                     return Ok(false);
                 }
                 Ok(true)
             }
             Self::Redis(redis) => {
-                let since = millis(computed_since);
                 if !tags.is_empty() {
                     let mut command = redis::cmd("MGET");
                     for tag in tags {
                         command.arg(redis.shared.key(&format!("inv:{tag}")));
                     }
                     let stamps: Vec<Option<u64>> = redis.shared.query(&command).await?;
-                    if stamps.into_iter().flatten().any(|at| at >= since) {
+                    if RedisBackend::any_after(stamps, since) {
                         return Ok(false);
                     }
                 }
@@ -224,11 +295,11 @@ impl CacheBackend {
                     redis.shared.query::<redis::Value>(&pipe).await?;
                     return Ok(true);
                 }
-                // An invalidation that wrote its stamp after the check above but read the
-                // tag sets before this SADD missed the key: its stamp is visible now.
+                // An invalidation that read the tag sets before this SADD missed the key;
+                // it recorded its number before reading them, so the number is visible now.
                 pipe.cmd("MGET").arg(&stamp_keys);
                 let (stamps,): (Vec<Option<u64>>,) = redis.shared.query(&pipe).await?;
-                if stamps.into_iter().flatten().any(|at| at >= since) {
+                if RedisBackend::any_after(stamps, since) {
                     redis
                         .shared
                         .query::<redis::Value>(redis::cmd("DEL").arg(&key))
@@ -240,14 +311,25 @@ impl CacheBackend {
         }
     }
 
-    /// Removes every entry tagged with any of `tags`; returns how many were removed.
+    /// Removes every entry tagged with any of `tags` and records the invalidation on them;
+    /// returns how many entries were removed.
     pub async fn invalidate(&self, tags: &BTreeSet<String>) -> Result<Removed, SharedStateError> {
         let mut removed = Removed::default();
+        if tags.is_empty() {
+            return Ok(removed);
+        }
         match self {
             Self::Local(local) => {
-                let now = SystemTime::now();
+                // Numbered before the tag sets are read, as in Redis: a store that tags its
+                // entry after this reads them sees the number when it checks again.
+                let stamp = local.invalidations.fetch_add(1, Ordering::SeqCst) + 1;
                 for tag in tags {
-                    local.invalidated.insert(tag.clone(), now);
+                    local
+                        .invalidated
+                        .entry(tag.clone())
+                        .and_upsert_with(|known| {
+                            known.map_or(stamp, |known| (*known.value()).max(stamp))
+                        });
                     if let Some(keys) = local.tags.remove(tag) {
                         let keys = std::mem::take(
                             &mut *keys.lock().unwrap_or_else(PoisonError::into_inner),
@@ -262,40 +344,25 @@ impl CacheBackend {
                 Ok(removed)
             }
             Self::Redis(redis) => {
-                if tags.is_empty() {
-                    return Ok(removed);
-                }
-                let tag_keys: Vec<String> = tags
-                    .iter()
-                    .map(|tag| redis.shared.key(&format!("tag:{tag}")))
-                    .collect();
-                let mut members = redis::pipe();
-                for tag_key in &tag_keys {
-                    members.cmd("SMEMBERS").arg(tag_key);
-                }
-                let members: Vec<Vec<String>> = redis.shared.query(&members).await?;
-                let keys: BTreeSet<String> = members.into_iter().flatten().collect();
-                let mut delete = redis::pipe();
-                for key in keys.iter().chain(&tag_keys) {
-                    delete.cmd("DEL").arg(key);
-                }
-                let now = millis(SystemTime::now());
-                let stamp_ttl = u64::try_from(redis.max_ttl.as_millis()).unwrap_or(u64::MAX);
+                let stamp_ttl = u64::try_from(redis.max_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let mut script = redis::cmd("EVAL");
+                script
+                    .arg(INVALIDATE_SCRIPT)
+                    .arg(1 + 2 * tags.len())
+                    .arg(redis.shared.key(SEQUENCE_KEY));
                 for tag in tags {
-                    delete
-                        .cmd("SET")
-                        .arg(redis.shared.key(&format!("inv:{tag}")))
-                        .arg(now)
-                        .arg("PX")
-                        .arg(stamp_ttl.max(1))
-                        .ignore();
+                    script.arg(redis.shared.key(&format!("inv:{tag}")));
                 }
-                let deleted: Vec<u64> = redis.shared.query(&delete).await?;
+                for tag in tags {
+                    script.arg(redis.shared.key(&format!("tag:{tag}")));
+                }
+                script.arg(stamp_ttl);
+                let deleted: Vec<String> = redis.shared.query(&script).await?;
                 let entity_prefix = redis.shared.key(ENTITY_KEY_PREFIX);
-                for (key, deleted) in keys.iter().zip(deleted) {
-                    if deleted > 0 {
-                        removed.count(key.starts_with(&entity_prefix));
-                    }
+                for key in deleted {
+                    removed.count(key.starts_with(&entity_prefix));
                 }
                 Ok(removed)
             }

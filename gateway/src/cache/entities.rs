@@ -111,12 +111,14 @@ impl SubgraphTransport for EntityCacheTransport {
         }
         let all = all.clone();
         let keys: Vec<String> = all.iter().map(|r| entry_key(&fetch, r)).collect();
-        let found = match self.backend.get_many(&keys).await {
-            Ok(found) => found,
+        // Without a mark (the lookup failed) nothing is stored: there is no telling whether
+        // an invalidation came after the fetch began.
+        let (found, mark) = match self.backend.get_many(&keys).await {
+            Ok((found, mark)) => (found, Some(mark)),
             Err(err) => {
                 tracing::debug!(error = %err, "entity cache bypassed");
                 inc(&self.metrics.errors);
-                vec![None; keys.len()]
+                (vec![None; keys.len()], None)
             }
         };
 
@@ -150,7 +152,6 @@ impl SubgraphTransport for EntityCacheTransport {
         partial
             .variables
             .insert("representations".into(), Value::Array(asked.clone()));
-        let started = std::time::SystemTime::now();
         let mut response = self.inner.execute(partial).await?;
         let fetched = match response
             .data
@@ -170,11 +171,14 @@ impl SubgraphTransport for EntityCacheTransport {
         };
 
         let hint = response.cache_control.clone().unwrap_or_default();
-        match CachePolicy::from_hints(&[hint.as_str()]) {
-            CachePolicy::Cacheable {
-                max_age,
-                private: false,
-            } if response.errors.is_empty() => {
+        match (CachePolicy::from_hints(&[hint.as_str()]), mark) {
+            (
+                CachePolicy::Cacheable {
+                    max_age,
+                    private: false,
+                },
+                Some(since),
+            ) if response.errors.is_empty() => {
                 let ttl = Duration::from_secs(max_age).min(self.max_ttl);
                 let stores = fetched
                     .iter()
@@ -187,7 +191,7 @@ impl SubgraphTransport for EntityCacheTransport {
                         tags::ids_in_json(entity, &mut tags);
                         let key = keys[index].clone();
                         let value = stored(entity, &hint);
-                        async move { self.backend.set(&key, value, ttl, &tags, started).await }
+                        async move { self.backend.set(&key, value, ttl, &tags, since).await }
                     });
                 for outcome in join_all(stores).await {
                     match outcome {
@@ -200,7 +204,7 @@ impl SubgraphTransport for EntityCacheTransport {
                     }
                 }
             }
-            CachePolicy::Cacheable { private: true, .. } | CachePolicy::NoStore
+            (CachePolicy::Cacheable { private: true, .. } | CachePolicy::NoStore, _)
                 if response.errors.is_empty() =>
             {
                 self.uncacheable.insert(fetch, ());

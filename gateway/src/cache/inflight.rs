@@ -30,6 +30,14 @@ pub fn key(parts: &[&[u8]]) -> InFlightKey {
     key.into_boxed_slice()
 }
 
+/// `key` with one more part.
+pub fn extend(key: InFlightKey, part: &[u8]) -> InFlightKey {
+    let mut key = key.into_vec();
+    key.extend_from_slice(&(part.len() as u64).to_be_bytes());
+    key.extend_from_slice(part);
+    key.into_boxed_slice()
+}
+
 type Running<V> = HashMap<InFlightKey, Shared<BoxFuture<'static, V>>, Xxh3Builder>;
 
 /// Work in flight, by key.

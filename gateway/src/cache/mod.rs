@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use self::backend::{CacheBackend, RedisBackend, Removed};
+use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
 use self::inflight::{InFlight, InFlightKey};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
@@ -197,7 +197,7 @@ impl Caching {
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
         let scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
-        let private_key = cache_key(&request, &scope);
+        let mut private_key = cache_key(&request, &scope);
         // The backend's keys for a response anyone may see, and for one only this viewer may.
         let entry_keys = self.settings.response_cache.then(|| {
             let operation = entry_digest(self.texts.of(&request.query), &request);
@@ -214,9 +214,10 @@ impl Caching {
         } else {
             (None, self.turns.clone())
         };
+        let mut mark = None;
         if let Some(keys) = &entry_keys {
             match self.backend.get_first(keys).await {
-                Ok(Some(stored)) => match StoredResponse::read(stored) {
+                Ok((Some(stored), _)) => match StoredResponse::read(stored) {
                     Some(stored) => {
                         inc(&self.metrics.response_cache.hits);
                         let mut response = GraphQLResponse::from_serialized(stored.body);
@@ -231,24 +232,33 @@ impl Caching {
                         inc(&self.metrics.response_cache.errors);
                     }
                 },
-                Ok(None) => {}
+                Ok((None, read_mark)) => mark = Some(read_mark),
                 Err(err) => {
                     tracing::debug!(error = %err, "response cache bypassed");
                     inc(&self.metrics.response_cache.errors);
                 }
             }
         }
+        // A request never joins one in flight that began before an invalidation it came
+        // after: a client that has seen its mutation answered must not get an older read.
+        if let Some(mark) = mark {
+            private_key = inflight::extend(private_key, &mark.to_be_bytes());
+        }
 
-        let store = entry_keys.map(|[public_key, private_key]| Store {
-            backend: self.backend.clone(),
-            metrics: self.metrics.clone(),
-            max_ttl: self.settings.max_ttl,
-            public_key,
-            private_key,
-            viewer,
-            named: tags::ids_in_operation(&request.query, &request.variables),
-            started: std::time::SystemTime::now(),
-        });
+        // Without a mark (the lookup failed) nothing is stored: there is no telling whether
+        // an invalidation came after the read began.
+        let store = entry_keys
+            .zip(mark)
+            .map(|([public_key, private_key], since)| Store {
+                backend: self.backend.clone(),
+                metrics: self.metrics.clone(),
+                max_ttl: self.settings.max_ttl,
+                public_key,
+                private_key,
+                viewer,
+                named: tags::ids_in_operation(&request.query, &request.variables),
+                since,
+            });
         let work = move || {
             async move {
                 let executed = run(turns, gateway, request, context).await;
@@ -425,8 +435,9 @@ struct Store {
     /// The ids the operation names in its arguments and variables: the response is about
     /// them even when it does not contain them (`post(id: …) { likeCount }`).
     named: BTreeSet<String>,
-    /// When the request began reading: a later invalidation of its tags voids the store.
-    started: std::time::SystemTime,
+    /// Where invalidations stood when the request began reading: a later invalidation of
+    /// its tags voids the store.
+    since: ReadMark,
 }
 
 impl Store {
@@ -452,7 +463,7 @@ impl Store {
             }
         };
         let ttl = Duration::from_secs(max_age).min(self.max_ttl);
-        match self.backend.set(key, value, ttl, &tags, self.started).await {
+        match self.backend.set(key, value, ttl, &tags, self.since).await {
             Ok(true) => inc(&self.metrics.response_cache.stores),
             Ok(false) => tracing::debug!("not stored: invalidated while it was computed"),
             Err(err) => {
@@ -601,40 +612,99 @@ mod tests {
     async fn the_local_backend_invalidates_by_tag() {
         let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
         let tags = BTreeSet::from(["p1".to_owned()]);
+        let keys = ["k".to_owned()];
+        let (_, mark) = backend.get_first(&keys).await.expect("local");
         backend
-            .set(
-                "k",
-                "v".into(),
-                Duration::from_secs(60),
-                &tags,
-                std::time::SystemTime::now(),
-            )
+            .set("k", "v".into(), Duration::from_secs(60), &tags, mark)
             .await
             .expect("local");
-        let keys = ["k".to_owned()];
         assert_eq!(
-            backend.get_first(&keys).await.expect("local"),
+            backend.get_first(&keys).await.expect("local").0,
             Some("v".into())
         );
         let removed = backend.invalidate(&tags).await.expect("local");
         assert_eq!(removed.responses, 1);
-        assert_eq!(backend.get_first(&keys).await.expect("local"), None);
+        assert_eq!(backend.get_first(&keys).await.expect("local").0, None);
     }
 
     #[tokio::test]
-    async fn a_value_computed_before_an_invalidation_is_not_stored_after_it() {
+    async fn a_value_read_before_an_invalidation_is_not_stored_after_it() {
         let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
         let tags = BTreeSet::from(["p1".to_owned()]);
-        let started = std::time::SystemTime::now();
+        let keys = ["k".to_owned()];
+        let (_, before) = backend.get_first(&keys).await.expect("local");
         backend.invalidate(&tags).await.expect("local");
         let stored = backend
-            .set("k", "stale".into(), Duration::from_secs(60), &tags, started)
+            .set("k", "stale".into(), Duration::from_secs(60), &tags, before)
             .await
             .expect("local");
         assert!(!stored);
+        assert_eq!(backend.get_first(&keys).await.expect("local").0, None);
+    }
+
+    #[tokio::test]
+    async fn a_value_read_right_after_an_invalidation_is_stored() {
+        let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
+        let tags = BTreeSet::from(["p1".to_owned()]);
+        let keys = ["k".to_owned()];
+        backend.invalidate(&tags).await.expect("local");
+        let (_, after) = backend.get_first(&keys).await.expect("local");
+        let stored = backend
+            .set("k", "fresh".into(), Duration::from_secs(60), &tags, after)
+            .await
+            .expect("local");
+        assert!(
+            stored,
+            "no clock: however soon after, a later read is stored"
+        );
         assert_eq!(
-            backend.get_first(&["k".to_owned()]).await.expect("local"),
-            None
+            backend.get_first(&keys).await.expect("local").0,
+            Some("fresh".into())
+        );
+    }
+
+    /// The same rules on Redis (`GANTRY_TEST_REDIS_URL`, default the local one), under a
+    /// key prefix of this test's own.
+    #[tokio::test]
+    async fn the_redis_backend_orders_reads_and_invalidations_by_number() {
+        let url = std::env::var("GANTRY_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let shared = SharedState::new(crate::shared::RedisSettings {
+            url,
+            key_prefix: format!("gantry-test-{}:", Uuid::now_v7().simple()),
+            timeout: Duration::from_secs(2),
+        })
+        .expect("a Redis URL");
+        let backend = CacheBackend::new(Some(shared), 100, Duration::from_secs(60));
+        let tags = BTreeSet::from(["p1".to_owned()]);
+        let keys = ["k".to_owned()];
+        let ttl = Duration::from_secs(60);
+
+        let (_, before) = backend.get_first(&keys).await.expect("redis");
+        let (_, concurrent) = backend.get_first(&keys).await.expect("redis");
+        assert!(
+            backend
+                .set("k", "v1".into(), ttl, &tags, concurrent)
+                .await
+                .expect("redis")
+        );
+        let removed = backend.invalidate(&tags).await.expect("redis");
+        let (_, after) = backend.get_first(&keys).await.expect("redis");
+        let stale = backend
+            .set("k", "stale".into(), ttl, &tags, before)
+            .await
+            .expect("redis");
+        let fresh = backend
+            .set("k", "v2".into(), ttl, &tags, after)
+            .await
+            .expect("redis");
+
+        assert_eq!(removed.responses, 1);
+        assert!(!stale, "read before the invalidation");
+        assert!(fresh, "read right after it");
+        assert_eq!(
+            backend.get_first(&keys).await.expect("redis").0,
+            Some("v2".into())
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Whole-pipeline tests: toy supergraphs, mock subgraphs, full client responses.
 
+mod caching;
 mod requests;
 mod shapes;
 mod shapes_sdl;
