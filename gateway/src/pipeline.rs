@@ -88,7 +88,13 @@ pub async fn execute_operation(
     };
     let output = execute_plan(&plan, &execution).await;
 
-    let mut response = shape_response(schema, &operation, output.data, output.errors);
+    let mut response = shape_response(
+        schema,
+        &operation,
+        output.data,
+        output.errors,
+        &output.unresolved,
+    );
     response.subgraph_cache_control = output.cache_control;
     response
 }

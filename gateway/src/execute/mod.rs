@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use self::entities::EntityBatch;
 use self::json::{apply_rewrite, deep_merge, value_at_mut};
 use self::subgraph_errors::{ResponseOrigin, translate_error, transport_error};
-use crate::graphql::GraphQLError;
+use crate::graphql::{GraphQLError, PathSegment};
 use crate::schema::ApiSchema;
 use crate::transport::{SubgraphRequest, SubgraphResponse, Transports};
 
@@ -42,6 +42,10 @@ pub struct ExecutionOutput {
     pub data: Value,
     pub errors: Vec<GraphQLError>,
     pub cache_control: Vec<String>,
+    /// Where the objects of entity fetches that failed as a whole (the subgraph could not
+    /// be reached) sit: the fetch's one `SUBGRAPH_ERROR` explains every null at or below
+    /// them, so shaping adds no "Cannot return null" error per object.
+    pub unresolved: Vec<Vec<PathSegment>>,
 }
 
 /// Executes a plan. Never fails as a whole: a failed fetch leaves its part of the data
@@ -52,6 +56,7 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
         cache_control: Mutex::new(Vec::new()),
+        unresolved: Mutex::new(Vec::new()),
     };
     if let Some(node) = &plan.node {
         executor.execute_node(node).await;
@@ -69,6 +74,10 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
             .cache_control
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner),
+        unresolved: executor
+            .unresolved
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
     }
 }
 
@@ -78,6 +87,7 @@ struct Executor<'a> {
     data: Mutex<Value>,
     errors: Mutex<Vec<GraphQLError>>,
     cache_control: Mutex<Vec<String>>,
+    unresolved: Mutex<Vec<Vec<PathSegment>>>,
 }
 
 impl<'a> Executor<'a> {
@@ -178,7 +188,7 @@ impl<'a> Executor<'a> {
             )
             .await
         else {
-            return;
+            return self.mark_unresolved(&[batch]);
         };
         let entities = take_entities(&mut response.data, "_entities");
         let origin = ResponseOrigin::Entities(vec![("_entities", &batch)]);
@@ -223,7 +233,7 @@ impl<'a> Executor<'a> {
             .send(&node.service_name, &node.operation.document_str, variables)
             .await
         else {
-            return;
+            return self.mark_unresolved(&batches);
         };
         let origin = ResponseOrigin::Entities(
             aliases
@@ -327,6 +337,17 @@ impl<'a> Executor<'a> {
                 Some((name.clone(), value.clone()))
             })
             .collect()
+    }
+
+    fn mark_unresolved(&self, batches: &[EntityBatch]) {
+        self.unresolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(
+                batches
+                    .iter()
+                    .flat_map(|batch| batch.targets.iter().map(|(path, _)| path.clone())),
+            );
     }
 
     fn lock_data(&self) -> std::sync::MutexGuard<'_, Value> {

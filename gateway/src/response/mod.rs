@@ -36,17 +36,20 @@ use crate::validate::{OperationKind, ValidatedOperation, operation_parts};
 struct NullBubble;
 
 /// Builds the client response from the merged data and the errors gathered so far. The data
-/// is consumed: leaves move into the response instead of being copied.
+/// is consumed: leaves move into the response instead of being copied. `unresolved` are the
+/// paths of objects whose entity fetch failed, already explained by that fetch's error.
 pub fn shape_response(
     schema: &ApiSchema,
     operation: &ValidatedOperation,
     mut data: Value,
     errors: Vec<GraphQLError>,
+    unresolved: &[Vec<PathSegment>],
 ) -> GraphQLResponse {
     let collector = FieldCollector::new(schema, &operation.document, &operation.variables);
     let mut shaper = Shaper {
         collector,
         errors,
+        unresolved,
         groups: Vec::new(),
     };
     let root_type = match operation.kind {
@@ -97,6 +100,7 @@ fn compare_paths(a: &GraphQLError, b: &GraphQLError) -> Ordering {
 struct Shaper<'d> {
     collector: FieldCollector<'d>,
     errors: Vec<GraphQLError>,
+    unresolved: &'d [Vec<PathSegment>],
     /// Collected fields per (runtime type, selection sets): every item of a list shares them.
     groups: Vec<CollectedGroups<'d>>,
 }
@@ -399,17 +403,21 @@ impl<'d> Shaper<'d> {
     }
 
     /// Adds "Cannot return null" unless an error already explains this path: one at it, below
-    /// it, or at one of its parents (whose fields are then all missing).
+    /// it, or at one of its parents (whose fields are then all missing), or a failed entity
+    /// fetch of an object there.
     fn report_null(&mut self, path: &[Step<'d>], site: &FieldSite<'_, 'd>) {
-        let explained = self.errors.iter().any(|error| {
-            error.path.as_ref().is_some_and(|error_path| {
-                // One path starts with the other.
-                error_path
-                    .iter()
-                    .zip(path)
-                    .all(|(segment, step)| step.matches(segment))
-            })
-        });
+        // One path starts with the other.
+        let related = |other: &[PathSegment]| {
+            other
+                .iter()
+                .zip(path)
+                .all(|(segment, step)| step.matches(segment))
+        };
+        let explained = self
+            .errors
+            .iter()
+            .any(|error| error.path.as_deref().is_some_and(related))
+            || self.unresolved.iter().any(|other| related(other));
         if !explained {
             let mut error = GraphQLError::new(format!(
                 "Cannot return null for non-nullable field {}.{}.",

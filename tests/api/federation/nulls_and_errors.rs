@@ -316,3 +316,25 @@ async fn a_subgraph_that_is_down_fails_only_its_root_fields() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_subgraph_that_is_down_is_one_error_however_many_non_null_fields_it_nulls() {
+    let h = harness_with(subgraph("reviews", reviews::schema()).down()).await;
+
+    let response = h
+        .run("{ maybeProducts { upc reviewCount } }", json!({}))
+        .await;
+
+    // Each product's `reviewCount: Int!` is missing, so each (nullable) item is null; the
+    // one failed request explains them all.
+    assert_eq!(
+        response,
+        json!({
+            "data": {"maybeProducts": [null, null, null, null]},
+            "errors": [{
+                "message": "Request to subgraph \"reviews\" failed.",
+                "extensions": {"code": "SUBGRAPH_ERROR", "serviceName": "reviews"}
+            }]
+        })
+    );
+}
