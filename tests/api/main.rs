@@ -13,6 +13,7 @@ mod feed;
 mod gateway;
 mod helpers;
 mod operators;
+mod partial_data;
 mod persisted;
 mod posts;
 mod replicas;

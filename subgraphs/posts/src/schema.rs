@@ -1,6 +1,14 @@
 //! The posts subgraph's GraphQL schema: `Post` (an entity), `Comment`, the `User` fields
 //! this subgraph contributes, connections, and the operations. Per-parent fields load
 //! through the [`ContentLoader`]; resolvers stay thin.
+//!
+//! Partial data: every field that joins the two subgraphs is nullable, so that when one
+//! subgraph cannot answer, or an account a post points at is gone, only that field is
+//! `null` (with an error) and the rest of the response still comes back. That is the
+//! `User` fields this subgraph adds (`posts`, `followers`, `following`, the counts,
+//! `viewerFollows`), the references to users' accounts (`Post.author`, `Comment.author`,
+//! `UserEdge.node`), and the root query fields (`feed`, `latestPosts`), which share a
+//! response with the users subgraph's.
 
 use std::sync::Arc;
 
@@ -146,7 +154,9 @@ impl From<Page<comment::Model>> for CommentConnection {
 #[derive(Debug, SimpleObject)]
 pub struct UserEdge {
     pub cursor: String,
-    pub node: User,
+    /// From the users subgraph: null, with an error, when it cannot answer or the account
+    /// is gone.
+    pub node: Option<User>,
 }
 
 #[derive(Debug, SimpleObject)]
@@ -167,7 +177,7 @@ fn user_connection(
             .iter()
             .map(|f| UserEdge {
                 cursor: cursor::encode(f.id),
-                node: User { id: other(f) },
+                node: Some(User { id: other(f) }),
             })
             .collect(),
         page_info: page_info(page.has_next, last),
@@ -185,10 +195,12 @@ impl Post {
         ID(self.0.id.to_string())
     }
 
-    async fn author(&self) -> User {
-        User {
+    /// From the users subgraph: null, with an error, when it cannot answer or the account
+    /// is gone.
+    async fn author(&self) -> Option<User> {
+        Some(User {
             id: self.0.author_id,
-        }
+        })
     }
 
     async fn body(&self) -> &str {
@@ -266,10 +278,12 @@ impl Comment {
         })?))
     }
 
-    async fn author(&self) -> User {
-        User {
+    /// From the users subgraph: null, with an error, when it cannot answer or the account
+    /// is gone.
+    async fn author(&self) -> Option<User> {
+        Some(User {
             id: self.0.author_id,
-        }
+        })
     }
 
     async fn body(&self) -> &str {
@@ -313,7 +327,8 @@ impl User {
     }
 }
 
-/// The fields of `User` that live in this subgraph; the rest come from `users`.
+/// The fields of `User` that live in this subgraph; the rest come from `users`. Each is
+/// null (with an error) when this subgraph cannot answer.
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: Uuid,
@@ -325,13 +340,13 @@ impl User {
         ID(self.id.to_string())
     }
 
-    /// Newest first.
+    /// Newest first. Null when the posts subgraph cannot answer.
     async fn posts(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<PostConnection> {
+    ) -> Result<Option<PostConnection>> {
         let (first, after) = page_args(first, after.as_deref())?;
         match load(
             ctx,
@@ -344,58 +359,64 @@ impl User {
         )
         .await?
         {
-            Some(ListPage::Posts(page)) => Ok(page.into()),
-            _ => Ok(Page::empty().into()),
+            Some(ListPage::Posts(page)) => Ok(Some(page.into())),
+            _ => Ok(Some(Page::empty().into())),
         }
     }
 
-    /// Most recent follower first.
+    /// Most recent follower first. Null when the posts subgraph cannot answer.
     async fn followers(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<UserConnection> {
-        Ok(self
-            .follows(ctx, ListKind::Followers, first, after.as_deref())
-            .await?)
+    ) -> Result<Option<UserConnection>> {
+        Ok(Some(
+            self.follows(ctx, ListKind::Followers, first, after.as_deref())
+                .await?,
+        ))
     }
 
-    /// Most recently followed first.
+    /// Most recently followed first. Null when the posts subgraph cannot answer.
     async fn following(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<UserConnection> {
-        Ok(self
-            .follows(ctx, ListKind::Following, first, after.as_deref())
-            .await?)
+    ) -> Result<Option<UserConnection>> {
+        Ok(Some(
+            self.follows(ctx, ListKind::Following, first, after.as_deref())
+                .await?,
+        ))
     }
 
-    async fn follower_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        Ok(count(ctx, FollowerCount(self.id)).await?)
+    /// Null when the posts subgraph cannot answer.
+    async fn follower_count(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        Ok(Some(count(ctx, FollowerCount(self.id)).await?))
     }
 
-    async fn following_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        Ok(count(ctx, FollowingCount(self.id)).await?)
+    /// Null when the posts subgraph cannot answer.
+    async fn following_count(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        Ok(Some(count(ctx, FollowingCount(self.id)).await?))
     }
 
-    /// False for anonymous viewers.
+    /// False for anonymous viewers. Null when the posts subgraph cannot answer.
     #[graphql(cache_control(private))]
-    async fn viewer_follows(&self, ctx: &Context<'_>) -> Result<bool> {
+    async fn viewer_follows(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         let Some(viewer) = viewer_state(ctx).viewer() else {
-            return Ok(false);
+            return Ok(Some(false));
         };
-        Ok(load(
-            ctx,
-            ViewerFollows {
-                viewer: viewer.user_id,
-                user: self.id,
-            },
-        )
-        .await?
-        .unwrap_or(false))
+        Ok(Some(
+            load(
+                ctx,
+                ViewerFollows {
+                    viewer: viewer.user_id,
+                    user: self.id,
+                },
+            )
+            .await?
+            .unwrap_or(false),
+        ))
     }
 }
 
@@ -416,29 +437,31 @@ impl Query {
         Ok(load(ctx, PostById(id)).await?.map(Post))
     }
 
-    /// The viewer's own posts and those of everyone they follow, newest first.
+    /// The viewer's own posts and those of everyone they follow, newest first. Null, with
+    /// an error, without a token or when the posts subgraph cannot answer.
     #[graphql(cache_control(private))]
     async fn feed(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<PostConnection> {
+    ) -> Result<Option<PostConnection>> {
         let viewer = viewer_state(ctx).require()?;
         let (first, after) = page_args(first, after.as_deref())?;
-        Ok(service(ctx).feed(viewer, first, after).await?.into())
+        Ok(Some(service(ctx).feed(viewer, first, after).await?.into()))
     }
 
-    /// Everyone's posts, newest first.
+    /// Everyone's posts, newest first. Null, with an error, when the posts subgraph cannot
+    /// answer.
     #[graphql(cache_control(max_age = 5))]
     async fn latest_posts(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<PostConnection> {
+    ) -> Result<Option<PostConnection>> {
         let (first, after) = page_args(first, after.as_deref())?;
-        Ok(service(ctx).latest(first, after).await?.into())
+        Ok(Some(service(ctx).latest(first, after).await?.into()))
     }
 
     #[graphql(entity)]
