@@ -9,8 +9,9 @@
 //!
 //! - [`auth`]: JWT verification at the gateway (configured keys or the users JWKS).
 //! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
-//! - [`supergraph`]: composition (with the root-type `@join__type` fix), loading a
-//!   supergraph SDL, and what derives from it (planner, API schema, URLs, plan cache).
+//! - [`supergraph`]: composition (with the `@join__type` fixes for root types and for
+//!   unresolvable `@interfaceObject` keys), loading a supergraph SDL, and what derives from
+//!   it (planner, API schema, URLs, plan cache).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
@@ -19,6 +20,7 @@
 //! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
 //!   and merges the results.
 //! - [`response`]: shapes the merged data for the client (null propagation, fragments,
+//!   abstract types with or without a concrete type, enum values outside the API schema,
 //!   introspection).
 //! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
 //!   then the request path).
