@@ -86,7 +86,8 @@ pub struct CommonArgs {
         global = true
     )]
     pub access_token_ttl_secs: u64,
-    /// Trust `X-Forwarded-For` for the client address (only behind your own proxy).
+    /// Trust `X-Forwarded-For` from any peer (only when nothing but your own proxy can
+    /// reach this process); prefer `--trusted-proxies`.
     #[arg(
         long,
         env = "GANTRY_TRUST_FORWARDED_FOR",
@@ -94,6 +95,13 @@ pub struct CommonArgs {
         global = true
     )]
     pub trust_forwarded_for: bool,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client: comma-separated CIDRs
+    /// or addresses (your load balancers for `serve` and `gateway`, the gateways for
+    /// `subgraph`). Default: none for `serve` and `gateway`, loopback for `subgraph`.
+    #[arg(long, env = "GANTRY_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<gantry_kit::client::TrustedProxies>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Failed logins on one account before back-off starts.
     #[arg(
         long,
@@ -160,6 +168,32 @@ pub struct CommonArgs {
         global = true
     )]
     pub shutdown_grace_secs: u64,
+}
+
+/// Connection and request limits of every server command; defaults in
+/// [`gantry_kit::server::ServerLimits`].
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Milliseconds from a request's first byte to its last header byte. Default 10000.
+    #[arg(long, env = "GANTRY_HEADER_READ_TIMEOUT_MS", global = true)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a connection may wait with no request in progress. Default 75000.
+    #[arg(long, env = "GANTRY_IDLE_TIMEOUT_MS", global = true)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Milliseconds to receive a whole request body (slower: 408). Default 30000.
+    #[arg(long, env = "GANTRY_BODY_READ_TIMEOUT_MS", global = true)]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Milliseconds to answer a request once its body is in (later: 504,
+    /// `GATEWAY_TIMEOUT`). Default 30000.
+    #[arg(long, env = "GANTRY_REQUEST_TIMEOUT_MS", global = true)]
+    pub request_timeout_ms: Option<u64>,
+    /// Connections open at once; more wait in the listen backlog. Default 10000, and never
+    /// more than three quarters of the open-file limit.
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Bytes of request bodies held at once across all requests. Default 67108864 (64 MiB).
+    #[arg(long, env = "GANTRY_BODY_BYTES_IN_FLIGHT", global = true)]
+    pub body_bytes_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Args, Default)]

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use gantry_kit::client::TrustedProxies;
 use gantry_kit::db::DatabaseSettings;
 use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
+use gantry_kit::server::ServerLimits;
 use gantry_posts::PostsConfig;
 use gantry_users::{ThrottleSettings, UsersConfig};
 
@@ -44,7 +46,7 @@ impl CommonArgs {
                 max_delay: Duration::from_secs(self.login_backoff_max_secs),
                 ..ThrottleSettings::default()
             },
-            trust_forwarded_for: self.trust_forwarded_for,
+            trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
         }
     }
@@ -52,8 +54,38 @@ impl CommonArgs {
     pub fn posts(&self) -> PostsConfig {
         PostsConfig {
             outbox_poll_interval: Duration::from_millis(self.outbox_poll_ms.max(10)),
-            trust_forwarded_for: self.trust_forwarded_for,
+            trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
+        }
+    }
+
+    /// `--trusted-proxies`, else every peer with `--trust-forwarded-for`, else `default`
+    /// (nobody for the gateway, loopback for a subgraph).
+    pub fn trusted_proxies(&self, default: TrustedProxies) -> TrustedProxies {
+        match (&self.trusted_proxies, self.trust_forwarded_for) {
+            (Some(proxies), _) => proxies.clone(),
+            (None, true) => TrustedProxies::any(),
+            (None, false) => default,
+        }
+    }
+
+    /// The connection and request limits of a server command.
+    pub fn server_limits(&self) -> ServerLimits {
+        let defaults = ServerLimits::default();
+        let ms = |value: Option<u64>, default: Duration| {
+            value.map_or(default, |ms| Duration::from_millis(ms.max(1)))
+        };
+        let s = &self.server;
+        ServerLimits {
+            header_read_timeout: ms(s.header_read_timeout_ms, defaults.header_read_timeout),
+            idle_timeout: ms(s.idle_timeout_ms, defaults.idle_timeout),
+            body_read_timeout: ms(s.body_read_timeout_ms, defaults.body_read_timeout),
+            request_timeout: ms(s.request_timeout_ms, defaults.request_timeout),
+            max_connections: s.max_connections.unwrap_or(defaults.max_connections).max(1),
+            body_bytes_in_flight: s
+                .body_bytes_in_flight
+                .unwrap_or(defaults.body_bytes_in_flight),
+            shutdown_grace: self.shutdown_grace(),
         }
     }
 

@@ -20,6 +20,9 @@ pub struct RequestContext {
     pub context: Option<Arc<dyn Any + Send + Sync>>,
     /// Correlates the client's error with the log line of an internal error.
     pub request_id: Option<String>,
+    /// When the answer is due: a subgraph fetch still running then is abandoned with a
+    /// `GATEWAY_TIMEOUT` error, and the data already complete is sent.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for RequestContext {
@@ -85,6 +88,7 @@ pub async fn execute_operation(
         variables: &operation.variables,
         headers: &context.forwarded_headers,
         context: context.context.clone(),
+        deadline: context.deadline,
     };
     let output = execute_plan(&plan, &execution).await;
 

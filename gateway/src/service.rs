@@ -5,18 +5,21 @@
 //! `Cache-Control`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use gantry_kit::viewer::{Caller, ClientAddr, ViewerState};
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::Gateway;
 use crate::auth::Authenticator;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching};
+use crate::execute::GATEWAY_TIMEOUT;
 use crate::graphql;
 use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
@@ -47,7 +50,15 @@ pub struct ServiceFeatures {
     /// signed-in feed at 1,000 req/s) and the cache that should have absorbed the load
     /// fell away.
     pub max_concurrent_operations: usize,
+    /// Time to answer one operation (`None`: no limit). Past it, subgraph fetches still
+    /// running are abandoned and the client gets `504` with `GATEWAY_TIMEOUT` and the data
+    /// that is complete.
+    pub request_timeout: Option<Duration>,
 }
+
+/// How long past the deadline an operation may still take to shape what it has, before it
+/// is cut off with no data at all (a stage before execution overran the deadline).
+const SHAPING_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs client operations: authentication, then the request path.
 #[derive(Debug)]
@@ -57,6 +68,7 @@ pub struct GatewayService {
     shared: Option<SharedState>,
     persisted: Arc<PersistedQueries>,
     caching: Caching,
+    request_timeout: Option<Duration>,
 }
 
 impl GatewayService {
@@ -79,6 +91,7 @@ impl GatewayService {
             caching,
             shared: features.shared,
             persisted,
+            request_timeout: features.request_timeout,
         }
     }
 
@@ -137,10 +150,12 @@ impl GatewayService {
         }
         let viewer_id = viewer.viewer().map(|v| v.user_id);
         let client = context.client_addr.map(ClientAddr);
+        let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let pipeline_context = pipeline::RequestContext {
             forwarded_headers: forwarded_headers(&context.headers, client),
             context: Some(Arc::new(Caller { viewer, client })),
             request_id: Some(context.request_id.clone()),
+            deadline,
         };
         let pipeline_request = graphql::GraphQLRequest {
             query,
@@ -148,14 +163,25 @@ impl GatewayService {
             variables: request.variables.unwrap_or_default(),
             extensions: request.extensions,
         };
-        self.caching
-            .execute(
-                self.gateway.clone(),
-                pipeline_request,
-                pipeline_context,
-                viewer_id,
-            )
-            .await
+        let answer = self.caching.execute(
+            self.gateway.clone(),
+            pipeline_request,
+            pipeline_context,
+            viewer_id,
+        );
+        let response = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline + SHAPING_MARGIN, answer)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!(request_id = %context.request_id, "the request deadline passed before execution");
+                    GraphQLResponse::request_error(
+                        "The request deadline passed before the operation could run",
+                        GATEWAY_TIMEOUT,
+                    )
+                }),
+            None => answer.await,
+        };
+        with_deadline_status(response)
     }
 
     /// The kind of a request whose text the persisted-query step has filled in.
@@ -175,6 +201,24 @@ impl GatewayService {
             ))),
         }
     }
+}
+
+/// `504` when the deadline cut the operation short (whatever data was complete is in the
+/// body).
+fn with_deadline_status(mut response: GraphQLResponse) -> GraphQLResponse {
+    let timed_out = response
+        .body
+        .get("errors")
+        .and_then(Value::as_array)
+        .is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|error| error["extensions"]["code"] == GATEWAY_TIMEOUT)
+        });
+    if timed_out {
+        response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
+    }
+    response
 }
 
 fn persisted_query_not_found() -> GraphQLResponse {

@@ -27,8 +27,9 @@ use gantry_gateway::service::{GatewayService, ServiceFeatures};
 use gantry_gateway::{
     Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
 };
+use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
-use gantry_kit::server::{serve, shutdown_signal, with_common_layers};
+use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_request_limits};
 
 use super::BackgroundTasks;
 use super::composition::compose_at_start;
@@ -38,6 +39,7 @@ use crate::cli::{CommonArgs, GatewayArgs, GatewayOptions, SubgraphUrl};
 /// The gateway's HTTP app: the GraphQL endpoint and playground, `/ready`, `/health`,
 /// request ids and tracing, and the JWKS when this process holds the signing key.
 pub fn http_app(
+    common: &CommonArgs,
     service: Arc<GatewayService>,
     options: &GatewayOptions,
     readiness: Readiness,
@@ -51,6 +53,7 @@ pub fn http_app(
             enabled: options.playground,
             ..defaults.playground
         },
+        trusted_proxies: common.trusted_proxies(TrustedProxies::none()),
         ..defaults
     };
     let readiness = readiness.with_redis(service.shared_state().cloned());
@@ -65,6 +68,13 @@ pub fn http_app(
         let set = jwks(std::slice::from_ref(&key));
         router = router.route(JWKS_PATH, get(move || async move { Json(set.clone()) }));
     }
+    // The gateway answers its own deadline, with the data that is complete.
+    let router = with_request_limits(
+        router,
+        &common.server_limits(),
+        options.max_body_bytes,
+        false,
+    );
     with_common_layers(router)
 }
 
@@ -112,6 +122,7 @@ pub fn deduplicated(transports: Transports, features: &ServiceFeatures) -> Trans
 /// only, also while Redis does not answer (then it is bypassed). A manifest that does not
 /// load is an error.
 pub async fn service_features(
+    common: &CommonArgs,
     options: &GatewayOptions,
     all_in_one: bool,
 ) -> anyhow::Result<ServiceFeatures> {
@@ -122,6 +133,7 @@ pub async fn service_features(
             options.redis_timeout_ms,
         )?,
         max_concurrent_operations: options.concurrent_operations(),
+        request_timeout: Some(common.server_limits().request_timeout),
         ..ServiceFeatures::default()
     };
     if features.shared.is_some() {
@@ -189,7 +201,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         max_in_flight: args.subgraph_max_in_flight,
         ..HttpTransportConfig::default()
     };
-    let features = service_features(&args.gateway, false).await?;
+    let features = service_features(common, &args.gateway, false).await?;
     let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
@@ -212,7 +224,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         tasks.spawn(move |stop| recompose(gateway, client, subgraphs, every, stop));
     }
     Ok(GatewayApp {
-        router: http_app(service, &args.gateway, readiness, None),
+        router: http_app(common, service, &args.gateway, readiness, None),
         tasks,
     })
 }
@@ -331,7 +343,7 @@ pub async fn run(common: &CommonArgs, args: GatewayArgs) -> anyhow::Result<()> {
         listener,
         app.router,
         shutdown_signal(),
-        common.shutdown_grace(),
+        &common.server_limits(),
     )
     .await?;
     app.tasks.stop().await;

@@ -104,7 +104,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let subgraphs = InProcessSubgraphs::new(common, db.clone(), key.clone(), Some(signal.clone()))?;
 
     let supergraph = subgraphs.supergraph().await?;
-    let features = super::gateway::service_features(&args.gateway, true).await?;
+    let features = super::gateway::service_features(common, &args.gateway, true).await?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
         super::gateway::deduplicated(subgraphs.transports(), &features),
@@ -126,7 +126,13 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         .account_deletion_consumer(Some(signal), invalidations);
     tasks.spawn(|stop| consumer.run(stop));
     let readiness = Readiness::new().with_gateway(gateway).with_database(db);
-    let router = http_app(service, &args.gateway, readiness, Some(key.public.clone()));
+    let router = http_app(
+        common,
+        service,
+        &args.gateway,
+        readiness,
+        Some(key.public.clone()),
+    );
     Ok(ServeApp { router, tasks })
 }
 
@@ -147,7 +153,7 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         listener,
         app.router,
         shutdown_signal(),
-        common.shutdown_grace(),
+        &common.server_limits(),
     )
     .await?;
     app.tasks.stop().await;

@@ -12,7 +12,9 @@ use gantry_gateway::shared::SharedState;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
-use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_metrics};
+use gantry_kit::server::{
+    serve, shutdown_signal, with_common_layers, with_metrics, with_request_limits,
+};
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 
@@ -59,6 +61,10 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
             posts.router()
         }
     };
+    // A subgraph's bodies (entity representations from the gateway) may be as large as
+    // the whole budget of bytes in flight.
+    let limits = common.server_limits();
+    let router = with_request_limits(router, &limits, limits.body_bytes_in_flight, true);
     Ok(SubgraphApp {
         router: with_common_layers(with_metrics(router).merge(readiness.router())),
         tasks,
@@ -96,7 +102,7 @@ pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> 
         listener,
         app.router,
         shutdown_signal(),
-        common.shutdown_grace(),
+        &common.server_limits(),
     )
     .await?;
     app.tasks.stop().await;

@@ -248,7 +248,10 @@ impl TestApp {
             async move {
                 let _ = stopped.await;
             },
-            std::time::Duration::from_secs(5),
+            &gantry_kit::server::ServerLimits {
+                shutdown_grace: std::time::Duration::from_secs(5),
+                ..Default::default()
+            },
         ));
         Self {
             address,

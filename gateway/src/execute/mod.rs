@@ -34,7 +34,14 @@ pub struct ExecutionContext<'a> {
     pub headers: &'a HeaderMap,
     /// Passed through to transports as [`SubgraphRequest::context`].
     pub context: Option<Arc<dyn Any + Send + Sync>>,
+    /// The request's deadline: a fetch still running then is abandoned (see
+    /// [`GATEWAY_TIMEOUT`]).
+    pub deadline: Option<tokio::time::Instant>,
 }
+
+/// The code of the error a fetch gets when the request's deadline passes before its
+/// subgraph answers; the rest of the data still comes back, with HTTP `504`.
+pub const GATEWAY_TIMEOUT: &str = "GATEWAY_TIMEOUT";
 
 /// The merged data of every fetch, before shaping.
 #[derive(Debug, Default)]
@@ -310,7 +317,26 @@ impl<'a> Executor<'a> {
             extensions: Map::new(),
             context: self.context.context.clone(),
         };
-        match self.context.transports.execute(request).await {
+        let sent = self.context.transports.execute(request);
+        let answered = match self.context.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, sent).await,
+            None => Ok(sent.await),
+        };
+        let Ok(answered) = answered else {
+            tracing::warn!(
+                subgraph = service,
+                "the request deadline passed before the subgraph answered"
+            );
+            self.push_errors(vec![
+                GraphQLError::with_code(
+                    format!("The request deadline passed before subgraph `{service}` answered"),
+                    GATEWAY_TIMEOUT,
+                )
+                .extension("serviceName", Value::String(service.to_owned())),
+            ]);
+            return None;
+        };
+        match answered {
             Ok(response) => {
                 // An empty entry stands for a fetch without a hint, which makes the whole
                 // response uncacheable (see `crate::cache::CachePolicy`).

@@ -26,7 +26,18 @@ pub struct HttpState {
     pub playground: Arc<PlaygroundPage>,
 }
 
-fn context(method: Method, headers: HeaderMap, request: &Request) -> RequestContext {
+/// What the executor needs to know about the request; the client address is decided here,
+/// once, from the TCP peer and the trusted proxies' forwarding headers.
+fn context(
+    settings: &HttpSettings,
+    method: Method,
+    headers: HeaderMap,
+    request: &Request,
+) -> RequestContext {
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| settings.trusted_proxies.client_of(info.0.ip(), &headers).0);
     RequestContext {
         method,
         headers,
@@ -35,10 +46,7 @@ fn context(method: Method, headers: HeaderMap, request: &Request) -> RequestCont
             .get::<RequestId>()
             .map(|id| id.0.clone())
             .unwrap_or_default(),
-        client_addr: request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip()),
+        client_addr,
     }
 }
 
@@ -79,7 +87,7 @@ pub async fn graphql_get(State(state): State<HttpState>, request: Request) -> Re
         Ok(graphql_request) => graphql_request,
         Err(error) => return bad_request(media, &error),
     };
-    let context = context(Method::GET, headers, &request);
+    let context = context(&state.settings, Method::GET, headers, &request);
     match state.executor.execute_get(graphql_request, &context).await {
         GetAnswer::Response(answer) => response::single(*answer, media),
         GetAnswer::MutationRefused => response::mutation_over_get(media),
@@ -104,7 +112,7 @@ pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> R
     if declared_length.is_some_and(|length| length > limit as u64) {
         return too_large(media, limit);
     }
-    let context = context(Method::POST, headers, &request);
+    let context = context(&state.settings, Method::POST, headers, &request);
     let body = match read_body(request.into_body(), limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(media, limit),

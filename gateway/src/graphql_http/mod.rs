@@ -96,7 +96,9 @@ pub struct RequestContext {
     pub headers: HeaderMap,
     /// The `x-request-id` this response carries.
     pub request_id: String,
-    /// Present when the server was started with connect info (see [`serve`]).
+    /// The client's address: the TCP peer, or what trusted proxies forwarded (see
+    /// [`HttpSettings::trusted_proxies`]). Present when the server was started with connect
+    /// info (see [`serve`]).
     pub client_addr: Option<IpAddr>,
 }
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use gantry_kit::client::TrustedProxies;
+
 use crate::playground::PlaygroundSettings;
 
 /// How the GraphQL endpoint is served. Every field has a default, so an empty section (or
@@ -21,6 +23,9 @@ pub struct HttpSettings {
     pub compression: bool,
     /// The GraphiQL playground (`GET /`, and `GET {path}` from a browser).
     pub playground: PlaygroundSettings,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client (the load balancers in
+    /// front). Default: none, the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +36,7 @@ impl Default for HttpSettings {
             max_batch_size: 10,
             compression: true,
             playground: PlaygroundSettings::default(),
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }

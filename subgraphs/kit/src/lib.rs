@@ -11,12 +11,16 @@
 //!   dir, and the public JWKS.
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
+//! - [`client`]: the client's address, through trusted proxies only.
+//! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
-//! - [`server`]: serving a subgraph's axum router with request ids, tracing and graceful
-//!   shutdown, and the GraphQL handler that hands the viewer to resolvers.
+//! - [`server`]: serving any command's axum router with connection and request limits,
+//!   request ids, tracing and graceful shutdown, and the GraphQL handler that hands the
+//!   viewer and client address to resolvers.
 
+pub mod client;
 pub mod cursor;
 pub mod db;
 pub mod error;
@@ -25,6 +29,7 @@ pub mod jwt;
 pub mod keys;
 pub mod outbox;
 pub mod server;
+pub mod shared;
 pub mod viewer;
 
 pub use error::{ApiError, ErrorCode};

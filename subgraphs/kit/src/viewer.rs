@@ -3,11 +3,10 @@
 //! itself. Resolvers ask for the viewer through [`ViewerState::require`] (fields that need
 //! one) or [`ViewerState::viewer`] (public fields, where a bad token reads as anonymous).
 
-use std::net::IpAddr;
-
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
+pub use crate::client::ClientAddr;
 use crate::error::ApiError;
 use crate::jwt::{TokenError, TokenVerifier};
 
@@ -73,27 +72,6 @@ impl ViewerState {
     }
 }
 
-/// The client's address, for throttling. Behind a trusted proxy it is the first
-/// `X-Forwarded-For` hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-impl ClientAddr {
-    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> Self {
-        if trust_forwarded_for {
-            let forwarded = headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
-            if let Some(ip) = forwarded {
-                return Self(ip);
-            }
-        }
-        Self(peer)
-    }
-}
-
 /// What the gateway hands a subgraph it calls in-process, in place of the HTTP headers it
 /// would otherwise forward: the viewer it verified and the client's address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,20 +109,5 @@ mod tests {
         assert_eq!(state, ViewerState::Rejected(TokenError::Malformed));
         assert!(state.require().is_err());
         assert_eq!(state.viewer(), None);
-    }
-
-    #[test]
-    fn forwarded_for_is_read_only_when_trusted() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "203.0.113.7, 10.0.0.1".parse().expect("header"),
-        );
-        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
-        assert_eq!(ClientAddr::resolve(peer, &headers, false).0, peer);
-        assert_eq!(
-            ClientAddr::resolve(peer, &headers, true).0.to_string(),
-            "203.0.113.7"
-        );
     }
 }

@@ -35,8 +35,8 @@ pub use schema::PostsSchema;
 pub struct PostsConfig {
     /// How often the account-deletion consumer polls the outbox. Default 1 s.
     pub outbox_poll_interval: Duration,
-    /// Read client addresses from `X-Forwarded-For` (behind a trusted proxy only).
-    pub trust_forwarded_for: bool,
+    /// Peers (the gateways) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: gantry_kit::client::TrustedProxies,
     /// How long DataLoaders gather keys before querying. Default 1 ms.
     pub batch_delay: Duration,
 }
@@ -45,7 +45,7 @@ impl Default for PostsConfig {
     fn default() -> Self {
         Self {
             outbox_poll_interval: Duration::from_secs(1),
-            trust_forwarded_for: false,
+            trusted_proxies: gantry_kit::client::TrustedProxies::loopback(),
             batch_delay: Duration::from_millis(1),
         }
     }
@@ -82,7 +82,7 @@ impl PostsSubgraph {
     pub fn router(&self) -> Router {
         let auth = HttpAuth {
             verifier: self.verifier.clone(),
-            trust_forwarded_for: self.config.trust_forwarded_for,
+            trusted_proxies: self.config.trusted_proxies.clone(),
         };
         graphql_router(self.schema.clone(), auth)
     }

@@ -37,8 +37,8 @@ pub use throttle::ThrottleSettings;
 pub struct UsersConfig {
     pub jwt: JwtSettings,
     pub throttle: ThrottleSettings,
-    /// Read client addresses from `X-Forwarded-For` (behind a trusted proxy only).
-    pub trust_forwarded_for: bool,
+    /// Peers (the gateways) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: gantry_kit::client::TrustedProxies,
     /// How long the `User` DataLoader gathers keys before querying.
     pub batch_delay: std::time::Duration,
 }
@@ -49,7 +49,7 @@ pub struct UsersSubgraph {
     pub schema: UsersSchema,
     pub key: SigningKey,
     pub verifier: Arc<TokenVerifier>,
-    trust_forwarded_for: bool,
+    trusted_proxies: gantry_kit::client::TrustedProxies,
 }
 
 impl std::fmt::Debug for UsersSubgraph {
@@ -83,7 +83,7 @@ impl UsersSubgraph {
             schema: schema::build(service, config.batch_delay),
             key,
             verifier,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 
@@ -92,7 +92,7 @@ impl UsersSubgraph {
     pub fn router(&self) -> Router {
         let auth = HttpAuth {
             verifier: self.verifier.clone(),
-            trust_forwarded_for: self.trust_forwarded_for,
+            trusted_proxies: self.trusted_proxies.clone(),
         };
         let set = jwks(std::slice::from_ref(&self.key.public));
         graphql_router(self.schema.clone(), auth).route(

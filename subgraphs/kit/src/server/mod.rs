@@ -1,6 +1,17 @@
-//! Serving a subgraph: the GraphQL endpoint that turns HTTP credentials into a
-//! [`ViewerState`], `/health`, request ids, tracing, and a graceful stop that finishes
-//! in-flight requests within a bounded time.
+//! Serving: the GraphQL endpoint of a subgraph that turns HTTP credentials into a
+//! [`ViewerState`] and the client address, `/health`, request ids, tracing, and the server
+//! every command runs, with its connection and request limits and a graceful stop that
+//! finishes in-flight requests within a bounded time.
+//!
+//! # Layout
+//! - [`limits`]: [`ServerLimits`], every default documented.
+//! - [`connection`]: the accept loop (connection cap, idle and header-read timeouts).
+//! - [`body`]: request bodies under a deadline and a budget of bytes held at once.
+//! - this file: the subgraph GraphQL handler, the common layers, [`serve`].
+
+pub mod body;
+pub mod connection;
+pub mod limits;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,15 +29,18 @@ use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use self::body::BodyLimits;
+pub use self::limits::ServerLimits;
+use crate::client::TrustedProxies;
 use crate::jwt::TokenVerifier;
-use crate::viewer::{ClientAddr, ViewerState};
+use crate::viewer::ViewerState;
 
 /// What the GraphQL handler needs besides the schema.
 #[derive(Debug, Clone)]
 pub struct HttpAuth {
     pub verifier: Arc<TokenVerifier>,
-    /// Read the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Peers whose `X-Forwarded-For` names the client: the gateways.
+    pub trusted_proxies: TrustedProxies,
 }
 
 struct GraphqlState<Q, M, S> {
@@ -64,7 +78,7 @@ where
     S: SubscriptionType + 'static,
 {
     let viewer = ViewerState::from_headers(&headers, &state.auth.verifier);
-    let client = ClientAddr::resolve(peer.ip(), &headers, state.auth.trust_forwarded_for);
+    let client = state.auth.trusted_proxies.client_of(peer.ip(), &headers);
     let request = request.into_inner().data(viewer).data(client);
     state.schema.execute(request).await.into()
 }
@@ -116,37 +130,47 @@ pub fn with_metrics(router: Router) -> Router {
     )
 }
 
-/// How long in-flight requests may run on after a stop was asked for.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Adds the request limits every server command applies: bodies read within
+/// [`ServerLimits::body_read_timeout`] and [`ServerLimits::body_bytes_in_flight`], at most
+/// `max_body_bytes` each. `deadline` also bounds each answer by
+/// [`ServerLimits::request_timeout`] (`504`); the gateway passes `false` and answers its
+/// own deadline with the data that is complete.
+pub fn with_request_limits(
+    router: Router,
+    limits: &ServerLimits,
+    max_body_bytes: usize,
+    deadline: bool,
+) -> Router {
+    let bodies = BodyLimits::new(
+        limits.body_bytes_in_flight,
+        max_body_bytes,
+        limits.body_read_timeout,
+    );
+    let router = if deadline {
+        router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            limits.request_timeout,
+        ))
+    } else {
+        router
+    };
+    router.layer(axum::middleware::from_fn_with_state(
+        bodies,
+        body::hold_body,
+    ))
+}
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
-/// waits at most `grace` for in-flight requests.
-pub async fn serve(
+/// Serves `router` on `listener` until `shutdown` completes, within `limits` (see
+/// [`connection::serve_connections`]), then stops accepting and waits at most
+/// [`ServerLimits::shutdown_grace`] for in-flight requests.
+pub fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut stopped = stop_rx.clone();
-    tokio::select! {
-        result = server => result,
-        () = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
-            Ok(())
-        }
-    }
+    limits: &ServerLimits,
+) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+    let limits = limits.clone();
+    async move { connection::serve_connections(listener, router, shutdown, &limits).await }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
