@@ -134,6 +134,9 @@ pub struct CommonArgs {
         global = true
     )]
     pub login_backoff_max_secs: u64,
+    /// Accounts one client address may register per hour. Default 20.
+    #[arg(long, env = "GANTRY_REGISTRATIONS_PER_HOUR", global = true)]
+    pub registrations_per_hour: Option<u32>,
     /// How often the posts subgraph polls the outbox for deleted accounts, in milliseconds.
     #[arg(
         long,
@@ -405,7 +408,8 @@ pub struct SubgraphArgs {
     #[arg(long, env = "GANTRY_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// The gateways' Redis. The posts subgraph uses it to drop cached responses about
-    /// entities an account deletion changed (the gateways see no mutation for those).
+    /// entities an account deletion changed (the gateways see no mutation for those); the
+    /// users subgraph counts login attempts and registrations in it, for every replica.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// The gateways' Redis key prefix.

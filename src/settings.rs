@@ -44,10 +44,15 @@ impl CommonArgs {
                 address_threshold: self.login_address_threshold.max(1),
                 base_delay: Duration::from_millis(self.login_backoff_base_ms),
                 max_delay: Duration::from_secs(self.login_backoff_max_secs),
+                registrations_per_hour: self
+                    .registrations_per_hour
+                    .unwrap_or(ThrottleSettings::default().registrations_per_hour)
+                    .max(1),
                 ..ThrottleSettings::default()
             },
             trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
+            shared: None,
         }
     }
 

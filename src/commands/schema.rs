@@ -15,7 +15,7 @@ pub async fn api_sdl(common: &CommonArgs) -> anyhow::Result<String> {
         max_connections: Some(1),
     })
     .await?;
-    let subgraphs = InProcessSubgraphs::new(common, db, SigningKey::ephemeral()?, None)?;
+    let subgraphs = InProcessSubgraphs::new(common, db, SigningKey::ephemeral()?, None, None)?;
     let supergraph = subgraphs.supergraph().await?;
     Ok(supergraph.api_sdl())
 }

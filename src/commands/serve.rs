@@ -39,12 +39,17 @@ impl InProcessSubgraphs {
         db: DatabaseConnection,
         key: SigningKey,
         signal: Option<OutboxSignal>,
+        shared: Option<gantry_gateway::shared::SharedState>,
     ) -> anyhow::Result<Self> {
         let verifier = Arc::new(TokenVerifier::new(
             std::slice::from_ref(&key.public),
             &common.jwt(),
         )?);
-        let users = UsersSubgraph::new(db.clone(), key, common.users(), signal)?;
+        let config = gantry_users::UsersConfig {
+            shared,
+            ..common.users()
+        };
+        let users = UsersSubgraph::new(db.clone(), key, config, signal)?;
         let posts = PostsSubgraph::new(db, verifier, common.posts());
         Ok(Self { users, posts })
     }
@@ -101,10 +106,16 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
-    let subgraphs = InProcessSubgraphs::new(common, db.clone(), key.clone(), Some(signal.clone()))?;
+    let features = super::gateway::service_features(common, &args.gateway, true).await?;
+    let subgraphs = InProcessSubgraphs::new(
+        common,
+        db.clone(),
+        key.clone(),
+        Some(signal.clone()),
+        features.shared.clone(),
+    )?;
 
     let supergraph = subgraphs.supergraph().await?;
-    let features = super::gateway::service_features(common, &args.gateway, true).await?;
     let gateway = Arc::new(Gateway::new(
         supergraph,
         super::gateway::deduplicated(subgraphs.transports(), &features),

@@ -40,7 +40,17 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
     let router = match name {
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
-            UsersSubgraph::new(db, key, common.users(), None)?.router()
+            let shared = super::shared_redis(
+                args.redis_url.as_deref(),
+                &args.redis_prefix,
+                args.redis_timeout_ms,
+            )?;
+            readiness = readiness.with_redis(shared.clone());
+            let config = gantry_users::UsersConfig {
+                shared,
+                ..common.users()
+            };
+            UsersSubgraph::new(db, key, config, None)?.router()
         }
         SubgraphName::Posts => {
             let key =

@@ -13,6 +13,7 @@
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
 //! - [`client`]: the client's address, through trusted proxies only.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
+//! - [`rate_limit`]: GCRA rate limits, atomic in Redis, in process when Redis is away.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
@@ -28,6 +29,7 @@ pub mod invalidation;
 pub mod jwt;
 pub mod keys;
 pub mod outbox;
+pub mod rate_limit;
 pub mod server;
 pub mod shared;
 pub mod viewer;

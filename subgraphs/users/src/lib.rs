@@ -5,7 +5,8 @@
 //! - [`domain`]: parsed account input (`Username`, `Email`, `Password`, …).
 //! - [`password`]: Argon2id hashing on the blocking pool.
 //! - [`sessions`]: refresh-token families: start, rotate with reuse detection, revoke.
-//! - [`throttle`]: login back-off per account and per client address.
+//! - [`throttle`]: login back-off per account and per client address, reserved before
+//!   the password is verified; the registration limit per address.
 //! - [`service`]: every operation, over SeaORM.
 //! - [`loader`]: the `User` DataLoader.
 //! - [`schema`]: the GraphQL types and resolvers.
@@ -41,6 +42,9 @@ pub struct UsersConfig {
     pub trusted_proxies: gantry_kit::client::TrustedProxies,
     /// How long the `User` DataLoader gathers keys before querying.
     pub batch_delay: std::time::Duration,
+    /// Redis, where login attempts and registrations are counted for every replica.
+    /// Default: none, counted in this process.
+    pub shared: Option<gantry_kit::shared::SharedState>,
 }
 
 /// The assembled subgraph: its schema (for in-process calls) and its HTTP routes.
@@ -76,11 +80,15 @@ impl UsersSubgraph {
         let service = Arc::new(service::UsersService::new(
             db,
             signer,
-            throttle::LoginThrottle::new(config.throttle),
+            throttle::LoginThrottle::new(config.throttle.clone(), config.shared.clone()),
             outbox_signal,
         ));
         Ok(Self {
-            schema: schema::build(service, config.batch_delay),
+            schema: schema::build(
+                service,
+                throttle::RegistrationLimit::new(&config.throttle, config.shared.clone()),
+                config.batch_delay,
+            ),
             key,
             verifier,
             trusted_proxies: config.trusted_proxies.clone(),

@@ -14,15 +14,21 @@ use uuid::Uuid;
 
 use crate::loader::UserLoader;
 use crate::service::{Registration, SignedIn, UsersService};
+use crate::throttle::RegistrationLimit;
 
 pub type UsersSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema around a service. The `User` loader batches across the request.
-pub fn build(service: Arc<UsersService>, batch_delay: std::time::Duration) -> UsersSchema {
+pub fn build(
+    service: Arc<UsersService>,
+    registrations: RegistrationLimit,
+    batch_delay: std::time::Duration,
+) -> UsersSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(DataLoader::new(UserLoader(service.clone()), tokio::spawn).delay(batch_delay))
         .data(service)
+        .data(registrations)
         .limit_depth(32)
         .limit_complexity(5_000)
         .finish()
@@ -205,6 +211,9 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        ctx.data_unchecked::<RegistrationLimit>()
+            .admit(client_addr(ctx))
+            .await?;
         let registration = Registration {
             username: input.username,
             email: input.email,

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::domain::{Bio, DisplayName, Email, Password, Username};
 use crate::password;
 use crate::sessions::{self, RefreshToken, RevokeReason, Rotation};
-use crate::throttle::LoginThrottle;
+use crate::throttle::{Attempt, LoginThrottle, MAX_LOGIN_BYTES};
 
 /// What a successful sign-in hands the client.
 #[derive(Debug, Clone)]
@@ -124,21 +124,28 @@ impl UsersService {
     /// answer, after the same work.
     #[tracing::instrument(skip_all, fields(client = %addr))]
     pub async fn login(&self, login: &str, password: &str, addr: IpAddr) -> ApiResult<SignedIn> {
-        let key = login.trim().to_lowercase();
-        self.throttle.check(&key, addr)?;
+        let login = login.trim();
+        if login.len() > MAX_LOGIN_BYTES {
+            return Err(ApiError::bad_input(
+                "login",
+                "no account has a login that long",
+            ));
+        }
+        let key = login.to_lowercase();
         let found = if key.contains('@') {
             self.find_by_email(&key).await?
         } else {
             self.find_by_username(&key).await?
         };
+        let attempt = Attempt::new(found.as_ref().map(|u| u.id), &key, addr);
+        self.throttle.reserve(&attempt).await?;
         let ok =
             password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
         let Some(account) = found.filter(|_| ok) else {
-            self.throttle.record_failure(&key, addr);
             tracing::info!("login refused");
             return Err(ApiError::unauthenticated("wrong login or password"));
         };
-        self.throttle.record_success(&key);
+        self.throttle.succeeded(&attempt).await;
         let (session_id, refresh_token) =
             sessions::start(&self.db, account.id, self.session_lifetime).await?;
         tracing::info!(user_id = %account.id, "signed in");
@@ -329,12 +336,12 @@ impl UsersService {
         field: &'static str,
         addr: IpAddr,
     ) -> ApiResult<()> {
-        let key = account.username.clone();
-        self.throttle.check(&key, addr)?;
+        let attempt = Attempt::new(Some(account.id), &account.username, addr);
+        self.throttle.reserve(&attempt).await?;
         if password::verify(password, Some(account.password_hash.clone())).await? {
+            self.throttle.succeeded(&attempt).await;
             Ok(())
         } else {
-            self.throttle.record_failure(&key, addr);
             Err(ApiError::bad_input(field, "the password is incorrect"))
         }
     }
