@@ -273,6 +273,28 @@ pub struct GatewayOptions {
     /// safelist mode. Default: none.
     #[arg(long, env = "GANTRY_SAFELIST_BYPASS", hide_env_values = true)]
     pub safelist_bypass_header: Option<gantry_gateway::persisted::BypassHeader>,
+    /// Register APQ texts. Off keeps manifests and texts already registered. Default: true.
+    #[arg(long, env = "GANTRY_APQ_REGISTRATION", action = clap::ArgAction::Set)]
+    pub apq_registration: Option<bool>,
+    /// The longest APQ text registered, in bytes. Default: 65536.
+    #[arg(long, env = "GANTRY_APQ_MAX_BYTES")]
+    pub apq_max_bytes: Option<usize>,
+    /// APQ texts one client address may register per hour. Default: 100.
+    #[arg(long, env = "GANTRY_APQ_REGISTRATIONS_PER_HOUR")]
+    pub apq_registrations_per_hour: Option<u32>,
+    /// Operations per window per user (else client address); more get 429. Default: off.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_REQUESTS")]
+    pub rate_limit_requests: Option<u32>,
+    /// Estimated cost per window per user (else client address). Default: off.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_COST")]
+    pub rate_limit_cost: Option<u32>,
+    /// Operations per window per `apollographql-client-name`, all its users together.
+    /// Default: off.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_CLIENT_NAME_REQUESTS")]
+    pub rate_limit_client_name_requests: Option<u32>,
+    /// The window of every rate limit, in seconds. Default: 60.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_WINDOW_SECS")]
+    pub rate_limit_window_secs: Option<u64>,
 }
 
 /// Operations in progress per core when `--max-concurrent-operations` is not given: on 2
@@ -299,6 +321,13 @@ impl Default for GatewayOptions {
             manifest: None,
             safelist: false,
             safelist_bypass_header: None,
+            apq_registration: None,
+            apq_max_bytes: None,
+            apq_registrations_per_hour: None,
+            rate_limit_requests: None,
+            rate_limit_cost: None,
+            rate_limit_client_name_requests: None,
+            rate_limit_window_secs: None,
         }
     }
 }

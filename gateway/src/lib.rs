@@ -27,6 +27,7 @@
 //! - [`cache`]: the response cache, in-flight de-duplication and their metrics.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
+//! - [`rate_limit`]: rate limits per user, client address and client name (Redis-shared).
 //! - [`pipeline`]: [`execute_operation`], the request path.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
@@ -43,6 +44,7 @@ pub mod persisted;
 pub mod pipeline;
 pub mod plan;
 pub mod playground;
+pub mod rate_limit;
 pub mod response;
 pub mod schema;
 pub mod service;

@@ -24,10 +24,11 @@ use crate::graphql;
 use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
 };
-use crate::persisted::PersistedQueries;
+use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
+use crate::rate_limit::{RateLimits, Requester};
 use crate::shared::SharedState;
-use crate::validate::OperationKind as ValidatedKind;
+use crate::validate::{OperationKind as ValidatedKind, RequestError};
 
 /// What the service adds around the request path, each part with its own settings.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +55,8 @@ pub struct ServiceFeatures {
     /// running are abandoned and the client gets `504` with `GATEWAY_TIMEOUT` and the data
     /// that is complete.
     pub request_timeout: Option<Duration>,
+    /// Rate limits per user or client address and per client name (each off unless set).
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// How long past the deadline an operation may still take to shape what it has, before it
@@ -69,6 +72,7 @@ pub struct GatewayService {
     persisted: Arc<PersistedQueries>,
     caching: Caching,
     request_timeout: Option<Duration>,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl GatewayService {
@@ -92,6 +96,7 @@ impl GatewayService {
             shared: features.shared,
             persisted,
             request_timeout: features.request_timeout,
+            rate_limits: features.rate_limits,
         }
     }
 
@@ -149,6 +154,16 @@ impl GatewayService {
             return unauthenticated(reason.to_string());
         }
         let viewer_id = viewer.viewer().map(|v| v.user_id);
+        let requester = Requester {
+            user: viewer_id,
+            address: context.client_addr,
+            headers: &context.headers,
+        };
+        // Each operation costs 1 until the prepared operation carries its estimated cost;
+        // then this check moves after preparation and charges that estimate.
+        if let Err(refusal) = self.rate_limits.admit(requester, 1).await {
+            return refusal;
+        }
         let client = context.client_addr.map(ClientAddr);
         let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let pipeline_context = pipeline::RequestContext {
@@ -221,6 +236,30 @@ fn with_deadline_status(mut response: GraphQLResponse) -> GraphQLResponse {
     response
 }
 
+/// Who registers an APQ text, as registration limits count it: the client's address.
+fn registering_client(context: &RequestContext) -> String {
+    context
+        .client_addr
+        .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
+}
+
+impl GatewayService {
+    /// Whether `query` parses and validates against the API schema, whatever its
+    /// variables: what an APQ text must do to be registered. The validation is the
+    /// request path's own (and cached with it), so a registered text is not validated again
+    /// when it runs.
+    fn validates(&self, query: &str, operation_name: Option<&str>) -> bool {
+        let supergraph = self.gateway.supergraph();
+        let validated = self.gateway.validator().validate(
+            supergraph.api_schema(),
+            query,
+            operation_name,
+            &serde_json::Map::new(),
+        );
+        matches!(validated, Ok(_) | Err(RequestError::Variables(_)))
+    }
+}
+
 fn persisted_query_not_found() -> GraphQLResponse {
     GraphQLResponse::request_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
 }
@@ -232,7 +271,17 @@ impl OperationExecutor for GatewayService {
         mut request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
-        if let Err(refusal) = self.persisted.resolve(&mut request, &context.headers).await {
+        let client = registering_client(context);
+        let validates = |query: &str, name: Option<&str>| self.validates(query, name);
+        let registrar = Registrar {
+            client: &client,
+            validates: &validates,
+        };
+        if let Err(refusal) = self
+            .persisted
+            .resolve(&mut request, &context.headers, &registrar)
+            .await
+        {
             return refusal;
         }
         self.run(request, context).await
@@ -263,7 +312,13 @@ impl OperationExecutor for GatewayService {
             Err(refusal) => GetAnswer::Response(refusal),
             Ok(OperationKind::Mutation) => GetAnswer::MutationRefused,
             Ok(OperationKind::Query | OperationKind::Subscription) => {
-                self.persisted.settle(resolved, &request).await;
+                let client = registering_client(context);
+                let validates = |query: &str, name: Option<&str>| self.validates(query, name);
+                let registrar = Registrar {
+                    client: &client,
+                    validates: &validates,
+                };
+                self.persisted.settle(resolved, &request, &registrar).await;
                 GetAnswer::Response(Box::new(self.run(request, context).await))
             }
         }

@@ -23,6 +23,7 @@ use gantry_gateway::cache::entities::EntityCacheTransport;
 use gantry_gateway::graphql_http::{self, HttpSettings};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
+use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
 use gantry_gateway::{
     Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
@@ -161,12 +162,32 @@ pub async fn service_features(
         max_concurrent_operations = features.max_concurrent_operations,
         "caching settings"
     );
+    let defaults = PersistedSettings::default();
     let persisted = PersistedSettings {
         manifest: options.manifest.clone(),
         safelist: options.safelist,
         bypass_header: options.safelist_bypass_header.clone(),
-        ..PersistedSettings::default()
+        registration: options.apq_registration.unwrap_or(defaults.registration),
+        max_registered_bytes: options
+            .apq_max_bytes
+            .unwrap_or(defaults.max_registered_bytes),
+        registrations_per_hour: options
+            .apq_registrations_per_hour
+            .unwrap_or(defaults.registrations_per_hour),
+        ..defaults
     };
+    let rate_limits = RateLimitSettings {
+        requests: options.rate_limit_requests,
+        cost: options.rate_limit_cost,
+        client_name_requests: options.rate_limit_client_name_requests,
+        window: options
+            .rate_limit_window_secs
+            .map_or(RateLimitSettings::default().window, |secs| {
+                Duration::from_secs(secs.max(1))
+            }),
+    };
+    tracing::info!(?rate_limits, "rate limits");
+    features.rate_limits = Arc::new(RateLimits::new(&rate_limits, features.shared.clone()));
     let persisted = PersistedQueries::new(persisted, features.shared.clone())
         .context("setting up persisted queries")?;
     features.persisted = Some(Arc::new(persisted));

@@ -7,6 +7,11 @@
 //!   text is verified, then registered.
 //! - A manifest (`--manifest FILE`): operations by id, reloaded when the file changes.
 //! - Safelist mode: only manifest operations run; APQ registration is off.
+//! - Registration (`--apq-registration`) can be turned off on its own, keeping manifests
+//!   and texts already registered: an unknown hash then answers
+//!   `PersistedQueryNotSupported`, which tells Apollo clients to send texts from then on.
+//! - Only texts within a size cap that parse and validate are registered, at most so many
+//!   per client per hour; a text refused registration still runs, unregistered.
 //!
 //! # Layout
 //!
@@ -31,8 +36,8 @@ use crate::persisted::apq::{ApqStore, LocalApqStore, RedisApqStore};
 use crate::persisted::manifest::{ManifestError, ManifestSource};
 use crate::shared::SharedState;
 
-/// The header Apollo clients name themselves with, logged with each rejection.
-const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
+use crate::rate_limit::CLIENT_NAME_HEADER;
+use gantry_kit::rate_limit::{Rate, RateLimiter, Verdict};
 
 /// Lowercase hex SHA-256 of `text`: the APQ hash and the manifest id of a body.
 pub fn sha256_hex(text: &str) -> String {
@@ -104,6 +109,13 @@ pub struct PersistedSettings {
     pub redis_ttl: Duration,
     /// How often the manifest file is checked for changes. Default 1 s.
     pub manifest_poll: Duration,
+    /// Register APQ texts. Off: manifests and texts already registered still work, an
+    /// unknown hash answers `PersistedQueryNotSupported`. Default: true.
+    pub registration: bool,
+    /// The longest text registered, in bytes. Default: 64 KiB.
+    pub max_registered_bytes: usize,
+    /// Texts one client (address) may register per hour. Default: 100.
+    pub registrations_per_hour: u32,
 }
 
 impl Default for PersistedSettings {
@@ -115,6 +127,9 @@ impl Default for PersistedSettings {
             local_capacity_bytes: 32 * 1024 * 1024,
             redis_ttl: Duration::from_secs(30 * 24 * 3600),
             manifest_poll: Duration::from_secs(1),
+            registration: true,
+            max_registered_bytes: 64 * 1024,
+            registrations_per_hour: 100,
         }
     }
 }
@@ -136,6 +151,7 @@ struct Counters {
     manifest_hits: AtomicU64,
     hash_mismatches: AtomicU64,
     rejections: AtomicU64,
+    refused_registrations: AtomicU64,
 }
 
 /// What a resolution leaves to do once the operation is known to run: count its hit,
@@ -163,6 +179,9 @@ pub struct PersistedQueries {
     safelist: bool,
     bypass_header: Option<BypassHeader>,
     counters: Counters,
+    registration: bool,
+    max_registered_bytes: usize,
+    registrations: RateLimiter,
 }
 
 impl PersistedQueries {
@@ -183,22 +202,19 @@ impl PersistedQueries {
             }
             None => None,
         };
-        let apq: Box<dyn ApqStore> = match shared {
-            Some(shared) => Box::new(RedisApqStore::new(shared, settings.redis_ttl)),
-            None => Box::new(LocalApqStore::new(settings.local_capacity_bytes)),
-        };
         Ok(Self {
-            apq,
             manifest,
             safelist: settings.safelist,
-            bypass_header: settings.bypass_header,
-            counters: Counters::default(),
+            ..Self::with_settings(settings, shared)
         })
     }
 
-    /// APQ only (no manifest, no safelist): what a gateway does when nothing is configured.
-    pub fn apq_only(shared: Option<SharedState>) -> Self {
-        let settings = PersistedSettings::default();
+    fn with_settings(settings: PersistedSettings, shared: Option<SharedState>) -> Self {
+        let registrations = RateLimiter::new(
+            "apq-registrations",
+            Rate::per(settings.registrations_per_hour, Duration::from_secs(3600)),
+            shared.clone(),
+        );
         let apq: Box<dyn ApqStore> = match shared {
             Some(shared) => Box::new(RedisApqStore::new(shared, settings.redis_ttl)),
             None => Box::new(LocalApqStore::new(settings.local_capacity_bytes)),
@@ -207,9 +223,17 @@ impl PersistedQueries {
             apq,
             manifest: None,
             safelist: false,
-            bypass_header: None,
+            bypass_header: settings.bypass_header,
             counters: Counters::default(),
+            registration: settings.registration,
+            max_registered_bytes: settings.max_registered_bytes,
+            registrations,
         }
+    }
+
+    /// APQ only (no manifest, no safelist): what a gateway does when nothing is configured.
+    pub fn apq_only(shared: Option<SharedState>) -> Self {
+        Self::with_settings(PersistedSettings::default(), shared)
     }
 
     /// Counters since start, for `/metrics`.
@@ -222,6 +246,10 @@ impl PersistedQueries {
             ("persisted_manifest_hits", &c.manifest_hits),
             ("persisted_hash_mismatches", &c.hash_mismatches),
             ("persisted_rejections", &c.rejections),
+            (
+                "persisted_apq_refused_registrations",
+                &c.refused_registrations,
+            ),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
@@ -234,9 +262,10 @@ impl PersistedQueries {
         &self,
         request: &mut GraphQLRequest,
         headers: &HeaderMap,
+        registrar: &Registrar<'_>,
     ) -> Result<(), GraphQLResponse> {
         let resolved = self.peek(request, headers).await?;
-        self.settle(resolved, request).await;
+        self.settle(resolved, request, registrar).await;
         Ok(())
     }
 
@@ -283,7 +312,8 @@ impl PersistedQueries {
                     StatusCode::FORBIDDEN,
                 ));
             }
-            return Ok(Resolved(match hash.filter(|_| !listed && !self.safelist) {
+            let registers = !listed && !self.safelist && self.registration;
+            return Ok(Resolved(match hash.filter(|_| registers) {
                 Some(hash) => Effect::Register(hash.to_ascii_lowercase()),
                 None => Effect::None,
             }));
@@ -318,6 +348,11 @@ impl PersistedQueries {
                 request.query = Some(query);
                 Ok(Resolved(Effect::ApqHit))
             }
+            None if !self.registration => Err(GraphQLResponse::request_error(
+                "PersistedQueryNotSupported",
+                "PERSISTED_QUERY_NOT_SUPPORTED",
+            )
+            .with_status(StatusCode::OK)),
             None => {
                 self.counters.apq_misses.fetch_add(1, Ordering::Relaxed);
                 Err(GraphQLResponse::request_error(
@@ -331,7 +366,12 @@ impl PersistedQueries {
 
     /// Counts the hit and registers the text of a request [`peek`](Self::peek) resolved,
     /// once it is known to run.
-    pub async fn settle(&self, resolved: Resolved, request: &GraphQLRequest) {
+    pub async fn settle(
+        &self,
+        resolved: Resolved,
+        request: &GraphQLRequest,
+        registrar: &Registrar<'_>,
+    ) {
         match resolved.0 {
             Effect::None => {}
             Effect::ManifestHit => {
@@ -342,12 +382,38 @@ impl PersistedQueries {
             }
             Effect::Register(hash) => {
                 if let Some(query) = &request.query {
+                    if let Err(why) = self.may_register(query, request, registrar).await {
+                        self.counters
+                            .refused_registrations
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(client = registrar.client, why, "APQ text not registered");
+                        return;
+                    }
                     self.apq.put(&hash, query).await;
                     self.counters
                         .apq_registrations
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// Whether this client may register this text now.
+    async fn may_register(
+        &self,
+        query: &str,
+        request: &GraphQLRequest,
+        registrar: &Registrar<'_>,
+    ) -> Result<(), &'static str> {
+        if query.len() > self.max_registered_bytes {
+            return Err("over the size cap");
+        }
+        if !(registrar.validates)(query, request.operation_name.as_deref()) {
+            return Err("does not parse and validate");
+        }
+        match self.registrations.check(registrar.client, 1).await {
+            Verdict::Allowed => Ok(()),
+            Verdict::Limited { .. } => Err("the client registered too many texts lately"),
         }
     }
 
@@ -374,8 +440,17 @@ impl PersistedQueries {
     }
 }
 
+/// Who registers an APQ text, and how to tell whether it is a valid operation.
+pub struct Registrar<'a> {
+    /// The client, as registration limits count it (its address).
+    pub client: &'a str,
+    /// Whether a text (with its operation name) parses and validates against the API
+    /// schema.
+    pub validates: &'a (dyn Fn(&str, Option<&str>) -> bool + Sync),
+}
+
 /// `extensions.persistedQuery.sha256Hash`, when the request carries APQ; `Err` says what
-/// is malformed.
+/// is malformed (a hash is 64 hexadecimal digits, so no client-chosen size reaches a key).
 fn apq_hash(request: &GraphQLRequest) -> Result<Option<String>, &'static str> {
     let Some(persisted) = request
         .extensions
@@ -391,8 +466,10 @@ fn apq_hash(request: &GraphQLRequest) -> Result<Option<String>, &'static str> {
         .get("sha256Hash")
         .and_then(serde_json::Value::as_str)
     {
-        Some(hash) if !hash.is_empty() => Ok(Some(hash.to_owned())),
-        _ => Err("extensions.persistedQuery.sha256Hash must be a string"),
+        Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(hash.to_owned()))
+        }
+        _ => Err("extensions.persistedQuery.sha256Hash must be a SHA-256 in hexadecimal"),
     }
 }
 
