@@ -497,6 +497,34 @@ pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
     start_listening(args, env, "127.0.0.1:0").await
 }
 
+/// [`start`], with the process's open-file limit lowered to `files` when given.
+pub async fn start_with_file_limit(
+    files: Option<u64>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Process {
+    let Some(files) = files else {
+        return start(args, env).await;
+    };
+    let plain = gantry(args, env);
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_gantry"))
+        .args(plain.as_std().get_args())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in plain.as_std().get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    start_command(shell).await
+}
+
 /// A port nothing listens on now, for a process that must be told its address before
 /// it starts (or a server that is not there).
 pub fn free_port() -> u16 {

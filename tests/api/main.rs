@@ -8,6 +8,7 @@ mod browser;
 mod caching;
 mod deploy;
 mod e2e;
+mod edge;
 mod federation;
 mod feed;
 mod gateway;
