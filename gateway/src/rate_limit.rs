@@ -87,7 +87,11 @@ impl RateLimits {
 
     /// Charges one request and `cost` to the requester; the `429` to send when over a
     /// limit.
-    pub async fn admit(&self, requester: Requester<'_>, cost: u32) -> Result<(), GraphQLResponse> {
+    pub async fn admit(
+        &self,
+        requester: Requester<'_>,
+        cost: u32,
+    ) -> Result<(), Box<GraphQLResponse>> {
         if self.requests.is_none() && self.cost.is_none() && self.client_names.is_none() {
             return Ok(());
         }
@@ -114,7 +118,7 @@ impl RateLimits {
     }
 }
 
-fn refuse(verdict: Verdict) -> Result<(), GraphQLResponse> {
+fn refuse(verdict: Verdict) -> Result<(), Box<GraphQLResponse>> {
     let Some(secs) = verdict.retry_after_secs() else {
         return Ok(());
     };
@@ -128,7 +132,7 @@ fn refuse(verdict: Verdict) -> Result<(), GraphQLResponse> {
     response
         .extra_headers
         .insert(RETRY_AFTER, HeaderValue::from(secs));
-    Err(response)
+    Err(Box::new(response))
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ impl GatewayService {
         // Each operation costs 1 until the prepared operation carries its estimated cost;
         // then this check moves after preparation and charges that estimate.
         if let Err(refusal) = self.rate_limits.admit(requester, 1).await {
-            return refusal;
+            return *refusal;
         }
         let client = context.client_addr.map(ClientAddr);
         let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
