@@ -115,9 +115,20 @@ impl std::fmt::Debug for TextDigests {
     }
 }
 
+/// Bytes of operation text remembered with their digests: bounded by size, not count, so
+/// clients sending large texts cannot make the remembered texts grow with them.
+const TEXT_DIGEST_BYTES: u64 = 8 * 1024 * 1024;
+
 impl Default for TextDigests {
     fn default() -> Self {
-        Self(moka::sync::Cache::new(2_000))
+        Self(
+            moka::sync::Cache::builder()
+                .weigher(|_, known: &Arc<(String, [u8; 32])>| {
+                    u32::try_from(known.0.len() + 64).unwrap_or(u32::MAX)
+                })
+                .max_capacity(TEXT_DIGEST_BYTES)
+                .build(),
+        )
     }
 }
 
