@@ -102,7 +102,7 @@ pub struct CommonArgs {
     pub trusted_proxies: Option<gantry_kit::client::TrustedProxies>,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Failed logins on one account before back-off starts.
+    /// Login attempts on one account before back-off starts (a success starts over).
     #[arg(
         long,
         env = "GANTRY_LOGIN_ACCOUNT_THRESHOLD",
@@ -110,7 +110,7 @@ pub struct CommonArgs {
         global = true
     )]
     pub login_account_threshold: u32,
-    /// Failed logins from one client address before back-off starts.
+    /// Login attempts from one client address before back-off starts.
     #[arg(
         long,
         env = "GANTRY_LOGIN_ADDRESS_THRESHOLD",
