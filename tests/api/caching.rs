@@ -18,7 +18,8 @@ use crate::helpers::{
 
 /// `gantry serve` over `data_dir` and `url`, with these gateway options.
 async fn replica(data_dir: Arc<TempDir>, url: TestDatabase, options: GatewayOptions) -> TestApp {
-    let common = settings(data_dir.path(), &url, &[]);
+    // Some tests register dozens of accounts, all from this one address.
+    let common = settings(data_dir.path(), &url, &["--registrations-per-hour", "1000"]);
     let args = ServeArgs {
         listen: None,
         gateway: options,
