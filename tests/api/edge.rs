@@ -225,6 +225,18 @@ impl Slow {
     }
 }
 
+/// A signing key in `dir`, for a gateway in front of toy subgraphs that issue no tokens.
+fn key_file(dir: &std::path::Path) -> String {
+    gantry_kit::keys::SigningKey::load(&gantry_kit::keys::KeySettings {
+        data_dir: dir.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    dir.join(gantry_kit::keys::GENERATED_KEY_FILE)
+        .display()
+        .to_string()
+}
+
 /// Serves a toy subgraph over HTTP on a free local port.
 async fn toy_subgraph<Q: async_graphql::ObjectType + 'static>(query: Q) -> String {
     let schema = Schema::build(query, EmptyMutation, EmptySubscription)
@@ -253,6 +265,7 @@ async fn the_deadline_answers_504_gateway_timeout_with_the_data_that_is_complete
     let slow = format!("slow={}", toy_subgraph(Slow).await);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
+    let key = key_file(dir.path());
     let gateway = start(
         &[
             "gateway",
@@ -263,7 +276,10 @@ async fn the_deadline_answers_504_gateway_timeout_with_the_data_that_is_complete
             "--request-timeout-ms",
             "700",
         ],
-        &[("GANTRY_DATA_DIR", data.as_str())],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("GANTRY_JWT_PRIVATE_KEY_FILE", key.as_str()),
+        ],
     )
     .await;
     let (status, body) = post(
@@ -330,8 +346,10 @@ async fn two_gateways_sharing_redis_share_one_rate_limit() {
     let prefix = format!("gantry-test-{}:", uuid::Uuid::now_v7().simple());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
+    let key = key_file(dir.path());
     let env = [
         ("GANTRY_DATA_DIR", data.as_str()),
+        ("GANTRY_JWT_PRIVATE_KEY_FILE", key.as_str()),
         ("REDIS_URL", redis.as_str()),
         ("GANTRY_REDIS_PREFIX", prefix.as_str()),
         ("GANTRY_REDIS_TIMEOUT_MS", "1000"),
