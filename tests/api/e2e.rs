@@ -111,14 +111,14 @@ async fn scenario(endpoint: String) -> Vec<Value> {
         transcript: Vec::new(),
     };
     let register = "mutation($i: RegisterInput!) { register(input: $i) { accessToken refreshToken expiresIn user { id username email } } }";
-    let alice = c.send(register, json!({ "i": { "username": "alice", "email": "alice@example.com", "password": "alice's password", "displayName": "Alice" } }), None).await;
-    let bob = c.send(register, json!({ "i": { "username": "bob", "email": "bob@example.com", "password": "bob's password!", "displayName": "Bob" } }), None).await;
+    let alice = c.send(register, json!({ "i": { "username": "alice", "email": "alice@example.com", "password": "velvet comet harbor", "displayName": "Alice" } }), None).await;
+    let bob = c.send(register, json!({ "i": { "username": "bob", "email": "bob@example.com", "password": "tangerine orbit ledger!", "displayName": "Bob" } }), None).await;
     let alice_id = alice["data"]["register"]["user"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let login = c.send("mutation { login(input: { login: \"alice@example.com\", password: \"alice's password\" }) { accessToken user { username } } }", json!({}), None).await;
+    let login = c.send("mutation { login(input: { login: \"alice@example.com\", password: \"velvet comet harbor\" }) { accessToken user { username } } }", json!({}), None).await;
     let alice_token = login["data"]["login"]["accessToken"]
         .as_str()
         .unwrap()
@@ -196,7 +196,7 @@ async fn scenario(endpoint: String) -> Vec<Value> {
         .unwrap()
         .to_owned();
     c.send(
-        "mutation { deleteAccount(password: \"bob's password!\") }",
+        "mutation { deleteAccount(password: \"tangerine orbit ledger!\") }",
         json!({}),
         Some(&bob_token),
     )

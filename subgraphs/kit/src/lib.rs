@@ -10,6 +10,8 @@
 //! - [`keys`]: the Ed25519 signing key, from configuration or generated once into the data
 //!   dir, and the public JWKS.
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
+//! - [`text`]: the rules every piece of user text follows (no control characters, no
+//!   text made only of invisible characters).
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
 //! - [`client`]: the client's address, through trusted proxies only.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
@@ -32,6 +34,7 @@ pub mod outbox;
 pub mod rate_limit;
 pub mod server;
 pub mod shared;
+pub mod text;
 pub mod viewer;
 
 pub use error::{ApiError, ErrorCode};

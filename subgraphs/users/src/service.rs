@@ -10,6 +10,7 @@ use gantry_kit::db::begin_write;
 use gantry_kit::error::{ApiResult, on_unique_violation};
 use gantry_kit::jwt::TokenSigner;
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
@@ -77,8 +78,12 @@ impl UsersService {
     pub async fn register(&self, input: Registration) -> ApiResult<SignedIn> {
         let username = Username::parse(&input.username)?;
         let email = Email::parse(&input.email)?;
-        let password = Password::parse(&input.password, "password")?;
         let display_name = DisplayName::parse(&input.display_name)?;
+        let password = Password::parse(
+            &input.password,
+            "password",
+            &[username.as_str(), email.as_str(), display_name.as_str()],
+        )?;
         if self.find_by_username(username.as_str()).await?.is_some() {
             return Err(ApiError::conflict("username", "that username is taken"));
         }
@@ -124,6 +129,7 @@ impl UsersService {
     /// answer, after the same work.
     #[tracing::instrument(skip_all, fields(client = %addr))]
     pub async fn login(&self, login: &str, password: &str, addr: IpAddr) -> ApiResult<SignedIn> {
+        refuse_control_characters(login, "login", "a login", Lines::Refused)?;
         let login = login.trim();
         if login.len() > MAX_LOGIN_BYTES {
             return Err(ApiError::bad_input(
@@ -237,8 +243,12 @@ impl UsersService {
         new: &str,
         addr: IpAddr,
     ) -> ApiResult<bool> {
-        let new = Password::parse(new, "newPassword")?;
         let account = self.viewer_account(viewer).await?;
+        let new = Password::parse(
+            new,
+            "newPassword",
+            &[&account.username, &account.email, &account.display_name],
+        )?;
         self.recheck_password(&account, current, "currentPassword", addr)
             .await?;
         let hash = password::hash(&new).await?;
