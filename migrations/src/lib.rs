@@ -6,6 +6,8 @@
 //! - [`m20261127_000001_users`]: users, sessions (refresh-token families), refresh tokens,
 //!   and the outbox of domain events.
 //! - [`m20261127_000002_posts`]: posts, comments, likes, follows and outbox offsets.
+//! - [`m20261201_000003_revocations`]: ended sessions and deleted accounts, whose tokens
+//!   every process refuses.
 //! - [`lock`]: applying and rolling back under a lock, so processes that start together
 //!   on one database do not migrate it at the same time.
 
@@ -14,6 +16,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod lock;
 pub mod m20261127_000001_users;
 pub mod m20261127_000002_posts;
+pub mod m20261201_000003_revocations;
 
 pub use lock::{apply_pending, roll_back};
 
@@ -27,6 +30,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_users::Migration),
             Box::new(m20261127_000002_posts::Migration),
+            Box::new(m20261201_000003_revocations::Migration),
         ]
     }
 }

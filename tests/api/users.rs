@@ -81,6 +81,10 @@ async fn the_whole_account_lifecycle_works(backend: Backend) {
         .graphql(REFRESH, json!({ "t": new_refresh }), None)
         .await;
     assert_eq!(error_code(&after_logout), Some("UNAUTHENTICATED"));
+    let ended = app.graphql(ME, json!({}), Some(token)).await;
+    assert_eq!(error_code(&ended), Some("UNAUTHENTICATED"), "{ended}");
+    let signed_in = app.login("alice", "correct horse battery").await;
+    let token = signed_in["data"]["login"]["accessToken"].as_str().unwrap();
 
     let wrong = app
         .graphql(
