@@ -168,7 +168,7 @@ pub async fn follow(
 }
 
 /// Reads every revocation after the ones already known.
-pub async fn catch_up(
+async fn catch_up(
     revocations: &Revocations,
     source: &impl RevocationSource,
 ) -> Result<(), RevocationError> {

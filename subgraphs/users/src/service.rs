@@ -143,7 +143,14 @@ impl UsersService {
             })?;
         let (session_id, refresh_token) =
             sessions::start(&txn, model.id, self.session_lifetime).await?;
+        write_event(
+            &txn,
+            outbox_event::TOPIC_ACCOUNT_CREATED,
+            serde_json::json!({ "userId": model.id, "createdAt": now }),
+        )
+        .await?;
         txn.commit().await?;
+        self.ring_outbox();
         tracing::info!(user_id = %model.id, "account registered");
         self.signed_in(model, session_id, refresh_token)
     }
