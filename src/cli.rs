@@ -488,7 +488,7 @@ pub struct SeedArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Password of every seeded user.
-    #[arg(long, default_value = "password123")]
+    #[arg(long, default_value = "seeded orbit lantern")]
     pub password: String,
     /// Hide the progress bar (for logs and CI).
     #[arg(long)]

@@ -53,6 +53,7 @@ impl CommonArgs {
             trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
             shared: None,
+            revocations: Default::default(),
         }
     }
 

@@ -109,7 +109,7 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// The seeded users' password (`gantry seed --password`).
-    #[arg(long, default_value = "password123")]
+    #[arg(long, default_value = "seeded orbit lantern")]
     pub password: String,
     /// The `gantry seed --seed` the data was made with.
     #[arg(long, default_value_t = 1)]

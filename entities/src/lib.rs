@@ -9,14 +9,18 @@
 //! - [`outbox_event`]: domain events written in the same transaction as the change they
 //!   describe, delivered to other subgraphs at least once.
 //! - [`outbox_offset`]: how far each consumer has read the outbox.
+//! - [`revocation`]: ended sessions and deleted accounts, for every token verifier.
 //! - [`post`], [`comment`], [`like`], [`follow`]: the posts subgraph's content.
+//! - [`known_account`]: the accounts the posts subgraph knows of, with tombstones.
 
 pub mod comment;
 pub mod follow;
+pub mod known_account;
 pub mod like;
 pub mod outbox_event;
 pub mod outbox_offset;
 pub mod post;
 pub mod refresh_token;
+pub mod revocation;
 pub mod session;
 pub mod user;

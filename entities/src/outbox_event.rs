@@ -24,3 +24,6 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// Topic of the event the users subgraph writes when an account is deleted.
 pub const TOPIC_ACCOUNT_DELETED: &str = "user.account_deleted";
+
+/// Topic of the event the users subgraph writes when an account is created.
+pub const TOPIC_ACCOUNT_CREATED: &str = "user.account_created";

@@ -4,7 +4,9 @@
 //! `UNAUTHENTICATED`; no token means an anonymous viewer, and operations that need none
 //! work. Keys come from configuration or from the users subgraph's JWKS, refetched when a
 //! token names a key this gateway has not seen (at most once per
-//! [`JWKS_REFRESH_INTERVAL`], so forged `kid`s cannot flood the users subgraph).
+//! [`JWKS_REFRESH_INTERVAL`], so forged `kid`s cannot flood the users subgraph). A token
+//! whose session has ended or whose account was deleted is refused like an expired one:
+//! every verifier checks the one set of [`Revocations`] the process keeps current.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use gantry_kit::jwt::{JwtSettings, TokenError, TokenVerifier};
 use gantry_kit::keys::{JwkSet, PublicKey};
+use gantry_kit::revocation::Revocations;
 use gantry_kit::viewer::ViewerState;
 
 /// The least time between two JWKS fetches triggered by unknown key ids.
@@ -27,9 +30,13 @@ pub enum KeyError {
     Unusable(String),
 }
 
-fn verifier(keys: &[PublicKey], settings: &JwtSettings) -> Result<Arc<TokenVerifier>, KeyError> {
+fn verifier(
+    keys: &[PublicKey],
+    settings: &JwtSettings,
+    revocations: &Revocations,
+) -> Result<Arc<TokenVerifier>, KeyError> {
     TokenVerifier::new(keys, settings)
-        .map(Arc::new)
+        .map(|verifier| Arc::new(verifier.with_revocations(revocations.clone())))
         .map_err(|err| KeyError::Unusable(format!("{err:#}")))
 }
 
@@ -50,31 +57,43 @@ pub struct Authenticator {
     verifier: RwLock<Arc<TokenVerifier>>,
     settings: JwtSettings,
     source: KeySource,
+    revocations: Revocations,
 }
 
 impl Authenticator {
     /// Trusts exactly `keys` (configuration, or the signing key in the all-in-one server).
-    pub fn with_keys(keys: &[PublicKey], settings: JwtSettings) -> Result<Self, KeyError> {
+    /// Tokens of the sessions and accounts in `revocations` are refused.
+    pub fn with_keys(
+        keys: &[PublicKey],
+        settings: JwtSettings,
+        revocations: Revocations,
+    ) -> Result<Self, KeyError> {
         Ok(Self {
-            verifier: RwLock::new(verifier(keys, &settings)?),
+            verifier: RwLock::new(verifier(keys, &settings, &revocations)?),
             settings,
             source: KeySource::Fixed,
+            revocations,
         })
     }
 
     /// Trusts the keys published at `url`, fetched now and again on unknown key ids.
-    pub async fn with_jwks(url: String, settings: JwtSettings) -> Result<Self, KeyError> {
+    pub async fn with_jwks(
+        url: String,
+        settings: JwtSettings,
+        revocations: Revocations,
+    ) -> Result<Self, KeyError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
         let auth = Self {
-            verifier: RwLock::new(verifier(&[], &settings)?),
+            verifier: RwLock::new(verifier(&[], &settings, &revocations)?),
             settings,
             source: KeySource::Jwks {
                 url,
                 client,
                 last_fetch: RwLock::new(None),
             },
+            revocations,
         };
         if let Err(err) = auth.refresh().await {
             tracing::warn!(error = %err, "could not fetch the JWKS yet; will retry when a token arrives");
@@ -134,7 +153,7 @@ impl Authenticator {
             .await?;
         let keys = PublicKey::from_jwks(&set);
         tracing::info!(url = %url, keys = keys.len(), "fetched the JWKS");
-        let fresh = verifier(&keys, &self.settings)?;
+        let fresh = verifier(&keys, &self.settings, &self.revocations)?;
         *self
             .verifier
             .write()

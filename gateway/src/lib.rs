@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - [`auth`]: JWT verification at the gateway (configured keys or the users JWKS).
+//! - [`revocations`]: ended sessions and deleted accounts, read from the users subgraph.
 //! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
 //! - [`supergraph`]: composition (with the `@join__type` fixes for root types and for
 //!   unresolvable `@interfaceObject` keys), loading a supergraph SDL, and what derives from
@@ -46,6 +47,7 @@ pub mod plan;
 pub mod playground;
 pub mod rate_limit;
 pub mod response;
+pub mod revocations;
 pub mod schema;
 pub mod service;
 pub mod shared;

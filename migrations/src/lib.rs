@@ -6,6 +6,10 @@
 //! - [`m20261127_000001_users`]: users, sessions (refresh-token families), refresh tokens,
 //!   and the outbox of domain events.
 //! - [`m20261127_000002_posts`]: posts, comments, likes, follows and outbox offsets.
+//! - [`m20261201_000003_revocations`]: ended sessions and deleted accounts, whose tokens
+//!   every process refuses.
+//! - [`m20261201_000004_known_accounts`]: the accounts the posts subgraph knows of, with
+//!   tombstones of deleted ones (filled from `users` when it is in the same database).
 //! - [`lock`]: applying and rolling back under a lock, so processes that start together
 //!   on one database do not migrate it at the same time.
 
@@ -14,6 +18,8 @@ pub use sea_orm_migration::prelude::*;
 pub mod lock;
 pub mod m20261127_000001_users;
 pub mod m20261127_000002_posts;
+pub mod m20261201_000003_revocations;
+pub mod m20261201_000004_known_accounts;
 
 pub use lock::{apply_pending, roll_back};
 
@@ -27,6 +33,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_users::Migration),
             Box::new(m20261127_000002_posts::Migration),
+            Box::new(m20261201_000003_revocations::Migration),
+            Box::new(m20261201_000004_known_accounts::Migration),
         ]
     }
 }

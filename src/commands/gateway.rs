@@ -7,7 +7,9 @@
 //! At start it waits (up to `GANTRY_STARTUP_WAIT_SECS`) for subgraphs that do not answer
 //! yet, so it may start before or with them. It verifies access tokens with a configured
 //! key or a JWKS (`--jwks-url`, else the `users` subgraph's, found in the supergraph), and
-//! refuses to start with neither rather than invent a key that verifies nothing.
+//! refuses to start with neither rather than invent a key that verifies nothing. It
+//! refuses the tokens of ended sessions and deleted accounts, asking the users subgraph's
+//! `/revocations` every second for the ones after the last it saw.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,12 +26,14 @@ use gantry_gateway::graphql_http::{self, HttpSettings};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
+use gantry_gateway::revocations::RemoteRevocations;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
 use gantry_gateway::{
     Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
 };
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
+use gantry_kit::revocation::{self, Revocations};
 use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_request_limits};
 
 use super::BackgroundTasks;
@@ -232,13 +236,28 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         },
     ));
 
-    let auth = Arc::new(keys.authenticator(common).await?);
+    let revocations = Revocations::default();
+    let revocation_source = match supergraph_users_url(&gateway) {
+        Some(url) => Some(RemoteRevocations::beside(&url)?),
+        None => {
+            tracing::warn!(
+                "the supergraph has no `users` subgraph: ended sessions are refused only \
+                 when their access tokens expire"
+            );
+            None
+        }
+    };
+    let auth = Arc::new(keys.authenticator(common, revocations.clone()).await?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new()
         .with_gateway(gateway.clone())
         .with_subgraphs(&args.subgraph);
 
     let mut tasks = BackgroundTasks::default();
+    if let Some(source) = revocation_source {
+        tracing::info!(url = source.url(), "following revocations");
+        tasks.spawn(move |stop| revocation::follow(revocations, source, stop));
+    }
     if !args.subgraph.is_empty() {
         let (subgraphs, every) = (args.subgraph.clone(), args.recompose_interval_secs);
         let gateway = gateway.clone();
@@ -285,18 +304,35 @@ impl KeySource {
         Ok(Self::Jwks(jwks.to_string()))
     }
 
-    async fn authenticator(self, common: &CommonArgs) -> anyhow::Result<Authenticator> {
+    async fn authenticator(
+        self,
+        common: &CommonArgs,
+        revocations: Revocations,
+    ) -> anyhow::Result<Authenticator> {
         match self {
             Self::Configured => {
                 let key = SigningKey::load(&common.keys())?;
-                Ok(Authenticator::with_keys(&[key.public], common.jwt())?)
+                Ok(Authenticator::with_keys(
+                    &[key.public],
+                    common.jwt(),
+                    revocations,
+                )?)
             }
             Self::Jwks(url) => {
                 tracing::info!(%url, "verifying access tokens with the keys at this JWKS");
-                Ok(Authenticator::with_jwks(url, common.jwt()).await?)
+                Ok(Authenticator::with_jwks(url, common.jwt(), revocations).await?)
             }
         }
     }
+}
+
+/// The users subgraph's URL in the supergraph being served, where revocations are listed.
+fn supergraph_users_url(gateway: &Gateway) -> Option<String> {
+    gateway
+        .supergraph()
+        .subgraph_urls()
+        .get(USERS_SUBGRAPH)
+        .cloned()
 }
 
 /// The subgraph whose JWKS verifies tokens when nothing else is configured.

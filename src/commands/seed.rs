@@ -8,7 +8,7 @@ use crate::cli::{CommonArgs, SeedArgs};
 use crate::seed::{self, Progress, SeedOptions};
 
 pub async fn run(common: &CommonArgs, args: SeedArgs) -> anyhow::Result<()> {
-    let password = Password::parse(&args.password, "password")
+    let password = Password::parse(&args.password, "password", &[])
         .map_err(|err| anyhow::anyhow!("--password: {}", err.message))?;
     let db = super::open_database(common).await?;
     // Hashed once for every seeded user: one Argon2id hash costs ~20 ms of CPU.

@@ -17,6 +17,7 @@ use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
 use gantry_kit::server::{serve, shutdown_signal};
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
@@ -31,6 +32,10 @@ use crate::cli::{CommonArgs, ServeArgs};
 pub struct InProcessSubgraphs {
     pub users: UsersSubgraph,
     pub posts: PostsSubgraph,
+    /// The revocations every verifier of this process refuses: the users subgraph adds
+    /// its own at once; [`InProcessSubgraphs::follow_revocations`] reads other replicas'.
+    pub revocations: Revocations,
+    db: DatabaseConnection,
 }
 
 impl InProcessSubgraphs {
@@ -41,17 +46,34 @@ impl InProcessSubgraphs {
         signal: Option<OutboxSignal>,
         shared: Option<gantry_gateway::shared::SharedState>,
     ) -> anyhow::Result<Self> {
-        let verifier = Arc::new(TokenVerifier::new(
-            std::slice::from_ref(&key.public),
-            &common.jwt(),
-        )?);
+        let revocations = Revocations::default();
+        let verifier = Arc::new(
+            TokenVerifier::new(std::slice::from_ref(&key.public), &common.jwt())?
+                .with_revocations(revocations.clone()),
+        );
         let config = gantry_users::UsersConfig {
             shared,
+            revocations: revocations.clone(),
             ..common.users()
         };
         let users = UsersSubgraph::new(db.clone(), key, config, signal)?;
-        let posts = PostsSubgraph::new(db, verifier, common.posts());
-        Ok(Self { users, posts })
+        let posts = PostsSubgraph::new(db.clone(), verifier, common.posts());
+        Ok(Self {
+            users,
+            posts,
+            revocations,
+            db,
+        })
+    }
+
+    /// Reads the revocations other processes on this database write (replicas of this
+    /// server), every [`gantry_kit::revocation::POLL_EVERY`].
+    pub fn follow_revocations(&self, tasks: &mut BackgroundTasks) {
+        let (revocations, source) = (
+            self.revocations.clone(),
+            DatabaseRevocations(self.db.clone()),
+        );
+        tasks.spawn(move |stop| revocation::follow(revocations, source, stop));
     }
 
     /// Composes the two subgraphs' SDLs into the supergraph the gateway plans over.
@@ -126,11 +148,13 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let auth = Arc::new(Authenticator::with_keys(
         std::slice::from_ref(&key.public),
         common.jwt(),
+        subgraphs.revocations.clone(),
     )?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
 
     // Account deletions clear what the caches hold about the entities they change.
     let mut tasks = BackgroundTasks::default();
+    subgraphs.follow_revocations(&mut tasks);
     let invalidations = Invalidations::new(Arc::new(service.caching().invalidator()));
     let consumer = subgraphs
         .posts

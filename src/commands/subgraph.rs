@@ -12,11 +12,13 @@ use gantry_gateway::shared::SharedState;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
+use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
 use gantry_kit::server::{
     serve, shutdown_signal, with_common_layers, with_metrics, with_request_limits,
 };
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
+use sea_orm::DatabaseConnection;
 
 use super::BackgroundTasks;
 use super::readiness::Readiness;
@@ -48,6 +50,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
             readiness = readiness.with_redis(shared.clone());
             let config = gantry_users::UsersConfig {
                 shared,
+                revocations: follow_revocations(&mut tasks, &db),
                 ..common.users()
             };
             UsersSubgraph::new(db, key, config, None)?.router()
@@ -55,10 +58,10 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
         SubgraphName::Posts => {
             let key =
                 SigningKey::load_generated_elsewhere(&common.keys(), common.startup_wait()).await?;
-            let verifier = Arc::new(TokenVerifier::new(
-                std::slice::from_ref(&key.public),
-                &common.jwt(),
-            )?);
+            let verifier = Arc::new(
+                TokenVerifier::new(std::slice::from_ref(&key.public), &common.jwt())?
+                    .with_revocations(follow_revocations(&mut tasks, &db)),
+            );
             let posts = PostsSubgraph::new(db, verifier, common.posts());
             let shared = super::shared_redis(
                 args.redis_url.as_deref(),
@@ -79,6 +82,15 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
         router: with_common_layers(with_metrics(router).merge(readiness.router())),
         tasks,
     })
+}
+
+/// The revocations this subgraph refuses tokens of, read from its database every
+/// [`revocation::POLL_EVERY`] (the users subgraph also adds the ones it writes at once).
+fn follow_revocations(tasks: &mut BackgroundTasks, db: &DatabaseConnection) -> Revocations {
+    let revocations = Revocations::default();
+    let (list, source) = (revocations.clone(), DatabaseRevocations(db.clone()));
+    tasks.spawn(move |stop| revocation::follow(list, source, stop));
+    revocations
 }
 
 /// With the gateways' Redis, account deletions invalidate their shared response cache.

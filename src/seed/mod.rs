@@ -167,6 +167,7 @@ pub async fn seed(
         bar.finish();
         inserted.record(phase, rows);
     }
+    make_known_to_posts(db).await?;
     if inserted.total() > 0 {
         refresh_statistics(db).await?;
     }
@@ -174,6 +175,18 @@ pub async fn seed(
         inserted,
         elapsed: started.elapsed(),
     })
+}
+
+/// Seeded accounts skip the users subgraph, so no account-created event tells the posts
+/// subgraph of them: they go into its `known_accounts` here (one statement; accounts it
+/// already knows, and tombstones, stay as they are), or nobody could follow them.
+async fn make_known_to_posts(db: &DatabaseConnection) -> Result<(), SeedError> {
+    db.execute_unprepared(
+        "INSERT INTO known_accounts (user_id) SELECT id FROM users WHERE true \
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Brings the planner's statistics up to date after a bulk load. Without them a fresh

@@ -81,6 +81,10 @@ async fn the_whole_account_lifecycle_works(backend: Backend) {
         .graphql(REFRESH, json!({ "t": new_refresh }), None)
         .await;
     assert_eq!(error_code(&after_logout), Some("UNAUTHENTICATED"));
+    let ended = app.graphql(ME, json!({}), Some(token)).await;
+    assert_eq!(error_code(&ended), Some("UNAUTHENTICATED"), "{ended}");
+    let signed_in = app.login("alice", "correct horse battery").await;
+    let token = signed_in["data"]["login"]["accessToken"].as_str().unwrap();
 
     let wrong = app
         .graphql(
@@ -286,22 +290,34 @@ async fn email_is_visible_only_to_its_owner(backend: Backend) {
 async fn bad_input_names_the_field(backend: Backend) {
     let app = TestApp::users(backend).await;
     let cases = [
-        ("ab", "ok@example.com", "long enough", "Name", "username"),
+        (
+            "ab",
+            "ok@example.com",
+            "long enough phrase here",
+            "Name",
+            "username",
+        ),
         (
             &"x".repeat(31),
             "ok@example.com",
-            "long enough",
+            "long enough phrase here",
             "Name",
             "username",
         ),
         (
             "has space",
             "ok@example.com",
-            "long enough",
+            "long enough phrase here",
             "Name",
             "username",
         ),
-        ("okname", "not-an-email", "long enough", "Name", "email"),
+        (
+            "okname",
+            "not-an-email",
+            "long enough phrase here",
+            "Name",
+            "email",
+        ),
         ("okname", "ok@example.com", "short", "Name", "password"),
         (
             "okname",
@@ -313,7 +329,7 @@ async fn bad_input_names_the_field(backend: Backend) {
         (
             "okname",
             "ok@example.com",
-            "long enough",
+            "long enough phrase here",
             "   ",
             "displayName",
         ),
@@ -353,7 +369,7 @@ async fn taken_usernames_and_emails_conflict_case_insensitively(backend: Backend
         let response = app
             .graphql(
                 crate::helpers::REGISTER,
-                json!({ "input": { "username": username, "email": email, "password": "long enough", "displayName": "H" } }),
+                json!({ "input": { "username": username, "email": email, "password": "long enough phrase here", "displayName": "H" } }),
                 None,
             )
             .await;

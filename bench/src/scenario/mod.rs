@@ -439,7 +439,7 @@ mod tests {
 
     fn pool() -> PoolFile {
         PoolFile {
-            password: "password123".into(),
+            password: "seeded orbit lantern".into(),
             users: vec![PooledUser {
                 id: "u".into(),
                 username: "s1_u0".into(),

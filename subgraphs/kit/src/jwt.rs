@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::{PublicKey, SigningKey};
+use crate::revocation::Revocations;
 
 /// What every token carries. `sid` names the session (refresh-token family) the token was
 /// issued for, so "every other session" can be told apart from this one.
@@ -60,7 +61,12 @@ pub enum TokenError {
     WrongIssuer,
     #[error("the access token is meant for another audience")]
     WrongAudience,
+    #[error("the session has ended; sign in again")]
+    Revoked,
 }
+
+/// How many seconds past `exp` a token is still accepted (clock skew between processes).
+pub const LEEWAY_SECS: i64 = 5;
 
 /// Signs access tokens with the one signing key.
 #[derive(Debug, Clone)]
@@ -117,6 +123,7 @@ pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
     verified: moka::sync::Cache<Arc<str>, AccessClaims>,
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -137,7 +144,7 @@ impl TokenVerifier {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         let verified = moka::sync::Cache::builder()
             .max_capacity(VERIFIED_CAPACITY)
             .time_to_live(VERIFIED_TTL)
@@ -146,7 +153,15 @@ impl TokenVerifier {
             keys,
             validation,
             verified,
+            revocations: Revocations::default(),
         })
+    }
+
+    /// Refuses the tokens of the sessions and accounts in `revocations` (shared with the
+    /// rest of the process, and kept up to date beside it).
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// Whether a token signed with `kid` could be checked here.
@@ -154,7 +169,16 @@ impl TokenVerifier {
         self.keys.contains_key(kid)
     }
 
+    /// The token's claims, if it is valid and its session and account have not ended.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let claims = self.verify_unrevoked(token)?;
+        if self.revocations.refuses(claims.sub, claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn verify_unrevoked(&self, token: &str) -> Result<AccessClaims, TokenError> {
         if let Some(claims) = self.verified.get(token) {
             let now = jsonwebtoken::get_current_timestamp() as i64;
             if claims.exp < now - self.validation.leeway as i64 {
@@ -265,6 +289,33 @@ mod tests {
             verifier.verify("remembered.token.text"),
             Err(TokenError::Malformed),
             "forgotten once refused, and then checked from scratch"
+        );
+    }
+
+    #[test]
+    fn a_token_of_an_ended_session_is_refused_even_once_remembered() {
+        use crate::revocation::{Ended, Revocation, Revocations};
+        let (_dir, key) = key();
+        let settings = JwtSettings::default();
+        let revocations = Revocations::default();
+        let verifier = TokenVerifier::new(std::slice::from_ref(&key.public), &settings)
+            .expect("verifier")
+            .with_revocations(revocations.clone());
+        let signer = TokenSigner::new(key, settings);
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = signer.sign(user, session).expect("signed");
+        let other = signer.sign(user, Uuid::now_v7()).expect("signed");
+        verifier.verify(&token).expect("valid before");
+
+        revocations.add(&[Revocation {
+            seq: 1,
+            ended: Ended::Session(session),
+            expires_at: chrono::Utc::now().timestamp() + 900,
+        }]);
+        assert_eq!(verifier.verify(&token), Err(TokenError::Revoked));
+        assert!(
+            verifier.verify(&other).is_ok(),
+            "another session of the same user"
         );
     }
 

@@ -10,6 +10,10 @@
 //! - [`keys`]: the Ed25519 signing key, from configuration or generated once into the data
 //!   dir, and the public JWKS.
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
+//! - [`revocation`]: ended sessions and deleted accounts, whose tokens every verifier
+//!   refuses; written with the change, read by every process within a second.
+//! - [`text`]: the rules every piece of user text follows (no control characters, no
+//!   text made only of invisible characters).
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
 //! - [`client`]: the client's address, through trusted proxies only.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
@@ -30,8 +34,10 @@ pub mod jwt;
 pub mod keys;
 pub mod outbox;
 pub mod rate_limit;
+pub mod revocation;
 pub mod server;
 pub mod shared;
+pub mod text;
 pub mod viewer;
 
 pub use error::{ApiError, ErrorCode};

@@ -1,17 +1,23 @@
-//! Account deletion, as seen from the posts side. The users subgraph writes an
-//! `user.account_deleted` event to its outbox in the transaction that deletes the account;
-//! this consumer reads the outbox in id order from its stored offset, removes the user's
-//! posts (with their comments and likes), comments, likes and follows, and moves its offset
-//! in the same transaction. Delivery is at least once; handling is idempotent; events
-//! written while this subgraph is down are handled when it comes back. Once a deletion is
-//! committed, the ids whose data it changed (the user, their posts, the posts they liked or
-//! commented on, the accounts they followed or were followed by) go to [`Invalidations`], so
-//! cached responses showing stale counts are dropped at once rather than at their TTL.
+//! Accounts coming and going, as seen from the posts side. The users subgraph writes a
+//! `user.account_created` event to its outbox in the transaction that creates an account,
+//! and `user.account_deleted` in the one that deletes it; this consumer reads the outbox
+//! in id order from its stored offset. A created account becomes known (so it can be
+//! followed). A deleted one gets a tombstone under the account's lock
+//! (the `accounts` module), so no write for it can commit afterwards, and loses its
+//! posts (with their comments and likes), comments, likes and follows, also those written
+//! after the deletion but before this ran; the offset moves in the same transaction.
+//! Delivery is at least once; handling is idempotent; events written while this subgraph
+//! is down are handled when it comes back, and events committed just after later ones are
+//! found by a look behind the offset. Once a deletion is committed, the ids whose data it
+//! changed (the user, their posts, the posts they liked or commented on, the accounts they
+//! followed or were followed by) go to [`Invalidations`], so cached responses showing
+//! stale counts are dropped at once rather than at their TTL.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use gantry_entities::{comment, follow, like, outbox_event, outbox_offset, post};
+use gantry_entities::{comment, follow, known_account, like, outbox_event, outbox_offset, post};
 use gantry_kit::db::begin_write;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::outbox::OutboxSignal;
@@ -24,7 +30,9 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// This consumer's name in `outbox_offsets`.
+use crate::accounts;
+
+/// This consumer's name in `outbox_offsets` (kept from when it read deletions only).
 pub const CONSUMER: &str = "posts.account_deleted";
 const BATCH: u64 = 100;
 
@@ -96,6 +104,7 @@ impl AccountDeletionConsumer {
 
     /// Handles every pending event; returns how many.
     pub async fn drain(&self) -> Result<usize, DbErr> {
+        self.sweep().await?;
         let mut handled = 0;
         loop {
             let n = self.handle_batch().await?;
@@ -106,85 +115,198 @@ impl AccountDeletionConsumer {
         }
     }
 
-    async fn handle_batch(&self) -> Result<usize, DbErr> {
-        let offset = outbox_offset::Entity::find_by_id(CONSUMER.to_owned())
+    async fn offset(&self) -> Result<Option<Uuid>, DbErr> {
+        Ok(outbox_offset::Entity::find_by_id(CONSUMER.to_owned())
             .one(&self.db)
-            .await?;
+            .await?
+            .map(|offset| offset.last_event_id))
+    }
+
+    async fn handle_batch(&self) -> Result<usize, DbErr> {
         let mut events = outbox_event::Entity::find()
-            .filter(outbox_event::Column::Topic.eq(outbox_event::TOPIC_ACCOUNT_DELETED))
+            .filter(outbox_event::Column::Topic.is_in(TOPICS))
             .order_by_asc(outbox_event::Column::Id)
             .limit(BATCH);
-        if let Some(offset) = offset {
-            events = events.filter(outbox_event::Column::Id.gt(offset.last_event_id));
+        if let Some(offset) = self.offset().await? {
+            events = events.filter(outbox_event::Column::Id.gt(offset));
         }
         let events = events.all(&self.db).await?;
         for event in &events {
-            self.handle(event).await?;
+            self.handle(event, true).await?;
         }
         Ok(events.len())
     }
 
-    async fn handle(&self, event: &outbox_event::Model) -> Result<(), DbErr> {
-        let txn = begin_write(&self.db).await?;
-        let mut changed = Vec::new();
-        match serde_json::from_str::<AccountDeleted>(&event.payload) {
-            Ok(AccountDeleted { user_id }) => {
-                changed = affected_ids(&txn, user_id).await?;
-                let posts = post::Entity::delete_many()
-                    .filter(post::Column::AuthorId.eq(user_id))
-                    .exec(&txn)
-                    .await?;
-                let comments = comment::Entity::delete_many()
-                    .filter(comment::Column::AuthorId.eq(user_id))
-                    .exec(&txn)
-                    .await?;
-                let likes = like::Entity::delete_many()
-                    .filter(like::Column::UserId.eq(user_id))
-                    .exec(&txn)
-                    .await?;
-                let follows = follow::Entity::delete_many()
-                    .filter(
-                        Condition::any()
-                            .add(follow::Column::FollowerId.eq(user_id))
-                            .add(follow::Column::FolloweeId.eq(user_id)),
-                    )
-                    .exec(&txn)
-                    .await?;
-                tracing::info!(
-                    %user_id,
-                    event_id = %event.id,
-                    posts = posts.rows_affected,
-                    comments = comments.rows_affected,
-                    likes = likes.rows_affected,
-                    follows = follows.rows_affected,
-                    "removed a deleted account's content"
-                );
-            }
-            // A payload this version cannot read is skipped, loudly, rather than blocking
-            // every later event.
-            Err(err) => {
-                tracing::error!(event_id = %event.id, error = %err, "unreadable account-deleted event skipped")
+    /// Handles the events just behind the offset that were committed after it moved past
+    /// them. Event ids are drawn before their transaction commits (and by replicas whose
+    /// clocks differ a little), so one can become visible after a later one was handled;
+    /// the offset alone would skip it for good. Those of the last [`LOOKBACK`] whose effect
+    /// is missing (an account not known, a deleted account without its tombstone) are
+    /// handled now, without moving the offset.
+    async fn sweep(&self) -> Result<(), DbErr> {
+        let Some(offset) = self.offset().await? else {
+            return Ok(());
+        };
+        let events = outbox_event::Entity::find()
+            .filter(outbox_event::Column::Topic.is_in(TOPICS))
+            .filter(outbox_event::Column::Id.gt(lookback_floor(offset)))
+            .filter(outbox_event::Column::Id.lte(offset))
+            .order_by_desc(outbox_event::Column::Id)
+            .limit(SWEEP)
+            .all(&self.db)
+            .await?;
+        let named: Vec<(Uuid, &outbox_event::Model)> = events
+            .iter()
+            .filter_map(|event| Some((account_of(event)?, event)))
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let known: HashMap<Uuid, bool> = known_account::Entity::find()
+            .filter(known_account::Column::UserId.is_in(named.iter().map(|(id, _)| *id)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| (row.user_id, row.deleted_at.is_some()))
+            .collect();
+        for (user_id, event) in named.into_iter().rev() {
+            let missing = match known.get(&user_id) {
+                None => true,
+                Some(deleted) => event.topic == outbox_event::TOPIC_ACCOUNT_DELETED && !deleted,
+            };
+            if missing {
+                tracing::info!(event_id = %event.id, topic = %event.topic, "handling an event committed after later ones");
+                self.handle(event, false).await?;
             }
         }
-        outbox_offset::Entity::insert(outbox_offset::ActiveModel {
-            consumer: Set(CONSUMER.to_owned()),
-            last_event_id: Set(event.id),
-            updated_at: Set(Utc::now()),
-        })
-        .on_conflict(
-            OnConflict::column(outbox_offset::Column::Consumer)
-                .update_columns([
-                    outbox_offset::Column::LastEventId,
-                    outbox_offset::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
+        Ok(())
+    }
+
+    /// Applies one event and, when `advance`, moves the offset past it, in one
+    /// transaction; then reports the ids whose data changed.
+    async fn handle(&self, event: &outbox_event::Model, advance: bool) -> Result<(), DbErr> {
+        let txn = begin_write(&self.db).await?;
+        let changed = apply(&txn, event).await?;
+        if advance {
+            outbox_offset::Entity::insert(outbox_offset::ActiveModel {
+                consumer: Set(CONSUMER.to_owned()),
+                last_event_id: Set(event.id),
+                updated_at: Set(Utc::now()),
+            })
+            .on_conflict(
+                OnConflict::column(outbox_offset::Column::Consumer)
+                    .update_columns([
+                        outbox_offset::Column::LastEventId,
+                        outbox_offset::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
         txn.commit().await?;
         self.invalidations.invalidate(changed).await;
         Ok(())
     }
+}
+
+/// The topics this consumer reads.
+const TOPICS: [&str; 2] = [
+    outbox_event::TOPIC_ACCOUNT_CREATED,
+    outbox_event::TOPIC_ACCOUNT_DELETED,
+];
+
+/// How far behind the offset each poll looks for late events: far longer than
+/// any account transaction stays open or replicas' clocks drift apart.
+pub const LOOKBACK: Duration = Duration::from_secs(30);
+
+/// At most this many events behind the offset are checked per poll.
+const SWEEP: u64 = 1000;
+
+/// The smallest UUIDv7 of the millisecond [`LOOKBACK`] before `offset`'s.
+fn lookback_floor(offset: Uuid) -> Uuid {
+    let millis = offset
+        .get_timestamp()
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs.saturating_mul(1000) + u64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0)
+        .saturating_sub(LOOKBACK.as_millis() as u64);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+/// The account an event is about, if its payload can be read.
+fn account_of(event: &outbox_event::Model) -> Option<Uuid> {
+    if event.topic == outbox_event::TOPIC_ACCOUNT_CREATED {
+        accounts::created_account(&event.payload)
+    } else {
+        serde_json::from_str::<AccountDeleted>(&event.payload)
+            .ok()
+            .map(|deleted| deleted.user_id)
+    }
+}
+
+/// What one event changes, in `txn`; returns the ids whose cached data it changed.
+async fn apply(
+    txn: &sea_orm::DatabaseTransaction,
+    event: &outbox_event::Model,
+) -> Result<Vec<Uuid>, DbErr> {
+    if event.topic == outbox_event::TOPIC_ACCOUNT_CREATED {
+        match accounts::created_account(&event.payload) {
+            Some(user_id) => accounts::remember(txn, user_id).await?,
+            // A payload this version cannot read is skipped, loudly, rather than blocking
+            // every later event.
+            None => {
+                tracing::error!(event_id = %event.id, "unreadable account-created event skipped")
+            }
+        }
+        return Ok(Vec::new());
+    }
+    let user_id = match serde_json::from_str::<AccountDeleted>(&event.payload) {
+        Ok(AccountDeleted { user_id }) => user_id,
+        Err(err) => {
+            tracing::error!(event_id = %event.id, error = %err, "unreadable account-deleted event skipped");
+            return Ok(Vec::new());
+        }
+    };
+    accounts::lock(txn, &[user_id]).await?;
+    accounts::bury(txn, user_id).await?;
+    let changed = affected_ids(txn, user_id).await?;
+    let posts = post::Entity::delete_many()
+        .filter(post::Column::AuthorId.eq(user_id))
+        .exec(txn)
+        .await?;
+    let comments = comment::Entity::delete_many()
+        .filter(comment::Column::AuthorId.eq(user_id))
+        .exec(txn)
+        .await?;
+    let likes = like::Entity::delete_many()
+        .filter(like::Column::UserId.eq(user_id))
+        .exec(txn)
+        .await?;
+    let follows = follow::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(follow::Column::FollowerId.eq(user_id))
+                .add(follow::Column::FolloweeId.eq(user_id)),
+        )
+        .exec(txn)
+        .await?;
+    tracing::info!(
+        %user_id,
+        event_id = %event.id,
+        posts = posts.rows_affected,
+        comments = comments.rows_affected,
+        likes = likes.rows_affected,
+        follows = follows.rows_affected,
+        "removed a deleted account's content"
+    );
+    Ok(changed)
 }
 
 /// Every id whose data the deletion of `user_id` changes: the user; their posts (gone);
@@ -235,4 +357,26 @@ async fn affected_ids(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<Uu
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookback_floor_is_the_first_id_of_the_millisecond_thirty_seconds_earlier() {
+        let offset = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_000_000, 0));
+        let floor = lookback_floor(offset);
+        let (secs, nanos) = floor.get_timestamp().expect("a v7 id").to_unix();
+        assert_eq!((secs, nanos), (1_000_000 - 30, 0));
+        let earlier = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 999_970, 0));
+        assert!(floor <= earlier && earlier < offset);
+        assert!(
+            Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                999_969,
+                999_000_000
+            )) < floor
+        );
+    }
 }

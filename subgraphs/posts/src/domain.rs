@@ -1,7 +1,10 @@
 //! Content input, parsed at the edge. Bodies are trimmed first; an empty or over-long body
-//! is `BAD_USER_INPUT` naming the field.
+//! is `BAD_USER_INPUT` naming the field, and so is one with control characters other than
+//! line breaks and tabs ([`gantry_kit::text`]). A body of only invisible characters is
+//! empty.
 
 use gantry_kit::ApiError;
+use gantry_kit::text::{Lines, is_blank, refuse_control_characters};
 use uuid::Uuid;
 
 /// 1–2000 characters after trimming.
@@ -37,9 +40,10 @@ impl CommentBody {
 }
 
 fn parse_body(raw: &str, max: usize, field: &'static str, what: &str) -> Result<String, ApiError> {
+    refuse_control_characters(raw, field, &format!("a {what}"), Lines::Allowed)?;
     let body = raw.trim();
     let len = body.chars().count();
-    if len == 0 {
+    if is_blank(body) {
         return Err(ApiError::bad_input(
             field,
             format!("a {what} cannot be empty"),
@@ -86,6 +90,30 @@ mod tests {
                 .into_inner(),
             "hello"
         );
+    }
+
+    #[test]
+    fn a_body_with_a_nul_byte_is_rejected() {
+        let err = PostBody::parse("hello\0world", "body").expect_err("NUL");
+        assert_eq!(err.field, Some("body"));
+        assert!(CommentBody::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn a_body_keeps_its_line_breaks_and_tabs() {
+        assert_eq!(
+            PostBody::parse("one\n\ttwo", "body")
+                .expect("valid")
+                .into_inner(),
+            "one\n\ttwo"
+        );
+    }
+
+    #[test]
+    fn a_body_of_only_zero_width_characters_is_empty() {
+        let err = PostBody::parse("\u{200B}\u{200D}\u{2060} \u{FEFF}", "body").expect_err("blank");
+        assert!(err.message.contains("cannot be empty"), "{}", err.message);
+        assert!(CommentBody::parse("\u{200B}").is_err());
     }
 
     #[test]

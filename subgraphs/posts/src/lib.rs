@@ -4,13 +4,17 @@
 //!
 //! # Layout
 //! - [`domain`]: parsed input (`PostBody`, `CommentBody`, ids).
+//! - `accounts`: which accounts exist, and the per-account lock that keeps writes and
+//!   account deletion apart.
 //! - [`pages`]: keyset pages, one parent's or many parents' in one statement.
 //! - [`loaders`]: the DataLoader behind every per-parent field.
 //! - [`service`]: writes, and the feed and latest-posts lists.
 //! - [`schema`]: the GraphQL types and resolvers.
-//! - [`consumer`]: removes a deleted account's content, from the outbox.
+//! - [`consumer`]: learns of new accounts and removes a deleted account's content, from
+//!   the outbox.
 //! - this file: [`PostsSubgraph`], which wires them and serves HTTP.
 
+pub(crate) mod accounts;
 pub mod consumer;
 pub mod domain;
 pub mod loaders;

@@ -531,7 +531,8 @@ impl Mutation {
         Ok(Post(service(ctx).unlike(viewer, post_id).await?))
     }
 
-    /// Idempotent; following yourself is `BAD_USER_INPUT`.
+    /// Idempotent; following yourself is `BAD_USER_INPUT`, an account that does not exist
+    /// (or no longer does) `NOT_FOUND`.
     async fn follow(&self, ctx: &Context<'_>, user_id: ID) -> Result<User> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&user_id, "userId")?;

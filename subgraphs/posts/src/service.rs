@@ -3,15 +3,17 @@
 
 use chrono::Utc;
 use gantry_entities::{comment, follow, like, post};
+use gantry_kit::db::begin_write;
 use gantry_kit::error::ApiResult;
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbBackend,
-    EntityTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
+use crate::accounts;
 use crate::domain::{CommentBody, PostBody};
 use crate::loaders::POSTS_BY;
 use crate::pages::{Direction, Page, merged_page_lateral, page};
@@ -101,10 +103,7 @@ impl PostsService {
     }
 
     pub async fn find_post(&self, id: Uuid) -> ApiResult<post::Model> {
-        post::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no post has that id"))
+        find_post(&self.db, id).await
     }
 
     #[tracing::instrument(skip(self, body))]
@@ -117,9 +116,13 @@ impl PostsService {
             created_at: Utc::now(),
             edited_at: None,
         };
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id]).await?;
+        accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
         post::Entity::insert(post::ActiveModel::from(model.clone()))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        txn.commit().await?;
         Ok(model)
     }
 
@@ -155,7 +158,10 @@ impl PostsService {
         body: &str,
     ) -> ApiResult<comment::Model> {
         let body = CommentBody::parse(body)?;
-        self.find_post(post_id).await?;
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id]).await?;
+        accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
+        find_post(&txn, post_id).await?;
         let model = comment::Model {
             id: Uuid::now_v7(),
             post_id,
@@ -164,15 +170,10 @@ impl PostsService {
             created_at: Utc::now(),
         };
         comment::Entity::insert(comment::ActiveModel::from(model.clone()))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await
-            .map_err(|err| match err.sql_err() {
-                // The post was deleted between the check and the insert.
-                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
-                    ApiError::not_found("no post has that id")
-                }
-                _ => err.into(),
-            })?;
+            .map_err(post_gone)?;
+        txn.commit().await?;
         Ok(model)
     }
 
@@ -200,7 +201,10 @@ impl PostsService {
     /// Likes a post; liking it again changes nothing.
     #[tracing::instrument(skip(self))]
     pub async fn like(&self, viewer: Viewer, post_id: Uuid) -> ApiResult<post::Model> {
-        let post = self.find_post(post_id).await?;
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id]).await?;
+        accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
+        let post = find_post(&txn, post_id).await?;
         like::Entity::insert(like::ActiveModel {
             post_id: Set(post_id),
             user_id: Set(viewer.user_id),
@@ -211,8 +215,10 @@ impl PostsService {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&self.db)
-        .await?;
+        .exec_without_returning(&txn)
+        .await
+        .map_err(post_gone)?;
+        txn.commit().await?;
         Ok(post)
     }
 
@@ -228,12 +234,17 @@ impl PostsService {
         Ok(post)
     }
 
-    /// Follows a user; following again changes nothing; following oneself is refused.
+    /// Follows a user; following again changes nothing; following oneself is refused, and
+    /// so is following an account that does not exist (`NOT_FOUND`).
     #[tracing::instrument(skip(self))]
     pub async fn follow(&self, viewer: Viewer, user_id: Uuid) -> ApiResult<()> {
         if user_id == viewer.user_id {
             return Err(ApiError::bad_input("userId", "you cannot follow yourself"));
         }
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id, user_id]).await?;
+        accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
+        accounts::ensure_exists(&txn, user_id).await?;
         follow::Entity::insert(follow::ActiveModel {
             id: Set(Uuid::now_v7()),
             follower_id: Set(viewer.user_id),
@@ -245,8 +256,9 @@ impl PostsService {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&txn)
         .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -258,5 +270,22 @@ impl PostsService {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+}
+
+async fn find_post<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<post::Model> {
+    post::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no post has that id"))
+}
+
+/// A write that refers to a post deleted since it was read (its author's account, say).
+fn post_gone(err: DbErr) -> ApiError {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+            ApiError::not_found("no post has that id")
+        }
+        _ => err.into(),
     }
 }

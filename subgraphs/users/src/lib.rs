@@ -22,11 +22,15 @@ pub mod throttle;
 
 use std::sync::Arc;
 
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gantry_kit::jwt::{JwtSettings, TokenSigner, TokenVerifier};
 use gantry_kit::keys::{SigningKey, jwks};
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::revocation::{self, Revocations};
 use gantry_kit::server::{HttpAuth, graphql_router};
 use sea_orm::DatabaseConnection;
 
@@ -45,6 +49,10 @@ pub struct UsersConfig {
     /// Redis, where login attempts and registrations are counted for every replica.
     /// Default: none, counted in this process.
     pub shared: Option<gantry_kit::shared::SharedState>,
+    /// The ended sessions and deleted accounts this process refuses tokens of; the ones
+    /// this subgraph writes are added at once. Keep it current with
+    /// [`gantry_kit::revocation::follow`] when other replicas write too.
+    pub revocations: Revocations,
 }
 
 /// The assembled subgraph: its schema (for in-process calls) and its HTTP routes.
@@ -54,6 +62,7 @@ pub struct UsersSubgraph {
     pub key: SigningKey,
     pub verifier: Arc<TokenVerifier>,
     trusted_proxies: gantry_kit::client::TrustedProxies,
+    db: DatabaseConnection,
 }
 
 impl std::fmt::Debug for UsersSubgraph {
@@ -72,16 +81,17 @@ impl UsersSubgraph {
         config: UsersConfig,
         outbox_signal: Option<OutboxSignal>,
     ) -> anyhow::Result<Self> {
-        let verifier = Arc::new(TokenVerifier::new(
-            std::slice::from_ref(&key.public),
-            &config.jwt,
-        )?);
+        let verifier = Arc::new(
+            TokenVerifier::new(std::slice::from_ref(&key.public), &config.jwt)?
+                .with_revocations(config.revocations.clone()),
+        );
         let signer = TokenSigner::new(key.clone(), config.jwt);
         let service = Arc::new(service::UsersService::new(
-            db,
+            db.clone(),
             signer,
             throttle::LoginThrottle::new(config.throttle.clone(), config.shared.clone()),
             outbox_signal,
+            config.revocations.clone(),
         ));
         Ok(Self {
             schema: schema::build(
@@ -92,10 +102,11 @@ impl UsersSubgraph {
             key,
             verifier,
             trusted_proxies: config.trusted_proxies.clone(),
+            db,
         })
     }
 
-    /// `/graphql` and `/.well-known/jwks.json` (add `/health` with
+    /// `/graphql`, `/.well-known/jwks.json` and [`REVOCATIONS_PATH`] (add `/health` with
     /// [`gantry_kit::server::with_common_layers`]).
     pub fn router(&self) -> Router {
         let auth = HttpAuth {
@@ -103,9 +114,44 @@ impl UsersSubgraph {
             trusted_proxies: self.trusted_proxies.clone(),
         };
         let set = jwks(std::slice::from_ref(&self.key.public));
-        graphql_router(self.schema.clone(), auth).route(
-            "/.well-known/jwks.json",
-            get(move || async move { Json(set.clone()) }),
-        )
+        let db = self.db.clone();
+        graphql_router(self.schema.clone(), auth)
+            .route(
+                "/.well-known/jwks.json",
+                get(move || async move { Json(set.clone()) }),
+            )
+            .route(
+                REVOCATIONS_PATH,
+                get(move |query: Query<RevocationsQuery>| revocations_after(db.clone(), query)),
+            )
+    }
+}
+
+/// Where the users subgraph lists revocations for gateways, which have no database:
+/// `GET /revocations?after=SEQ` answers `{"revocations": [...]}`, the live ones after
+/// `SEQ` in commit order, at most [`revocation::PAGE`]. An ended session is named only by
+/// its random id, a deleted account by the id it no longer uses.
+pub const REVOCATIONS_PATH: &str = "/revocations";
+
+#[derive(Debug, serde::Deserialize)]
+struct RevocationsQuery {
+    #[serde(default)]
+    after: i64,
+}
+
+async fn revocations_after(
+    db: DatabaseConnection,
+    Query(query): Query<RevocationsQuery>,
+) -> Response {
+    match revocation::after(&db, query.after).await {
+        Ok(revocations) => Json(serde_json::json!({ "revocations": revocations })).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "listing revocations failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "error": "revocations cannot be read now" })),
+            )
+                .into_response()
+        }
     }
 }

@@ -78,7 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_is_argon2id_with_owasp_parameters_and_verifies() {
-        let password = Password::parse("correct horse", "password").expect("valid");
+        let password = Password::parse("correct horse", "password", &[]).expect("valid");
         let phc = hash(&password).await.expect("hashed");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(

@@ -8,6 +8,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema};
 use chrono::{DateTime, Utc};
 use gantry_entities::user;
+use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::viewer::{ClientAddr, viewer_state};
 use gantry_kit::{ApiError, ViewerState};
 use uuid::Uuid;
@@ -182,6 +183,7 @@ impl Query {
 
     #[graphql(cache_control(max_age = 30))]
     async fn user_by_username(&self, ctx: &Context<'_>, username: String) -> Result<Option<User>> {
+        refuse_control_characters(&username, "username", "a username", Lines::Refused)?;
         Ok(service(ctx)
             .find_by_username(&username)
             .await?

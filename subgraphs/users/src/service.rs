@@ -10,10 +10,13 @@ use gantry_kit::db::begin_write;
 use gantry_kit::error::{ApiResult, on_unique_violation};
 use gantry_kit::jwt::TokenSigner;
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::revocation::{self, Ended, Revocation, Revocations};
+use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter,
 };
 use uuid::Uuid;
 
@@ -29,6 +32,23 @@ pub struct SignedIn {
     pub refresh_token: RefreshToken,
     pub expires_in: u64,
     pub user: user::Model,
+}
+
+/// Writes an outbox event in the caller's transaction.
+async fn write_event<C: ConnectionTrait>(
+    txn: &C,
+    topic: &str,
+    payload: serde_json::Value,
+) -> Result<(), DbErr> {
+    outbox_event::Entity::insert(outbox_event::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        topic: Set(topic.to_owned()),
+        payload: Set(payload.to_string()),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }
 
 /// Raw registration input, as the client sent it.
@@ -51,6 +71,8 @@ pub struct UsersService {
     session_lifetime: chrono::Duration,
     /// Rung after an event is committed, for consumers in this process.
     outbox_signal: Option<OutboxSignal>,
+    /// This process's revocations, told at once of the ones written here.
+    revocations: Revocations,
 }
 
 impl UsersService {
@@ -59,6 +81,7 @@ impl UsersService {
         signer: TokenSigner,
         throttle: LoginThrottle,
         outbox_signal: Option<OutboxSignal>,
+        revocations: Revocations,
     ) -> Self {
         Self {
             db,
@@ -66,6 +89,7 @@ impl UsersService {
             throttle,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             outbox_signal,
+            revocations,
         }
     }
 
@@ -77,8 +101,12 @@ impl UsersService {
     pub async fn register(&self, input: Registration) -> ApiResult<SignedIn> {
         let username = Username::parse(&input.username)?;
         let email = Email::parse(&input.email)?;
-        let password = Password::parse(&input.password, "password")?;
         let display_name = DisplayName::parse(&input.display_name)?;
+        let password = Password::parse(
+            &input.password,
+            "password",
+            &[username.as_str(), email.as_str(), display_name.as_str()],
+        )?;
         if self.find_by_username(username.as_str()).await?.is_some() {
             return Err(ApiError::conflict("username", "that username is taken"));
         }
@@ -115,7 +143,14 @@ impl UsersService {
             })?;
         let (session_id, refresh_token) =
             sessions::start(&txn, model.id, self.session_lifetime).await?;
+        write_event(
+            &txn,
+            outbox_event::TOPIC_ACCOUNT_CREATED,
+            serde_json::json!({ "userId": model.id, "createdAt": now }),
+        )
+        .await?;
         txn.commit().await?;
+        self.ring_outbox();
         tracing::info!(user_id = %model.id, "account registered");
         self.signed_in(model, session_id, refresh_token)
     }
@@ -124,6 +159,7 @@ impl UsersService {
     /// answer, after the same work.
     #[tracing::instrument(skip_all, fields(client = %addr))]
     pub async fn login(&self, login: &str, password: &str, addr: IpAddr) -> ApiResult<SignedIn> {
+        refuse_control_characters(login, "login", "a login", Lines::Refused)?;
         let login = login.trim();
         if login.len() > MAX_LOGIN_BYTES {
             return Err(ApiError::bad_input(
@@ -157,7 +193,18 @@ impl UsersService {
         let presented = RefreshToken::from_client(presented);
         let txn = begin_write(&self.db).await?;
         let rotation = sessions::rotate(&txn, &presented).await?;
+        let revoked = match &rotation {
+            Rotation::Reused {
+                user_id,
+                session_id,
+            } => {
+                self.record(&txn, *user_id, &[Ended::Session(*session_id)])
+                    .await?
+            }
+            _ => Vec::new(),
+        };
         txn.commit().await?;
+        self.revocations.add(&revoked);
         match rotation {
             Rotation::Rotated {
                 user_id,
@@ -187,22 +234,30 @@ impl UsersService {
     /// Ends the session the refresh token belongs to. `false` when the token is unknown.
     pub async fn logout(&self, presented: &str) -> ApiResult<bool> {
         let presented = RefreshToken::from_client(presented);
-        let Some(family) = sessions::session_of(&self.db, &presented).await? else {
+        let txn = begin_write(&self.db).await?;
+        let Some(family) = sessions::session_of(&txn, &presented).await? else {
             return Ok(false);
         };
-        sessions::revoke(&self.db, family.id, RevokeReason::Logout).await?;
+        let revoked = if sessions::revoke(&txn, family.id, RevokeReason::Logout).await? {
+            self.record(&txn, family.user_id, &[Ended::Session(family.id)])
+                .await?
+        } else {
+            Vec::new()
+        };
+        txn.commit().await?;
+        self.revocations.add(&revoked);
         Ok(true)
     }
 
     pub async fn logout_everywhere(&self, viewer: Viewer) -> ApiResult<bool> {
-        let ended = sessions::revoke_all(
-            &self.db,
-            viewer.user_id,
-            None,
-            RevokeReason::LogoutEverywhere,
-        )
-        .await?;
-        tracing::info!(user_id = %viewer.user_id, ended, "signed out everywhere");
+        let txn = begin_write(&self.db).await?;
+        let ended =
+            sessions::revoke_all(&txn, viewer.user_id, None, RevokeReason::LogoutEverywhere)
+                .await?;
+        let revoked = self.record_sessions(&txn, viewer.user_id, &ended).await?;
+        txn.commit().await?;
+        self.revocations.add(&revoked);
+        tracing::info!(user_id = %viewer.user_id, ended = ended.len(), "signed out everywhere");
         Ok(true)
     }
 
@@ -237,8 +292,12 @@ impl UsersService {
         new: &str,
         addr: IpAddr,
     ) -> ApiResult<bool> {
-        let new = Password::parse(new, "newPassword")?;
         let account = self.viewer_account(viewer).await?;
+        let new = Password::parse(
+            new,
+            "newPassword",
+            &[&account.username, &account.email, &account.display_name],
+        )?;
         self.recheck_password(&account, current, "currentPassword", addr)
             .await?;
         let hash = password::hash(&new).await?;
@@ -254,8 +313,10 @@ impl UsersService {
             RevokeReason::PasswordChanged,
         )
         .await?;
+        let revoked = self.record_sessions(&txn, viewer.user_id, &ended).await?;
         txn.commit().await?;
-        tracing::info!(user_id = %viewer.user_id, ended, "password changed; other sessions revoked");
+        self.revocations.add(&revoked);
+        tracing::info!(user_id = %viewer.user_id, ended = ended.len(), "password changed; other sessions revoked");
         Ok(true)
     }
 
@@ -273,19 +334,18 @@ impl UsersService {
         let now = Utc::now();
         let txn = begin_write(&self.db).await?;
         user::Entity::delete_by_id(account.id).exec(&txn).await?;
-        let payload = serde_json::json!({ "userId": account.id, "deletedAt": now });
-        outbox_event::Entity::insert(outbox_event::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            topic: Set(outbox_event::TOPIC_ACCOUNT_DELETED.to_owned()),
-            payload: Set(payload.to_string()),
-            created_at: Set(now),
-        })
-        .exec_without_returning(&txn)
+        write_event(
+            &txn,
+            outbox_event::TOPIC_ACCOUNT_DELETED,
+            serde_json::json!({ "userId": account.id, "deletedAt": now }),
+        )
         .await?;
+        let revoked = self
+            .record(&txn, account.id, &[Ended::Account(account.id)])
+            .await?;
         txn.commit().await?;
-        if let Some(signal) = &self.outbox_signal {
-            signal.notify();
-        }
+        self.revocations.add(&revoked);
+        self.ring_outbox();
         tracing::info!(user_id = %account.id, "account deleted");
         Ok(true)
     }
@@ -343,6 +403,34 @@ impl UsersService {
             Ok(())
         } else {
             Err(ApiError::bad_input(field, "the password is incorrect"))
+        }
+    }
+
+    /// Records, in `txn`, that tokens of `ended` stop working; hand the result to
+    /// [`Revocations::add`] once `txn` is committed.
+    async fn record<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: Uuid,
+        ended: &[Ended],
+    ) -> Result<Vec<Revocation>, DbErr> {
+        revocation::record(txn, user_id, ended, self.signer.ttl()).await
+    }
+
+    async fn record_sessions<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: Uuid,
+        sessions: &[Uuid],
+    ) -> Result<Vec<Revocation>, DbErr> {
+        let ended: Vec<Ended> = sessions.iter().copied().map(Ended::Session).collect();
+        self.record(txn, user_id, &ended).await
+    }
+
+    /// Wakes the outbox consumers of this process after an event is committed.
+    fn ring_outbox(&self) {
+        if let Some(signal) = &self.outbox_signal {
+            signal.notify();
         }
     }
 

@@ -9,7 +9,9 @@ use gantry_entities::{refresh_token, session};
 use gantry_kit::ApiError;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -181,38 +183,50 @@ pub async fn session_of<C: ConnectionTrait>(
     Ok(session::Entity::find_by_id(row.session_id).one(db).await?)
 }
 
-/// Revokes one family (no-op when it is already revoked).
+/// Revokes one family; `false` when it was already revoked.
 pub async fn revoke<C: ConnectionTrait>(
     db: &C,
     session_id: Uuid,
     reason: RevokeReason,
-) -> Result<(), ApiError> {
-    session::Entity::update_many()
+) -> Result<bool, ApiError> {
+    let ended = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(ended.rows_affected > 0)
 }
 
-/// Revokes every live family of `user_id` except `keep`; returns how many ended.
+/// Revokes every live family of `user_id` except `keep`; returns the ones that ended.
+/// Run it in a write transaction, so no family starts between the read and the update.
 pub async fn revoke_all<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     keep: Option<Uuid>,
     reason: RevokeReason,
-) -> Result<u64, ApiError> {
-    let mut update = session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut live = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null());
     if let Some(keep) = keep {
-        update = update.filter(session::Column::Id.ne(keep));
+        live = live.filter(session::Column::Id.ne(keep));
     }
-    Ok(update.exec(db).await?.rows_affected)
+    let ended: Vec<Uuid> = live.into_tuple().all(db).await?;
+    if ended.is_empty() {
+        return Ok(ended);
+    }
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
+        .filter(session::Column::Id.is_in(ended.iter().copied()))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(ended)
 }
 
 #[cfg(test)]
