@@ -13,6 +13,7 @@
 //!   unresolvable `@interfaceObject` keys), loading a supergraph SDL, and what derives from
 //!   it (planner, API schema, URLs, plan cache).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
+//! - [`cost`]: demand control's static cost estimate (`@cost`, `@listSize`) and its metric.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
 //! - [`plan`]: normalization and planning, through the supergraph's plan cache.
@@ -37,6 +38,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cost;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
