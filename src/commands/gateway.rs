@@ -25,9 +25,7 @@ use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
-use gantry_gateway::{
-    Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
-};
+use gantry_gateway::{Gateway, HttpTransportConfig, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
 use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_request_limits};
@@ -87,6 +85,7 @@ fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static
             "# TYPE gantry_{name}_total counter\ngantry_{name}_total {value}\n"
         ));
     }
+    text.push_str(&service.gateway().cost().histogram().render());
     text.push_str(&gantry_kit::db::render_statements_metric());
     (
         [(
@@ -217,9 +216,11 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         None => compose_at_start(&client, &args.subgraph, common.startup_wait()).await?,
     };
     let keys = KeySource::choose(common, args, &supergraph)?;
+    let config = args.gateway.gateway_config();
     let transport_config = HttpTransportConfig {
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
+        max_response_bytes: config.max_response_bytes,
         ..HttpTransportConfig::default()
     };
     let features = service_features(common, &args.gateway, false).await?;
@@ -227,9 +228,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let gateway = Arc::new(Gateway::new(
         supergraph,
         deduplicated(transports, &features),
-        GatewayConfig {
-            introspection: args.gateway.introspection,
-        },
+        config,
     ));
 
     let auth = Arc::new(keys.authenticator(common).await?);

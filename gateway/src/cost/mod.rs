@@ -20,7 +20,8 @@
 //!
 //! - `model`: [`CostModel`], read once from the supergraph.
 //! - `estimate`: [`estimate`], the iterative, fragment-memoizing walk over an operation.
-//! - [`CostHistogram`]: the estimates seen, for `/metrics`.
+//! - [`CostControl`]: the settings, the check the request path makes right after
+//!   validation, and [`CostHistogram`], the estimates seen, for `/metrics`.
 
 mod estimate;
 mod model;
@@ -35,7 +36,7 @@ use serde_json::json;
 pub use self::estimate::estimate;
 pub use self::model::{CostModel, DEFAULT_LIST_SIZE};
 use crate::graphql::GraphQLError;
-use crate::validate::GRAPHQL_VALIDATION_FAILED;
+use crate::validate::{GRAPHQL_VALIDATION_FAILED, ValidatedOperation};
 
 /// The code of an operation refused because its estimated cost is over the maximum.
 pub const COST_ESTIMATED_TOO_EXPENSIVE: &str = "COST_ESTIMATED_TOO_EXPENSIVE";
@@ -74,6 +75,88 @@ pub fn too_expensive(estimated: u64, max: u64) -> GraphQLError {
         COST_ESTIMATED_TOO_EXPENSIVE,
     )
     .extension("cost", json!({ "estimated": estimated, "max": max }))
+}
+
+/// Demand-control settings. Every default documented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostSettings {
+    /// Operations estimated above this are refused before any subgraph is asked (0: no
+    /// maximum). Default: 10,000, several times what the product's own clients send.
+    pub max_operation_cost: u64,
+    /// The size of a list that nothing in the supergraph or the operation sizes. Default:
+    /// [`DEFAULT_LIST_SIZE`].
+    pub default_list_size: u64,
+}
+
+impl Default for CostSettings {
+    fn default() -> Self {
+        Self {
+            max_operation_cost: 10_000,
+            default_list_size: DEFAULT_LIST_SIZE,
+        }
+    }
+}
+
+/// The gateway's demand control: its settings and the estimates it has seen.
+#[derive(Debug, Default)]
+pub struct CostControl {
+    settings: CostSettings,
+    histogram: CostHistogram,
+}
+
+impl CostControl {
+    pub fn new(settings: CostSettings) -> Self {
+        Self {
+            settings,
+            histogram: CostHistogram::default(),
+        }
+    }
+
+    /// Estimates a validated operation, records the estimate, and refuses it when over the
+    /// maximum. The estimate, when admitted.
+    pub fn admit(
+        &self,
+        costs: &CostModel,
+        operation: &ValidatedOperation,
+    ) -> Result<u64, Box<GraphQLError>> {
+        let estimated = self
+            .estimate(costs, operation)
+            .map_err(|error| Box::new(error.into_graphql_error()))?;
+        self.histogram.observe(estimated);
+        tracing::debug!(
+            operation_name = operation.operation_name.as_deref(),
+            cost = estimated,
+            "estimated the operation's cost"
+        );
+        let max = self.settings.max_operation_cost;
+        if max > 0 && estimated > max {
+            return Err(Box::new(too_expensive(estimated, max)));
+        }
+        Ok(estimated)
+    }
+
+    /// The operation's estimate, recorded nowhere (what a cost rate limit charges).
+    pub fn estimate(
+        &self,
+        costs: &CostModel,
+        operation: &ValidatedOperation,
+    ) -> Result<u64, CostError> {
+        estimate(
+            costs,
+            &operation.document,
+            operation.operation_name.as_deref(),
+            &operation.variables,
+            self.settings.default_list_size,
+        )
+    }
+
+    pub fn settings(&self) -> &CostSettings {
+        &self.settings
+    }
+
+    pub fn histogram(&self) -> &CostHistogram {
+        &self.histogram
+    }
 }
 
 /// Upper bounds of the histogram's buckets (`+Inf` comes after).
