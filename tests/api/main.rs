@@ -6,6 +6,7 @@
 mod batching;
 mod browser;
 mod caching;
+mod demand;
 mod deploy;
 mod e2e;
 mod edge;
