@@ -243,7 +243,7 @@ impl Supergraph {
     }
 
     /// `@cost` / `@listSize` of the supergraph, which the API schema does not carry.
-    pub fn costs(&self) -> &CostModel {
+    pub(crate) fn costs(&self) -> &CostModel {
         &self.costs
     }
 

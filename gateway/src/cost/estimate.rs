@@ -21,7 +21,7 @@ const MUTATION_FIELD_COST: u64 = 10;
 /// The static cost of the operation `operation_name` selects in `document` (the single
 /// operation when `None`), with `variables` (coerced) filling slicing arguments and
 /// `default_list_size` sizing lists nothing else sizes.
-pub fn estimate(
+pub(crate) fn estimate(
     costs: &CostModel,
     document: &Document,
     operation_name: Option<&str>,

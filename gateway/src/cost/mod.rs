@@ -33,8 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
-pub use self::estimate::estimate;
-pub use self::model::{CostModel, DEFAULT_LIST_SIZE};
+pub(crate) use self::estimate::estimate;
+pub(crate) use self::model::CostModel;
+pub use self::model::DEFAULT_LIST_SIZE;
 use crate::graphql::GraphQLError;
 use crate::validate::{GRAPHQL_VALIDATION_FAILED, ValidatedOperation};
 
@@ -43,7 +44,7 @@ pub const COST_ESTIMATED_TOO_EXPENSIVE: &str = "COST_ESTIMATED_TOO_EXPENSIVE";
 
 /// Why an operation has no estimate. Each is a client error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CostError {
+pub(crate) enum CostError {
     #[error("The document has no operation to estimate.")]
     UnknownOperation,
     #[error("Unknown fragment \"{0}\".")]
@@ -63,13 +64,13 @@ pub enum CostError {
 
 impl CostError {
     /// The error as the client receives it.
-    pub fn into_graphql_error(self) -> GraphQLError {
+    pub(crate) fn into_graphql_error(self) -> GraphQLError {
         GraphQLError::with_code(self.to_string(), GRAPHQL_VALIDATION_FAILED)
     }
 }
 
 /// The refusal of an operation estimated at `estimated`, over `max`.
-pub fn too_expensive(estimated: u64, max: u64) -> GraphQLError {
+pub(crate) fn too_expensive(estimated: u64, max: u64) -> GraphQLError {
     GraphQLError::with_code(
         format!("The operation's estimated cost {estimated} is over the maximum of {max}."),
         COST_ESTIMATED_TOO_EXPENSIVE,
@@ -114,7 +115,7 @@ impl CostControl {
 
     /// Estimates a validated operation, records the estimate, and refuses it when over the
     /// maximum. The estimate, when admitted.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         costs: &CostModel,
         operation: &ValidatedOperation,
@@ -136,7 +137,7 @@ impl CostControl {
     }
 
     /// The operation's estimate, recorded nowhere (what a cost rate limit charges).
-    pub fn estimate(
+    pub(crate) fn estimate(
         &self,
         costs: &CostModel,
         operation: &ValidatedOperation,

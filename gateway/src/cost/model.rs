@@ -10,7 +10,7 @@ use graphql_tools::static_graphql::schema::{
 
 /// The cost rules of one supergraph (see [`crate::cost`]).
 #[derive(Debug, Default)]
-pub struct CostModel {
+pub(crate) struct CostModel {
     types: HashMap<String, TypeCost>,
     mutation_type: Option<String>,
 }
@@ -58,7 +58,7 @@ pub(crate) struct ListSize {
 
 impl CostModel {
     /// Reads `@cost` and `@listSize` from a supergraph (or any schema) document.
-    pub fn from_schema(document: &Document) -> Self {
+    pub(crate) fn from_schema(document: &Document) -> Self {
         let mut model = Self::default();
         for definition in &document.definitions {
             match definition {
