@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gantry_gateway::GatewayConfig;
+use gantry_gateway::cost::CostSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -295,6 +297,20 @@ pub struct GatewayOptions {
     /// The window of every rate limit, in seconds. Default: 60.
     #[arg(long, env = "GANTRY_RATE_LIMIT_WINDOW_SECS")]
     pub rate_limit_window_secs: Option<u64>,
+    /// Operations estimated above this cost (`@cost`/`@listSize`) are refused before any
+    /// subgraph is asked (0: no maximum). Default: 10000.
+    #[arg(long, env = "GANTRY_MAX_OPERATION_COST")]
+    pub max_operation_cost: Option<u64>,
+    /// The size the cost estimate gives a list nothing else sizes. Default: 10.
+    #[arg(long, env = "GANTRY_COST_DEFAULT_LIST_SIZE")]
+    pub cost_default_list_size: Option<u64>,
+    /// The longest subgraph answer read, and the longest response sent, in bytes. Default:
+    /// 33554432 (32 MiB).
+    #[arg(long, env = "GANTRY_MAX_RESPONSE_BYTES")]
+    pub max_response_bytes: Option<usize>,
+    /// The most representations one `_entities` fetch may carry. Default: 10000.
+    #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS")]
+    pub max_entity_representations: Option<usize>,
 }
 
 /// Operations in progress per core when `--max-concurrent-operations` is not given: on 2
@@ -328,11 +344,38 @@ impl Default for GatewayOptions {
             rate_limit_cost: None,
             rate_limit_client_name_requests: None,
             rate_limit_window_secs: None,
+            max_operation_cost: None,
+            cost_default_list_size: None,
+            max_response_bytes: None,
+            max_entity_representations: None,
         }
     }
 }
 
 impl GatewayOptions {
+    /// The gateway's own settings; what is not given keeps [`GatewayConfig`]'s default.
+    pub fn gateway_config(&self) -> GatewayConfig {
+        let defaults = GatewayConfig::default();
+        GatewayConfig {
+            introspection: self.introspection,
+            cost: CostSettings {
+                max_operation_cost: self
+                    .max_operation_cost
+                    .unwrap_or(defaults.cost.max_operation_cost),
+                default_list_size: self
+                    .cost_default_list_size
+                    .unwrap_or(defaults.cost.default_list_size),
+            },
+            max_entity_representations: self
+                .max_entity_representations
+                .unwrap_or(defaults.max_entity_representations),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(defaults.max_response_bytes)
+                .max(1),
+        }
+    }
+
     /// `--max-concurrent-operations`, or [`CONCURRENT_OPERATIONS_PER_CORE`] per core.
     pub fn concurrent_operations(&self) -> usize {
         self.max_concurrent_operations.unwrap_or_else(|| {

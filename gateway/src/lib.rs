@@ -14,6 +14,7 @@
 //!   unresolvable `@interfaceObject` keys), loading a supergraph SDL, and what derives from
 //!   it (planner, API schema, URLs, plan cache).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
+//! - [`cost`]: demand control's static cost estimate (`@cost`, `@listSize`) and its metric.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
 //! - [`plan`]: normalization and planning, through the supergraph's plan cache.
@@ -38,6 +39,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cost;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
@@ -81,12 +83,22 @@ pub struct GatewayConfig {
     /// Answer `__schema` / `__type`. When false they fail with `GRAPHQL_VALIDATION_FAILED`.
     /// Default: true.
     pub introspection: bool,
+    /// The cost estimate's maximum and default list size.
+    pub cost: cost::CostSettings,
+    /// The most representations one `_entities` fetch may carry. Default: 10,000.
+    pub max_entity_representations: usize,
+    /// The longest response sent to a client, in bytes (and the default of the subgraph
+    /// transports' limit). Default: 32 MiB.
+    pub max_response_bytes: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             introspection: true,
+            cost: cost::CostSettings::default(),
+            max_entity_representations: 10_000,
+            max_response_bytes: transport::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -97,6 +109,9 @@ pub struct Gateway {
     supergraph: RwLock<Arc<Supergraph>>,
     transports: Transports,
     validator: Validator,
+    cost: cost::CostControl,
+    max_entity_representations: usize,
+    max_response_bytes: usize,
 }
 
 impl Gateway {
@@ -105,7 +120,39 @@ impl Gateway {
             supergraph: RwLock::new(Arc::new(supergraph)),
             transports,
             validator: Validator::new(config.introspection),
+            cost: cost::CostControl::new(config.cost),
+            max_entity_representations: config.max_entity_representations,
+            max_response_bytes: config.max_response_bytes,
         }
+    }
+
+    /// Demand control: the cost estimate's settings and metric.
+    pub fn cost(&self) -> &cost::CostControl {
+        &self.cost
+    }
+
+    /// The estimated cost of a request, for a cost rate limit to charge; `None` when it
+    /// does not validate (the request path answers it).
+    pub fn estimated_cost(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<u64> {
+        let supergraph = self.supergraph();
+        let operation = self
+            .validator
+            .validate(supergraph.api_schema(), query, operation_name, variables)
+            .ok()?;
+        self.cost.estimate(supergraph.costs(), &operation).ok()
+    }
+
+    pub fn max_entity_representations(&self) -> usize {
+        self.max_entity_representations
+    }
+
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// The supergraph in use; requests already running keep the one they started with.

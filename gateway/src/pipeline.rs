@@ -1,4 +1,5 @@
-//! The request path, top to bottom: validate → plan (cached) → execute → shape.
+//! The request path, top to bottom: validate → cost estimate → plan (cached) → execute →
+//! shape → response size cap.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 
 use crate::Gateway;
-use crate::execute::{ExecutionContext, execute_plan};
+use crate::execute::{ExecutionContext, RESPONSE_TOO_LARGE, execute_plan};
 use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse};
 use crate::plan::plan_operation;
 use crate::response::shape_response;
@@ -66,6 +67,9 @@ pub async fn execute_operation(
         Ok(operation) => operation,
         Err(error) => return GraphQLResponse::request_errors(error.into_graphql_errors()),
     };
+    if let Err(refusal) = gateway.cost().admit(supergraph.costs(), &operation) {
+        return GraphQLResponse::request_errors(vec![*refusal]);
+    }
 
     let plan = match operation.prepared.plan.get() {
         Some(plan) => plan.clone(),
@@ -89,6 +93,7 @@ pub async fn execute_operation(
         headers: &context.forwarded_headers,
         context: context.context.clone(),
         deadline: context.deadline,
+        max_entity_representations: gateway.max_entity_representations(),
     };
     let output = execute_plan(&plan, &execution).await;
 
@@ -100,7 +105,22 @@ pub async fn execute_operation(
         &output.unresolved,
     );
     response.subgraph_cache_control = output.cache_control;
-    response
+    cap_response(response, gateway.max_response_bytes())
+}
+
+/// The response, unless its JSON would be longer than `limit`: then only an error saying so.
+fn cap_response(response: GraphQLResponse, limit: usize) -> GraphQLResponse {
+    if crate::transport::serializes_within(&response, limit) {
+        return response;
+    }
+    tracing::warn!(limit, "a response over the size limit was not sent");
+    GraphQLResponse::request_errors(vec![
+        GraphQLError::with_code(
+            format!("The response is larger than the limit of {limit} bytes."),
+            RESPONSE_TOO_LARGE,
+        )
+        .extension("limit", serde_json::Value::from(limit)),
+    ])
 }
 
 /// What the client sees of an internal error: a generic message and the request id.

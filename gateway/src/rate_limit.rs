@@ -85,6 +85,11 @@ impl RateLimits {
         }
     }
 
+    /// Whether a cost limit is on, so that the request's estimate is worth computing.
+    pub fn charges_cost(&self) -> bool {
+        self.cost.is_some()
+    }
+
     /// Charges one request and `cost` to the requester; the `429` to send when over a
     /// limit.
     pub async fn admit(

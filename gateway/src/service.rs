@@ -19,6 +19,7 @@ use crate::auth::Authenticator;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching};
+use crate::cost::COST_ESTIMATED_TOO_EXPENSIVE;
 use crate::execute::GATEWAY_TIMEOUT;
 use crate::graphql;
 use crate::graphql_http::{
@@ -159,9 +160,12 @@ impl GatewayService {
             address: context.client_addr,
             headers: &context.headers,
         };
-        // Each operation costs 1 until the prepared operation carries its estimated cost;
-        // then this check moves after preparation and charges that estimate.
-        if let Err(refusal) = self.rate_limits.admit(requester, 1).await {
+        let cost = self.rate_limited_cost(
+            &query,
+            request.operation_name.as_deref(),
+            request.variables.as_ref(),
+        );
+        if let Err(refusal) = self.rate_limits.admit(requester, cost).await {
             return *refusal;
         }
         let client = context.client_addr.map(ClientAddr);
@@ -199,6 +203,30 @@ impl GatewayService {
         with_deadline_status(response)
     }
 
+    /// What a cost rate limit charges the request: its estimated cost (validated through
+    /// the cache the request path then reuses), or 1 when there is no cost limit, the
+    /// request does not validate, or the estimate is over the maximum (each refused before
+    /// anything runs).
+    fn rate_limited_cost(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: Option<&serde_json::Map<String, Value>>,
+    ) -> u32 {
+        if !self.rate_limits.charges_cost() {
+            return 1;
+        }
+        let no_variables = serde_json::Map::new();
+        let estimated =
+            self.gateway
+                .estimated_cost(query, operation_name, variables.unwrap_or(&no_variables));
+        let max = self.gateway.cost().settings().max_operation_cost;
+        match estimated {
+            Some(cost) if max == 0 || cost <= max => u32::try_from(cost).unwrap_or(u32::MAX),
+            _ => 1,
+        }
+    }
+
     /// The kind of a request whose text the persisted-query step has filled in.
     fn kind(&self, request: &GraphQLRequest) -> Result<OperationKind, Box<GraphQLResponse>> {
         let Some(query) = &request.query else {
@@ -219,19 +247,23 @@ impl GatewayService {
 }
 
 /// `504` when the deadline cut the operation short (whatever data was complete is in the
-/// body).
+/// body); `400` when its estimated cost refused it, whatever the media type.
 fn with_deadline_status(mut response: GraphQLResponse) -> GraphQLResponse {
-    let timed_out = response
-        .body
-        .get("errors")
-        .and_then(Value::as_array)
-        .is_some_and(|errors| {
-            errors
-                .iter()
-                .any(|error| error["extensions"]["code"] == GATEWAY_TIMEOUT)
-        });
-    if timed_out {
+    let has_code = |code: &str| {
+        response
+            .body
+            .get("errors")
+            .and_then(Value::as_array)
+            .is_some_and(|errors| {
+                errors
+                    .iter()
+                    .any(|error| error["extensions"]["code"] == code)
+            })
+    };
+    if has_code(GATEWAY_TIMEOUT) {
         response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
+    } else if has_code(COST_ESTIMATED_TOO_EXPENSIVE) {
+        response.http_status_hint = Some(StatusCode::BAD_REQUEST);
     }
     response
 }

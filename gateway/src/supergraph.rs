@@ -11,6 +11,7 @@ use graphql_tools::static_graphql::schema::{
 };
 use hive_router_query_planner::planner::{Planner, QueryPlannerOptions};
 
+use crate::cost::CostModel;
 use crate::plan::PlanCache;
 use crate::schema::ApiSchema;
 
@@ -188,6 +189,7 @@ pub struct Supergraph {
     sdl: String,
     planner: Planner,
     api_schema: Arc<ApiSchema>,
+    costs: CostModel,
     subgraph_urls: BTreeMap<String, String>,
     plan_cache: PlanCache,
 }
@@ -218,6 +220,7 @@ impl Supergraph {
         let api_schema = Arc::new(ApiSchema::new(planner.consumer_schema.document.clone()));
         Ok(Self {
             sdl: document.to_string(),
+            costs: CostModel::from_schema(&document),
             subgraph_urls: subgraph_urls(&document),
             planner,
             api_schema,
@@ -237,6 +240,11 @@ impl Supergraph {
     /// The client-facing schema: no `join__` / federation internals, `@inaccessible` removed.
     pub fn api_schema(&self) -> &Arc<ApiSchema> {
         &self.api_schema
+    }
+
+    /// `@cost` / `@listSize` of the supergraph, which the API schema does not carry.
+    pub(crate) fn costs(&self) -> &CostModel {
+        &self.costs
     }
 
     /// The client-facing schema as SDL (what `schema.graphql` holds): introspection types,

@@ -28,9 +28,7 @@ use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
 use gantry_gateway::revocations::RemoteRevocations;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
-use gantry_gateway::{
-    Gateway, GatewayConfig, HttpTransportConfig, Supergraph, SupergraphOptions, Transports,
-};
+use gantry_gateway::{Gateway, HttpTransportConfig, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
 use gantry_kit::revocation::{self, Revocations};
@@ -91,6 +89,7 @@ fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static
             "# TYPE gantry_{name}_total counter\ngantry_{name}_total {value}\n"
         ));
     }
+    text.push_str(&service.gateway().cost().histogram().render());
     text.push_str(&gantry_kit::db::render_statements_metric());
     (
         [(
@@ -221,9 +220,11 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         None => compose_at_start(&client, &args.subgraph, common.startup_wait()).await?,
     };
     let keys = KeySource::choose(common, args, &supergraph)?;
+    let config = args.gateway.gateway_config();
     let transport_config = HttpTransportConfig {
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
+        max_response_bytes: config.max_response_bytes,
         ..HttpTransportConfig::default()
     };
     let features = service_features(common, &args.gateway, false).await?;
@@ -231,9 +232,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let gateway = Arc::new(Gateway::new(
         supergraph,
         deduplicated(transports, &features),
-        GatewayConfig {
-            introspection: args.gateway.introspection,
-        },
+        config,
     ));
 
     let revocations = Revocations::default();

@@ -10,8 +10,7 @@ use axum::Router;
 use gantry_gateway::auth::Authenticator;
 use gantry_gateway::service::GatewayService;
 use gantry_gateway::{
-    Gateway, GatewayConfig, InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions,
-    Transports,
+    Gateway, InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions, Transports,
 };
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
@@ -96,15 +95,22 @@ impl InProcessSubgraphs {
             .context("composing the subgraphs")
     }
 
-    pub fn transports(&self) -> Transports {
+    /// Both subgraphs in this process, their answers capped at `max_response_bytes`.
+    pub fn transports(&self, max_response_bytes: usize) -> Transports {
         Transports::new()
             .with(
                 "users",
-                Arc::new(InProcessTransport::new(self.users.schema.clone())),
+                Arc::new(
+                    InProcessTransport::new(self.users.schema.clone())
+                        .with_max_response_bytes(max_response_bytes),
+                ),
             )
             .with(
                 "posts",
-                Arc::new(InProcessTransport::new(self.posts.schema.clone())),
+                Arc::new(
+                    InProcessTransport::new(self.posts.schema.clone())
+                        .with_max_response_bytes(max_response_bytes),
+                ),
             )
     }
 }
@@ -138,12 +144,12 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     )?;
 
     let supergraph = subgraphs.supergraph().await?;
+    let config = args.gateway.gateway_config();
+    let transports = subgraphs.transports(config.max_response_bytes);
     let gateway = Arc::new(Gateway::new(
         supergraph,
-        super::gateway::deduplicated(subgraphs.transports(), &features),
-        GatewayConfig {
-            introspection: args.gateway.introspection,
-        },
+        super::gateway::deduplicated(transports, &features),
+        config,
     ));
     let auth = Arc::new(Authenticator::with_keys(
         std::slice::from_ref(&key.public),

@@ -22,7 +22,7 @@ use crate::helpers::{
 };
 
 /// `gantry serve` with `flags`, in this process, on a fresh SQLite database.
-async fn serve_with(flags: &[&str]) -> TestApp {
+pub(crate) async fn serve_with(flags: &[&str]) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let url = fresh_database(Backend::Sqlite, data_dir.path()).await;
     let data = data_dir.path().display().to_string();
@@ -46,7 +46,10 @@ async fn serve_with(flags: &[&str]) -> TestApp {
 }
 
 /// `gantry serve` as a process, on a fresh SQLite database in its own data dir.
-async fn serve_process(files: Option<u64>, flags: &[&str]) -> (Process, tempfile::TempDir) {
+pub(crate) async fn serve_process(
+    files: Option<u64>,
+    flags: &[&str],
+) -> (Process, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let mut args = vec!["serve"];
@@ -65,7 +68,7 @@ async fn until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-async fn post(client: &reqwest::Client, address: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(client: &reqwest::Client, address: &str, body: Value) -> (u16, Value) {
     let response = client
         .post(format!("http://{address}/graphql"))
         .json(&body)
@@ -157,7 +160,7 @@ async fn more_connections_than_the_file_limit_allows_do_not_stop_health_once_the
 }
 
 /// The most memory the process has held so far, in bytes (`VmHWM`).
-fn peak_rss(process: &Process) -> u64 {
+pub(crate) fn peak_rss(process: &Process) -> u64 {
     let pid = process.child.id().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
@@ -226,7 +229,7 @@ impl Slow {
 }
 
 /// A signing key in `dir`, for a gateway in front of toy subgraphs that issue no tokens.
-fn key_file(dir: &std::path::Path) -> String {
+pub(crate) fn key_file(dir: &std::path::Path) -> String {
     gantry_kit::keys::SigningKey::load(&gantry_kit::keys::KeySettings {
         data_dir: dir.into(),
         ..Default::default()
@@ -238,7 +241,7 @@ fn key_file(dir: &std::path::Path) -> String {
 }
 
 /// Serves a toy subgraph over HTTP on a free local port.
-async fn toy_subgraph<Q: async_graphql::ObjectType + 'static>(query: Q) -> String {
+pub(crate) async fn toy_subgraph<Q: async_graphql::ObjectType + 'static>(query: Q) -> String {
     let schema = Schema::build(query, EmptyMutation, EmptySubscription)
         .enable_federation()
         .finish();

@@ -22,7 +22,7 @@ use crate::graphql::{GraphQLError, PathSegment};
 use crate::schema::ApiSchema;
 use crate::transport::{SubgraphRequest, SubgraphResponse, Transports};
 
-pub use self::subgraph_errors::SUBGRAPH_ERROR;
+pub use self::subgraph_errors::{RESPONSE_TOO_LARGE, SUBGRAPH_ERROR};
 
 /// What one execution needs besides the plan.
 pub struct ExecutionContext<'a> {
@@ -37,7 +37,14 @@ pub struct ExecutionContext<'a> {
     /// The request's deadline: a fetch still running then is abandoned (see
     /// [`GATEWAY_TIMEOUT`]).
     pub deadline: Option<tokio::time::Instant>,
+    /// The most representations one `_entities` fetch may carry (all its aliases together);
+    /// a larger batch fails that fetch with [`TOO_MANY_REPRESENTATIONS`] and is not sent.
+    pub max_entity_representations: usize,
 }
+
+/// The code of an entity fetch refused for carrying more representations than allowed;
+/// the data from every other fetch still comes back.
+pub const TOO_MANY_REPRESENTATIONS: &str = "TOO_MANY_REPRESENTATIONS";
 
 /// The code of the error a fetch gets when the request's deadline passes before its
 /// subgraph answers; the rest of the data still comes back, with HTTP `504`.
@@ -182,6 +189,9 @@ impl<'a> Executor<'a> {
         if batch.representations.is_empty() {
             return;
         }
+        if !self.within_representation_limit(&fetch.service_name, batch.representations.len()) {
+            return self.mark_unresolved(&[batch]);
+        }
         let mut variables = self.forwarded_variables(fetch.variable_usages.iter().flatten());
         variables.insert(
             "representations".into(),
@@ -228,6 +238,10 @@ impl<'a> Executor<'a> {
         };
         if batches.iter().all(|batch| batch.representations.is_empty()) {
             return;
+        }
+        let representations = batches.iter().map(|b| b.representations.len()).sum();
+        if !self.within_representation_limit(&node.service_name, representations) {
+            return self.mark_unresolved(&batches);
         }
         let mut variables = self.forwarded_variables(node.variable_usages.iter().flatten());
         for (alias, batch) in aliases.iter().zip(&mut batches) {
@@ -351,6 +365,33 @@ impl<'a> Executor<'a> {
                 None
             }
         }
+    }
+
+    /// Whether an entity fetch of `count` representations may go out; records the error
+    /// when not.
+    fn within_representation_limit(&self, service: &str, count: usize) -> bool {
+        let limit = self.context.max_entity_representations;
+        if count <= limit {
+            return true;
+        }
+        tracing::warn!(
+            subgraph = service,
+            representations = count,
+            limit,
+            "an entity fetch over the representations limit was not sent"
+        );
+        self.push_errors(vec![
+            GraphQLError::with_code(
+                format!(
+                    "An entity fetch to subgraph \"{service}\" needs {count} representations, \
+                     more than the limit of {limit}."
+                ),
+                TOO_MANY_REPRESENTATIONS,
+            )
+            .extension("serviceName", Value::String(service.to_owned()))
+            .extension("limit", Value::from(limit)),
+        ]);
+        false
     }
 
     fn forwarded_variables<'v>(

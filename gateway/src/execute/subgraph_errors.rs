@@ -78,10 +78,24 @@ fn client_paths(path: &[PathSegment], origin: &ResponseOrigin<'_>) -> Vec<Vec<Pa
     }
 }
 
+/// The code of a fetch whose answer was longer than `--max-response-bytes` (and of a
+/// response to the client that would be).
+pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
+
 /// The client error for a subgraph that could not be reached or answered garbage. The cause
-/// is logged, not shown.
+/// is logged, not shown; an answer over the size limit says so, with the limit.
 pub fn transport_error(service: &str, error: &TransportError) -> GraphQLError {
     tracing::warn!(subgraph = service, error = %error, "subgraph request failed");
+    if let TransportError::ResponseTooLarge { limit } = error {
+        return GraphQLError::with_code(
+            format!(
+                "The answer of subgraph \"{service}\" is larger than the limit of {limit} bytes."
+            ),
+            RESPONSE_TOO_LARGE,
+        )
+        .extension("serviceName", Value::String(service.into()))
+        .extension("limit", Value::from(*limit));
+    }
     let mut extensions = Map::new();
     extensions.insert("code".into(), Value::String(SUBGRAPH_ERROR.into()));
     extensions.insert("serviceName".into(), Value::String(service.into()));

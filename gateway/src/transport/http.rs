@@ -22,7 +22,13 @@ pub struct HttpTransportConfig {
     /// Requests in flight to one subgraph at once; more wait here (within the request
     /// timeout) instead of piling onto an overloaded subgraph. Default: 100.
     pub max_in_flight: usize,
+    /// The longest answer read from a subgraph, in bytes; past it the read stops and the
+    /// fetch fails with `RESPONSE_TOO_LARGE`. Default: 32 MiB.
+    pub max_response_bytes: usize,
 }
+
+/// The default of [`HttpTransportConfig::max_response_bytes`] and of the client response cap.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 impl Default for HttpTransportConfig {
     fn default() -> Self {
@@ -31,6 +37,7 @@ impl Default for HttpTransportConfig {
             request_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 32,
             max_in_flight: 100,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -42,6 +49,7 @@ pub struct HttpTransport {
     url: reqwest::Url,
     slots: Arc<Semaphore>,
     request_timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl HttpTransport {
@@ -67,6 +75,7 @@ impl HttpTransport {
             url,
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             request_timeout: config.request_timeout,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -107,7 +116,11 @@ impl SubgraphTransport for HttpTransport {
             .get(CACHE_CONTROL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
-        let body: Result<Value, _> = response.json().await;
+        let body = match read_capped(response, self.max_response_bytes).await {
+            Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+                .map_err(|error| TransportError::InvalidResponse(error.to_string())),
+            Err(error) => Err(error),
+        };
         match body {
             // GraphQL-over-HTTP: a 4xx/5xx may still carry a well-formed GraphQL response.
             Ok(body) => match SubgraphResponse::from_json(body) {
@@ -123,13 +136,42 @@ impl SubgraphTransport for HttpTransport {
                     status: status.as_u16(),
                 }),
             },
+            Err(error @ TransportError::ResponseTooLarge { .. }) => Err(error),
             Err(_) if !status.is_success() => Err(TransportError::Status {
                 status: status.as_u16(),
             }),
-            Err(error) if error.is_timeout() => Err(TransportError::Timeout),
-            Err(error) => Err(TransportError::InvalidResponse(error.to_string())),
+            Err(error) => Err(error),
         }
     }
+}
+
+/// The body, read chunk by chunk with a running total: an answer longer than `limit` is
+/// abandoned as soon as that is known (from `Content-Length`, or once the total passes it),
+/// never buffered whole first.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, TransportError> {
+    let declared = response
+        .content_length()
+        .map(|length| usize::try_from(length).unwrap_or(usize::MAX));
+    if declared.is_some_and(|length| length > limit) {
+        return Err(TransportError::ResponseTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(|error| {
+        if error.is_timeout() {
+            TransportError::Timeout
+        } else {
+            TransportError::InvalidResponse(error.to_string())
+        }
+    })? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(TransportError::ResponseTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(error: reqwest::Error) -> TransportError {
@@ -224,6 +266,40 @@ mod tests {
         let error = transport.execute(request("{me{id}}")).await.unwrap_err();
 
         assert!(matches!(error, TransportError::Timeout), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_byte_limit_is_abandoned_declared_or_endless() {
+        let router = axum::Router::new()
+            .route(
+                "/declared",
+                post(|| async { Json(json!({"data": {"big": "x".repeat(4096)}})) }),
+            )
+            .route(
+                "/endless",
+                post(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b'x'; 1024]);
+                    let endless = futures::stream::repeat_with(move || {
+                        Ok::<_, std::io::Error>(chunk.clone())
+                    });
+                    axum::body::Body::from_stream(endless)
+                }),
+            );
+        let base = serve(router).await;
+        let config = HttpTransportConfig {
+            max_response_bytes: 2048,
+            ..config(Duration::from_secs(5))
+        };
+        for path in ["/declared", "/endless"] {
+            let transport = HttpTransport::new(format!("{base}{path}"), &config).unwrap();
+
+            let error = transport.execute(request("{big}")).await.unwrap_err();
+
+            assert!(
+                matches!(error, TransportError::ResponseTooLarge { limit: 2048 }),
+                "{path}: {error}"
+            );
+        }
     }
 
     #[tokio::test]

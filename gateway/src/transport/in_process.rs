@@ -12,6 +12,7 @@ use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError
 
 pub struct InProcessTransport<Q, M, S> {
     schema: Schema<Q, M, S>,
+    max_response_bytes: Option<usize>,
 }
 
 impl<Q, M, S> std::fmt::Debug for InProcessTransport<Q, M, S> {
@@ -22,7 +23,17 @@ impl<Q, M, S> std::fmt::Debug for InProcessTransport<Q, M, S> {
 
 impl<Q, M, S> InProcessTransport<Q, M, S> {
     pub fn new(schema: Schema<Q, M, S>) -> Self {
-        Self { schema }
+        Self {
+            schema,
+            max_response_bytes: None,
+        }
+    }
+
+    /// Fails answers whose JSON would be longer than `limit` bytes, as the HTTP transport
+    /// does, before they are copied into the gateway's data.
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = Some(limit);
+        self
     }
 }
 
@@ -53,10 +64,63 @@ where
         }
         let response = self.schema.execute(graphql).await;
         let cache_control = response.cache_control.value();
+        if let Some(limit) = self.max_response_bytes
+            && !super::serializes_within(&response, limit)
+        {
+            return Err(TransportError::ResponseTooLarge { limit });
+        }
         let body = serde_json::to_value(&response)
             .map_err(|err| TransportError::InvalidResponse(err.to_string()))?;
         let mut response = SubgraphResponse::from_json(body)?;
         response.cache_control = cache_control;
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Object};
+    use serde_json::Map;
+
+    use super::*;
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        async fn big(&self) -> String {
+            "x".repeat(4096)
+        }
+    }
+
+    fn request() -> SubgraphRequest {
+        SubgraphRequest {
+            subgraph_name: "toy".into(),
+            query: "{ big }".into(),
+            operation_name: None,
+            variables: Map::new(),
+            headers: reqwest::header::HeaderMap::new(),
+            extensions: Map::new(),
+            context: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_would_serialize_past_the_byte_limit_fails() {
+        let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+        let capped = InProcessTransport::new(schema.clone()).with_max_response_bytes(2048);
+        let roomy = InProcessTransport::new(schema).with_max_response_bytes(8192);
+
+        let refused = capped.execute(request()).await;
+        let answered = roomy.execute(request()).await;
+
+        assert!(
+            matches!(
+                refused,
+                Err(TransportError::ResponseTooLarge { limit: 2048 })
+            ),
+            "{refused:?}"
+        );
+        assert!(answered.is_ok_and(|response| response.data.is_some()));
     }
 }

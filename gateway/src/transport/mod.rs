@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 pub use self::dedup::DedupTransport;
-pub use self::http::{HttpTransport, HttpTransportConfig};
+pub use self::http::{DEFAULT_MAX_RESPONSE_BYTES, HttpTransport, HttpTransportConfig};
 pub use self::in_process::InProcessTransport;
 
 /// One GraphQL request to one subgraph.
@@ -119,8 +119,35 @@ pub enum TransportError {
     Status { status: u16 },
     #[error("the subgraph's response is not a GraphQL response: {0}")]
     InvalidResponse(String),
+    /// The answer is longer than `--max-response-bytes`; it was not read further.
+    #[error("the response is larger than the limit of {limit} bytes")]
+    ResponseTooLarge { limit: usize },
     #[error("{0}")]
     Other(String),
+}
+
+/// Whether `value` serializes to at most `limit` bytes of JSON. Stops serializing as soon as
+/// it is past the limit, and holds none of the bytes.
+pub(crate) fn serializes_within(value: &impl serde::Serialize, limit: usize) -> bool {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written = self.written.saturating_add(buf.len());
+            if self.written > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { written: 0, limit };
+    serde_json::to_writer(&mut counter, value).is_ok()
 }
 
 /// Sends a GraphQL request to one subgraph.

@@ -1,6 +1,10 @@
 //! Opaque Relay cursors. A cursor wraps the UUIDv7 id of the last item seen (ids sort by
 //! creation time), so pages stay stable while new items arrive; clients must treat it as
 //! an opaque string.
+//!
+//! Every connection field carries [`list_size`], federation v2.9's `@listSize`, as
+//! `@listSize(slicingArguments: ["first"], sizedFields: ["edges"])`, so the gateway's cost
+//! estimate knows a page holds `first` edges.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
@@ -12,6 +16,17 @@ const PREFIX: &str = "gc1:";
 pub const DEFAULT_PAGE: i32 = 20;
 /// The largest page a client may ask for.
 pub const MAX_PAGE: i32 = 100;
+
+/// Federation v2.9's `@listSize`: how many items a list field returns, for the gateway's
+/// cost estimate. graphql-composition composes it into the supergraph as it is.
+#[async_graphql::TypeDirective(name = "listSize", location = "FieldDefinition")]
+pub fn list_size(
+    assumed_size: Option<i32>,
+    slicing_arguments: Option<Vec<String>>,
+    sized_fields: Option<Vec<String>>,
+    require_one_slicing_argument: Option<bool>,
+) {
+}
 
 pub fn encode(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{PREFIX}{id}"))

@@ -241,6 +241,7 @@ impl Post {
     }
 
     /// Oldest first.
+    #[graphql(directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn comments(
         &self,
         ctx: &Context<'_>,
@@ -341,6 +342,7 @@ impl User {
     }
 
     /// Newest first. Null when the posts subgraph cannot answer.
+    #[graphql(directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -365,6 +367,7 @@ impl User {
     }
 
     /// Most recent follower first. Null when the posts subgraph cannot answer.
+    #[graphql(directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn followers(
         &self,
         ctx: &Context<'_>,
@@ -378,6 +381,7 @@ impl User {
     }
 
     /// Most recently followed first. Null when the posts subgraph cannot answer.
+    #[graphql(directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn following(
         &self,
         ctx: &Context<'_>,
@@ -439,7 +443,7 @@ impl Query {
 
     /// The viewer's own posts and those of everyone they follow, newest first. Null, with
     /// an error, without a token or when the posts subgraph cannot answer.
-    #[graphql(cache_control(private))]
+    #[graphql(cache_control(private), directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn feed(
         &self,
         ctx: &Context<'_>,
@@ -453,7 +457,7 @@ impl Query {
 
     /// Everyone's posts, newest first. Null, with an error, when the posts subgraph cannot
     /// answer.
-    #[graphql(cache_control(max_age = 5))]
+    #[graphql(cache_control(max_age = 5), directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
     async fn latest_posts(
         &self,
         ctx: &Context<'_>,
