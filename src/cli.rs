@@ -197,6 +197,10 @@ pub struct ServerArgs {
     /// Bytes of request bodies held at once across all requests. Default 67108864 (64 MiB).
     #[arg(long, env = "GANTRY_BODY_BYTES_IN_FLIGHT", global = true)]
     pub body_bytes_in_flight: Option<usize>,
+    /// Serve `/metrics` on this address instead of the main listener (e.g. a port only
+    /// the scraper reaches). Default: on the main listener.
+    #[arg(long, env = "GANTRY_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Default)]

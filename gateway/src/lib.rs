@@ -33,6 +33,8 @@
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
 //! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
 //!   time.
+//! - [`telemetry`]: the gateway's metrics and the headers that join subgraph logs and
+//!   traces to the client request.
 //! - `values`: GraphQL literal → JSON conversions.
 
 pub mod auth;
@@ -50,6 +52,7 @@ pub mod schema;
 pub mod service;
 pub mod shared;
 pub mod supergraph;
+pub mod telemetry;
 pub mod transport;
 pub mod validate;
 mod values;

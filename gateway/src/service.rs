@@ -131,9 +131,14 @@ fn unauthenticated(message: String) -> GraphQLResponse {
 }
 
 /// What every subgraph hears about the client: its token (HTTP subgraphs verify it again)
-/// and its address.
-fn forwarded_headers(headers: &HeaderMap, client: Option<ClientAddr>) -> HeaderMap {
-    let mut forwarded = HeaderMap::new();
+/// and its address; and the request id and trace context, so the subgraphs' log lines of
+/// this request carry the same ones.
+fn forwarded_headers(
+    headers: &HeaderMap,
+    client: Option<ClientAddr>,
+    request_id: &str,
+) -> HeaderMap {
+    let mut forwarded = crate::telemetry::correlation_headers(headers, request_id);
     if let Some(value) = headers.get(AUTHORIZATION) {
         forwarded.insert(AUTHORIZATION, value.clone());
     }
@@ -167,7 +172,7 @@ impl GatewayService {
         let client = context.client_addr.map(ClientAddr);
         let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let pipeline_context = pipeline::RequestContext {
-            forwarded_headers: forwarded_headers(&context.headers, client),
+            forwarded_headers: forwarded_headers(&context.headers, client, &context.request_id),
             context: Some(Arc::new(Caller { viewer, client })),
             request_id: Some(context.request_id.clone()),
             deadline,

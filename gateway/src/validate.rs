@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::graphql::{GraphQLError, Location};
 use crate::schema::ApiSchema;
+use crate::telemetry::{self, Lookup};
 use crate::variables::coerce_variables;
 
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
@@ -201,8 +202,10 @@ impl Validator {
     ) -> Result<Arc<Prepared>, RequestError> {
         let key = prepared_key(query, operation_name, self.allow_introspection);
         if let Some(prepared) = schema.prepared().get(key, query, operation_name) {
+            telemetry::lookup(Lookup::Validation, true);
             return Ok(prepared);
         }
+        telemetry::lookup(Lookup::Validation, false);
         let document = parse(query)?;
         let errors = graphql_tools::validation::validate::validate(
             schema.document(),
