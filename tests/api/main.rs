@@ -13,6 +13,7 @@ mod federation;
 mod feed;
 mod gateway;
 mod helpers;
+mod observability;
 mod operators;
 mod partial_data;
 mod persisted;
