@@ -70,6 +70,7 @@ impl PlanCache {
 /// Root introspection fields (`__schema`, `__type`, `__typename`) are removed before
 /// planning: the gateway answers them itself. An operation with only those gets an empty
 /// plan (`node: None`).
+#[tracing::instrument(name = "plan", skip_all)]
 pub fn plan_operation(
     supergraph: &Supergraph,
     document: &Document,

@@ -168,6 +168,7 @@ impl Validator {
 
     /// Parses, validates, selects the operation and coerces its variables. Everything but
     /// the variables is done once per distinct text (see [`Prepared`]).
+    #[tracing::instrument(name = "validate", skip_all)]
     pub fn validate(
         &self,
         schema: &ApiSchema,

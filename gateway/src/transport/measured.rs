@@ -1,4 +1,5 @@
-//! Per-subgraph fetch metrics, and a span per fetch: the wrapper closest to the wire, so
+//! Per-subgraph fetch metrics, and a span per fetch (whose trace context the request
+//! carries to the subgraph): the wrapper closest to the wire, so
 //! entity-cache hits and de-duplicated fetches (answered without a request) are not counted.
 //!
 //! - `gantry_subgraph_request_duration_seconds{subgraph, outcome}`: `outcome` is `ok`,
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use gantry_kit::server::trace_context;
 use tracing::Instrument;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
@@ -54,13 +56,18 @@ impl Drop for InFlight {
 
 #[async_trait]
 impl SubgraphTransport for MeasuredTransport {
-    async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
+    async fn execute(
+        &self,
+        mut request: SubgraphRequest,
+    ) -> Result<SubgraphResponse, TransportError> {
         let subgraph = request.subgraph_name.clone();
         let span = tracing::info_span!(
             "subgraph_fetch",
             subgraph = %subgraph,
             operation_name = request.operation_name.as_deref(),
         );
+        // The subgraph's spans become children of this fetch's.
+        trace_context::inject(&span, &mut request.headers);
         let in_flight =
             metrics::gauge!("gantry_subgraph_requests_in_flight", "subgraph" => subgraph.clone());
         in_flight.increment(1.0);

@@ -110,7 +110,9 @@ pub fn with_common_layers(router: Router) -> Router {
             let trace_id = header(trace_context::TRACEPARENT)
                 .and_then(trace_context::trace_id)
                 .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace_id)
+            let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace_id);
+            trace_context::adopt(&span, req.headers());
+            span
         }).on_failure(log_failure))
         .layer(axum::middleware::from_fn(trace_context::ensure_traceparent))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -1,9 +1,16 @@
 //! W3C trace context (`traceparent`) at the edge: a request that arrives without a valid
 //! one gets a fresh one, so the gateway forwards the same trace id to every subgraph it asks
 //! and each process's log lines of that request carry it, with or without a trace exporter.
+//!
+//! With a trace exporter (the binary's `otel` feature), a [`Propagation`] is installed:
+//! each request's span then joins the trace its `traceparent` names, and each subgraph
+//! fetch hands on its own span's context. The libraries call [`adopt`] and [`inject`] and
+//! need no tracing backend of their own.
+
+use std::sync::OnceLock;
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -37,6 +44,36 @@ pub fn fresh() -> String {
     let trace: u128 = rand::random::<u128>().max(1);
     let parent: u64 = rand::random::<u64>().max(1);
     format!("00-{trace:032x}-{parent:016x}-01")
+}
+
+/// Ties `tracing` spans to the W3C trace context, for the installed trace exporter.
+pub trait Propagation: Send + Sync {
+    /// Makes `span` a child of the trace context in `headers`.
+    fn adopt(&self, span: &tracing::Span, headers: &HeaderMap);
+    /// Writes `span`'s trace context into `headers`.
+    fn inject(&self, span: &tracing::Span, headers: &mut HeaderMap);
+}
+
+static PROPAGATION: OnceLock<Box<dyn Propagation>> = OnceLock::new();
+
+/// Installs the process's propagation, once; later calls are ignored.
+pub fn install(propagation: Box<dyn Propagation>) {
+    let _ = PROPAGATION.set(propagation);
+}
+
+/// Makes `span` a child of the trace context in `headers`, when a propagation is installed.
+pub fn adopt(span: &tracing::Span, headers: &HeaderMap) {
+    if let Some(propagation) = PROPAGATION.get() {
+        propagation.adopt(span, headers);
+    }
+}
+
+/// Writes `span`'s trace context into `headers`, when a propagation is installed; without
+/// one, `headers` keep the `traceparent` they carry.
+pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
+    if let Some(propagation) = PROPAGATION.get() {
+        propagation.inject(span, headers);
+    }
 }
 
 /// Gives a request without a valid `traceparent` a fresh one.
