@@ -105,13 +105,19 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with(&[]).await
+}
+
+/// [`stack`], each process with `extra` in its environment.
+async fn stack_with(extra: &[(&str, &str)]) -> Stack {
     let data_dir = tempfile::tempdir().unwrap();
     let database = fresh_database(Backend::Postgres, data_dir.path()).await;
     let data = data_dir.path().display().to_string();
-    let env = [
+    let mut env = vec![
         ("GANTRY_DATA_DIR", data.as_str()),
         ("DATABASE_URL", database.as_str()),
     ];
+    env.extend_from_slice(extra);
     let users = start(&["subgraph", "users"], &env).await;
     let posts = start(&["subgraph", "posts"], &env).await;
     let users_url = format!("users=http://{}/graphql", users.address);
@@ -366,4 +372,145 @@ async fn metrics_can_have_a_listener_of_their_own() {
         text.contains("gantry_requests_total{operation=\"Latest\",client=\"\",status=\"200\"} 1"),
         "{text}"
     );
+}
+
+/// Traces, when `gantry` is built with `--features otel` (`scripts/test` runs this test so).
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::extract::State;
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use serde_json::{Value, json};
+
+    use super::{LATEST, alice_posts, stack_with};
+    use crate::helpers::eventually;
+
+    /// One exported span: its service, name, trace id, id and parent id.
+    #[derive(Debug, Clone)]
+    struct Span {
+        service: String,
+        name: String,
+        trace: String,
+        id: String,
+        parent: String,
+    }
+
+    /// A local OTLP/HTTP receiver (JSON encoding): every span it was sent.
+    async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{address}"), spans)
+    }
+
+    async fn receive(
+        State(spans): State<Arc<Mutex<Vec<Span>>>>,
+        Json(export): Json<Value>,
+    ) -> Json<Value> {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let mut received = spans.lock().unwrap();
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            let service = resource["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .map(|a| text(&a["value"]["stringValue"]))
+                .unwrap_or_default();
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    received.push(Span {
+                        service: service.clone(),
+                        name: text(&span["name"]),
+                        trace: text(&span["traceId"]),
+                        id: text(&span["spanId"]),
+                        parent: text(&span["parentSpanId"]),
+                    });
+                }
+            }
+        }
+        Json(json!({}))
+    }
+
+    #[tokio::test]
+    async fn one_requests_spans_from_the_three_processes_share_its_trace() {
+        let (endpoint, spans) = receiver().await;
+        let stack = stack_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ])
+        .await;
+        alice_posts(&stack.gateway.address).await;
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let traceparent = format!("00-{trace}-b7ad6b7169203331-01");
+        super::post(
+            &stack.gateway.address,
+            LATEST,
+            json!({ "n": 5 }),
+            None,
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+
+        let of_trace = eventually(
+            "spans of the request from the gateway and both subgraphs",
+            Duration::from_secs(30),
+            async || {
+                let of_trace: Vec<Span> = spans
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|span| span.trace == trace)
+                    .cloned()
+                    .collect();
+                let from = |service: &str| of_trace.iter().any(|s| s.service == service);
+                (from("gantry-gateway") && from("gantry-users") && from("gantry-posts"))
+                    .then_some(of_trace)
+            },
+        )
+        .await;
+
+        let gateway: Vec<&Span> = of_trace
+            .iter()
+            .filter(|s| s.service == "gantry-gateway")
+            .collect();
+        let named = |name: &str| gateway.iter().any(|s| s.name == name);
+        for stage in [
+            "request",
+            "validate",
+            "plan",
+            "execute",
+            "shape",
+            "subgraph_fetch",
+        ] {
+            assert!(named(stage), "no {stage} span: {gateway:#?}");
+        }
+        // Each subgraph's request span is a child of one of the gateway's fetch spans.
+        let fetches: Vec<&str> = gateway
+            .iter()
+            .filter(|s| s.name == "subgraph_fetch")
+            .map(|s| s.id.as_str())
+            .collect();
+        for service in ["gantry-users", "gantry-posts"] {
+            let requests: Vec<&Span> = of_trace
+                .iter()
+                .filter(|s| s.service == service && s.name == "request")
+                .collect();
+            assert!(!requests.is_empty(), "{of_trace:#?}");
+            assert!(
+                requests
+                    .iter()
+                    .all(|s| fetches.contains(&s.parent.as_str())),
+                "{of_trace:#?}"
+            );
+        }
+    }
 }
