@@ -8,6 +8,7 @@
 //! themselves are copied in before each scrape by [`publish`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -27,17 +28,47 @@ pub enum Lookup {
     Validation,
 }
 
+/// Lookups of one in-process cache since start, for its hit ratio.
+struct Lookups {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+static PLAN_LOOKUPS: Lookups = Lookups {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+};
+static VALIDATION_LOOKUPS: Lookups = Lookups {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+};
+
+impl Lookup {
+    fn label(self) -> &'static str {
+        match self {
+            Lookup::Plan => "plan",
+            Lookup::Validation => "validation",
+        }
+    }
+
+    fn lookups(self) -> &'static Lookups {
+        match self {
+            Lookup::Plan => &PLAN_LOOKUPS,
+            Lookup::Validation => &VALIDATION_LOOKUPS,
+        }
+    }
+}
+
 /// Counts a lookup in one of the in-process caches: `gantry_cache_hits_total` or
 /// `gantry_cache_misses_total`, labelled like the response and entity caches.
 pub fn lookup(cache: Lookup, hit: bool) {
-    let cache = match cache {
-        Lookup::Plan => "plan",
-        Lookup::Validation => "validation",
-    };
+    let lookups = cache.lookups();
     if hit {
-        metrics::counter!("gantry_cache_hits_total", "cache" => cache).increment(1);
+        lookups.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("gantry_cache_hits_total", "cache" => cache.label()).increment(1);
     } else {
-        metrics::counter!("gantry_cache_misses_total", "cache" => cache).increment(1);
+        lookups.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("gantry_cache_misses_total", "cache" => cache.label()).increment(1);
     }
 }
 
@@ -61,6 +92,13 @@ pub fn correlation_headers(client_headers: &HeaderMap, request_id: &str) -> Head
 /// caches' and de-duplication's counters, the persisted queries' and whether Redis answers.
 pub fn publish(service: &GatewayService) {
     service.caching().metrics().publish();
+    for cache in [Lookup::Plan, Lookup::Validation] {
+        let lookups = cache.lookups();
+        let hits = lookups.hits.load(Ordering::Relaxed) as f64;
+        let all = hits + lookups.misses.load(Ordering::Relaxed) as f64;
+        let ratio = if all == 0.0 { 0.0 } else { hits / all };
+        metrics::gauge!("gantry_cache_hit_ratio", "cache" => cache.label()).set(ratio);
+    }
     for (name, value) in service.persisted().metrics() {
         metrics::counter!(format!("gantry_{name}_total")).absolute(value);
     }

@@ -132,6 +132,7 @@ impl Readiness {
         }
         if let Some(redis) = &self.redis {
             let up = redis.health().await;
+            metrics::gauge!("gantry_redis_up").set(if up { 1.0 } else { 0.0 });
             checks.insert(
                 "redis".into(),
                 json!({ "status": if up { "ok" } else { "degraded" } }),

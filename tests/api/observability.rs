@@ -202,6 +202,10 @@ async fn metrics_count_requests_by_operation_client_and_status_and_the_plan_cach
         "{text}"
     );
     assert!(
+        sample(&text, "gantry_cache_hit_ratio{cache=\"plan\"}").is_some_and(|r| r > 0.0),
+        "{text}"
+    );
+    assert!(
         sample(&text, "gantry_cache_misses_total{cache=\"validation\"}").is_some_and(|n| n >= 2.0),
         "{text}"
     );
