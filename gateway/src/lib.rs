@@ -133,6 +133,15 @@ impl Gateway {
         &self.validator
     }
 
+    /// The name of the operation an unnamed request's text selects, when that text is
+    /// prepared (as it is once it ran).
+    pub fn prepared_operation_name(&self, query: &str) -> Option<String> {
+        self.supergraph()
+            .api_schema()
+            .prepared()
+            .selected_name_of(query, None)
+    }
+
     /// The kind of operation `query` selects: remembered when this text was validated
     /// before, else read by parsing it (without validating).
     pub fn operation_kind(

@@ -177,6 +177,8 @@ impl GatewayService {
             request_id: Some(context.request_id.clone()),
             deadline,
         };
+        // The operation's name for the access log and metrics, when the client sent none.
+        let unnamed = request.operation_name.is_none().then(|| query.clone());
         let pipeline_request = graphql::GraphQLRequest {
             query,
             operation_name: request.operation_name,
@@ -201,7 +203,10 @@ impl GatewayService {
                 }),
             None => answer.await,
         };
-        with_deadline_status(response)
+        let mut response = with_deadline_status(response);
+        response.operation_name =
+            unnamed.and_then(|query| self.gateway.prepared_operation_name(&query));
+        response
     }
 
     /// The kind of a request whose text the persisted-query step has filled in.

@@ -135,6 +135,16 @@ impl PreparedCache {
             .filter(|p| p.query == query && p.operation_name.as_deref() == operation_name)
     }
 
+    /// The name of the operation a text already prepared selects, without parsing it again
+    /// (`None`: not prepared, or anonymous).
+    pub fn selected_name_of(&self, query: &str, operation_name: Option<&str>) -> Option<String> {
+        [true, false].into_iter().find_map(|introspection| {
+            let key = prepared_key(query, operation_name, introspection);
+            self.get(key, query, operation_name)
+                .and_then(|p| p.selected_name.clone())
+        })
+    }
+
     /// The kind of a text already prepared, without parsing it again.
     pub fn kind_of(&self, query: &str, operation_name: Option<&str>) -> Option<OperationKind> {
         [true, false].into_iter().find_map(|introspection| {

@@ -162,6 +162,14 @@ async fn metrics_count_requests_by_operation_client_and_status_and_the_plan_cach
         post(&serve.address, LATEST, json!({ "n": 9 }), None, &headers).await;
     }
 
+    // Unnamed in the request, named in the document: counted under the document's name.
+    let unnamed = reqwest::Client::new()
+        .post(format!("http://{}/graphql", serve.address))
+        .json(&json!({ "query": "query Newest { latestPosts(first: 1) { edges { cursor } } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unnamed.status(), 200);
     let text = metrics(&serve.address).await;
     let web_ok = "operation=\"Latest\",client=\"web\",status=\"200\"";
     assert_eq!(
@@ -207,6 +215,10 @@ async fn metrics_count_requests_by_operation_client_and_status_and_the_plan_cach
     );
     assert!(
         sample(&text, "gantry_cache_misses_total{cache=\"validation\"}").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("gantry_requests_total{operation=\"Newest\",client=\"\",status=\"200\"} 1"),
         "{text}"
     );
     assert_eq!(sample(&text, "gantry_database_up"), None, "no probe yet");

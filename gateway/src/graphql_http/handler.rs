@@ -89,17 +89,26 @@ pub async fn graphql_get(State(state): State<HttpState>, request: Request) -> Re
         Err(error) => return bad_request(media, &error),
     };
     let context = context(&state.settings, Method::GET, headers, &request);
-    let operation = operation_name(graphql_request.operation_name.as_deref());
-    let response = match state.executor.execute_get(graphql_request, &context).await {
-        GetAnswer::Response(answer) => response::single(*answer, media),
-        GetAnswer::MutationRefused => response::mutation_over_get(media),
-    };
-    with_operation(response, operation)
+    let sent = graphql_request.operation_name.clone();
+    match state.executor.execute_get(graphql_request, &context).await {
+        GetAnswer::Response(answer) => {
+            let operation = operation_name(sent, &answer);
+            with_operation(response::single(*answer, media), operation)
+        }
+        GetAnswer::MutationRefused => with_operation(
+            response::mutation_over_get(media),
+            OperationName(sent.unwrap_or_default()),
+        ),
+    }
 }
 
-/// The operation name the access log and the request metrics show: the one the client sent.
-fn operation_name(name: Option<&str>) -> OperationName {
-    OperationName(name.unwrap_or_default().to_owned())
+/// The operation name the access log and the request metrics show: the one the client
+/// sent, else the one the executor found in the document.
+fn operation_name(sent: Option<String>, answer: &GraphQLResponse) -> OperationName {
+    OperationName(
+        sent.or_else(|| answer.operation_name.clone())
+            .unwrap_or_default(),
+    )
 }
 
 /// A batch is logged and counted as one request, under this name.
@@ -143,12 +152,10 @@ pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> R
     match request::parse_post_body(&body, state.settings.max_batch_size) {
         Err(error) => bad_request(media, &error),
         Ok(PostBody::Single(graphql_request)) => {
-            let operation = operation_name(graphql_request.operation_name.as_deref());
-            let response = response::single(
-                state.executor.execute(graphql_request, &context).await,
-                media,
-            );
-            with_operation(response, operation)
+            let sent = graphql_request.operation_name.clone();
+            let answer = state.executor.execute(graphql_request, &context).await;
+            let operation = operation_name(sent, &answer);
+            with_operation(response::single(answer, media), operation)
         }
         Ok(PostBody::Batch(items)) => {
             // Items run concurrently, as independent requests; a client that needs one
