@@ -21,6 +21,21 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The name this process has in traces (`service.name`): which part of the product it
+    /// runs.
+    pub fn service_name(&self) -> &'static str {
+        match &self.command {
+            Some(Command::Gateway(_)) => "gantry-gateway",
+            Some(Command::Subgraph(args)) => match args.name {
+                SubgraphName::Users => "gantry-users",
+                SubgraphName::Posts => "gantry-posts",
+            },
+            _ => "gantry",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Everything in one process: migrations, the subgraphs and the gateway (the default).
@@ -199,6 +214,14 @@ pub struct ServerArgs {
     /// Bytes of request bodies held at once across all requests. Default 67108864 (64 MiB).
     #[arg(long, env = "GANTRY_BODY_BYTES_IN_FLIGHT", global = true)]
     pub body_bytes_in_flight: Option<usize>,
+    /// Serve `/metrics` on this address instead of the main listener (e.g. a port only
+    /// the scraper reaches). Default: on the main listener.
+    #[arg(long, env = "GANTRY_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// OTLP/HTTP collector to export traces to (its base URL, e.g. `http://otel:4318`;
+    /// spans go to `/v1/traces`), when built with the `otel` feature. Default: no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]

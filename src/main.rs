@@ -12,7 +12,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = gantry::cli::Cli::parse();
-    gantry::telemetry::init();
+    let _telemetry = gantry::telemetry::init(
+        cli.common.server.otlp_endpoint.as_deref(),
+        cli.service_name(),
+    );
     match gantry::commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

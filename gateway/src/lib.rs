@@ -35,6 +35,8 @@
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
 //! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
 //!   time.
+//! - [`telemetry`]: the gateway's metrics and the headers that join subgraph logs and
+//!   traces to the client request.
 //! - `values`: GraphQL literal → JSON conversions.
 
 pub mod auth;
@@ -54,6 +56,7 @@ pub mod schema;
 pub mod service;
 pub mod shared;
 pub mod supergraph;
+pub mod telemetry;
 pub mod transport;
 pub mod validate;
 mod values;
@@ -177,6 +180,15 @@ impl Gateway {
 
     pub fn validator(&self) -> &Validator {
         &self.validator
+    }
+
+    /// The name of the operation an unnamed request's text selects, when that text is
+    /// prepared (as it is once it ran).
+    pub fn prepared_operation_name(&self, query: &str) -> Option<String> {
+        self.supergraph()
+            .api_schema()
+            .prepared()
+            .selected_name_of(query, None)
     }
 
     /// The kind of operation `query` selects: remembered when this text was validated

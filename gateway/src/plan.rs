@@ -15,6 +15,7 @@ use hive_router_query_planner::utils::cancellation::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::supergraph::Supergraph;
+use crate::telemetry::{self, Lookup};
 
 /// Planning never fails for a valid operation on a valid supergraph, so every variant is an
 /// internal error: logged, and answered with a generic message.
@@ -69,6 +70,7 @@ impl PlanCache {
 /// Root introspection fields (`__schema`, `__type`, `__typename`) are removed before
 /// planning: the gateway answers them itself. An operation with only those gets an empty
 /// plan (`node: None`).
+#[tracing::instrument(name = "plan", skip_all)]
 pub fn plan_operation(
     supergraph: &Supergraph,
     document: &Document,
@@ -92,9 +94,11 @@ pub fn plan_operation(
     let cache = supergraph.plan_cache();
     if let Some(plan) = cache.plans.get(&key) {
         cache.hits.fetch_add(1, Ordering::Relaxed);
+        telemetry::lookup(Lookup::Plan, true);
         return Ok(plan);
     }
     cache.misses.fetch_add(1, Ordering::Relaxed);
+    telemetry::lookup(Lookup::Plan, false);
 
     let plan = if operation.selection_set.items.is_empty() {
         QueryPlan {

@@ -132,9 +132,14 @@ fn unauthenticated(message: String) -> GraphQLResponse {
 }
 
 /// What every subgraph hears about the client: its token (HTTP subgraphs verify it again)
-/// and its address.
-fn forwarded_headers(headers: &HeaderMap, client: Option<ClientAddr>) -> HeaderMap {
-    let mut forwarded = HeaderMap::new();
+/// and its address; and the request id and trace context, so the subgraphs' log lines of
+/// this request carry the same ones.
+fn forwarded_headers(
+    headers: &HeaderMap,
+    client: Option<ClientAddr>,
+    request_id: &str,
+) -> HeaderMap {
+    let mut forwarded = crate::telemetry::correlation_headers(headers, request_id);
     if let Some(value) = headers.get(AUTHORIZATION) {
         forwarded.insert(AUTHORIZATION, value.clone());
     }
@@ -171,11 +176,13 @@ impl GatewayService {
         let client = context.client_addr.map(ClientAddr);
         let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let pipeline_context = pipeline::RequestContext {
-            forwarded_headers: forwarded_headers(&context.headers, client),
+            forwarded_headers: forwarded_headers(&context.headers, client, &context.request_id),
             context: Some(Arc::new(Caller { viewer, client })),
             request_id: Some(context.request_id.clone()),
             deadline,
         };
+        // The operation's name for the access log and metrics, when the client sent none.
+        let unnamed = request.operation_name.is_none().then(|| query.clone());
         let pipeline_request = graphql::GraphQLRequest {
             query,
             operation_name: request.operation_name,
@@ -200,7 +207,10 @@ impl GatewayService {
                 }),
             None => answer.await,
         };
-        with_deadline_status(response)
+        let mut response = with_deadline_status(response);
+        response.operation_name =
+            unnamed.and_then(|query| self.gateway.prepared_operation_name(&query));
+        response
     }
 
     /// What a cost rate limit charges the request: its estimated cost (validated through

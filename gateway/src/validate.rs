@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::graphql::{GraphQLError, Location};
 use crate::schema::ApiSchema;
+use crate::telemetry::{self, Lookup};
 use crate::variables::coerce_variables;
 
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
@@ -134,6 +135,16 @@ impl PreparedCache {
             .filter(|p| p.query == query && p.operation_name.as_deref() == operation_name)
     }
 
+    /// The name of the operation a text already prepared selects, without parsing it again
+    /// (`None`: not prepared, or anonymous).
+    pub fn selected_name_of(&self, query: &str, operation_name: Option<&str>) -> Option<String> {
+        [true, false].into_iter().find_map(|introspection| {
+            let key = prepared_key(query, operation_name, introspection);
+            self.get(key, query, operation_name)
+                .and_then(|p| p.selected_name.clone())
+        })
+    }
+
     /// The kind of a text already prepared, without parsing it again.
     pub fn kind_of(&self, query: &str, operation_name: Option<&str>) -> Option<OperationKind> {
         [true, false].into_iter().find_map(|introspection| {
@@ -167,6 +178,7 @@ impl Validator {
 
     /// Parses, validates, selects the operation and coerces its variables. Everything but
     /// the variables is done once per distinct text (see [`Prepared`]).
+    #[tracing::instrument(name = "validate", skip_all)]
     pub fn validate(
         &self,
         schema: &ApiSchema,
@@ -201,8 +213,10 @@ impl Validator {
     ) -> Result<Arc<Prepared>, RequestError> {
         let key = prepared_key(query, operation_name, self.allow_introspection);
         if let Some(prepared) = schema.prepared().get(key, query, operation_name) {
+            telemetry::lookup(Lookup::Validation, true);
             return Ok(prepared);
         }
+        telemetry::lookup(Lookup::Validation, false);
         let document = parse(query)?;
         let errors = graphql_tools::validation::validate::validate(
             schema.document(),

@@ -40,14 +40,15 @@ use super::readiness::Readiness;
 use crate::cli::{CommonArgs, GatewayArgs, GatewayOptions, SubgraphUrl};
 
 /// The gateway's HTTP app: the GraphQL endpoint and playground, `/ready`, `/health`,
-/// request ids and tracing, and the JWKS when this process holds the signing key.
+/// request ids and tracing, the JWKS when this process holds the signing key, and
+/// `/metrics` — or, with `--metrics-listen`, `/metrics` apart, as the second router.
 pub fn http_app(
     common: &CommonArgs,
     service: Arc<GatewayService>,
     options: &GatewayOptions,
     readiness: Readiness,
     public_key: Option<PublicKey>,
-) -> Router {
+) -> (Router, Option<Router>) {
     let defaults = HttpSettings::default();
     let settings = HttpSettings {
         max_body_bytes: options.max_body_bytes,
@@ -60,13 +61,9 @@ pub fn http_app(
         ..defaults
     };
     let readiness = readiness.with_redis(service.shared_state().cloned());
-    let metrics_service = service.clone();
-    let mut router = graphql_http::router(service, settings)
-        .merge(readiness.router())
-        .route(
-            "/metrics",
-            get(move || async move { metrics_text(&metrics_service) }),
-        );
+    let metrics = gantry_gateway::telemetry::metrics_router(service.clone());
+    let router = graphql_http::router(service, settings).merge(readiness.router());
+    let (mut router, metrics) = super::place_metrics(common, router, metrics);
     if let Some(key) = public_key {
         let set = jwks(std::slice::from_ref(&key));
         router = router.route(JWKS_PATH, get(move || async move { Json(set.clone()) }));
@@ -78,26 +75,7 @@ pub fn http_app(
         options.max_body_bytes,
         false,
     );
-    with_common_layers(router)
-}
-
-/// `/metrics`: the Prometheus text format.
-fn metrics_text(service: &GatewayService) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let mut text = service.caching().metrics().render(service.shared_state());
-    for (name, value) in service.persisted().metrics() {
-        text.push_str(&format!(
-            "# TYPE gantry_{name}_total counter\ngantry_{name}_total {value}\n"
-        ));
-    }
-    text.push_str(&service.gateway().cost().histogram().render());
-    text.push_str(&gantry_kit::db::render_statements_metric());
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    (with_common_layers(router), metrics)
 }
 
 /// Subgraph transports, wrapped for in-flight de-duplication and the entity cache when
@@ -203,6 +181,8 @@ pub use super::composition::compose_from;
 #[derive(Debug)]
 pub struct GatewayApp {
     pub router: Router,
+    /// `/metrics`, when it has a listener of its own (`--metrics-listen`).
+    pub metrics: Option<Router>,
     pub tasks: BackgroundTasks,
 }
 
@@ -262,8 +242,10 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         let gateway = gateway.clone();
         tasks.spawn(move |stop| recompose(gateway, client, subgraphs, every, stop));
     }
+    let (router, metrics) = http_app(common, service, &args.gateway, readiness, None);
     Ok(GatewayApp {
-        router: http_app(common, service, &args.gateway, readiness, None),
+        router,
+        metrics,
         tasks,
     })
 }
@@ -386,7 +368,8 @@ async fn recompose(
 }
 
 pub async fn run(common: &CommonArgs, args: GatewayArgs) -> anyhow::Result<()> {
-    let app = build(common, &args).await?;
+    let mut app = build(common, &args).await?;
+    super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));

@@ -12,6 +12,7 @@ pub mod seed;
 pub mod serve;
 pub mod subgraph;
 
+use anyhow::Context;
 use sea_orm::DatabaseConnection;
 
 use crate::cli::{Cli, Command, CommonArgs, ServeArgs};
@@ -78,6 +79,47 @@ impl BackgroundTasks {
             let _ = handle.await;
         }
     }
+}
+
+/// Where `/metrics` goes: into `router`, or, with `--metrics-listen`, apart (the second
+/// router, for [`serve_metrics`]).
+pub fn place_metrics(
+    common: &CommonArgs,
+    router: axum::Router,
+    metrics: axum::Router,
+) -> (axum::Router, Option<axum::Router>) {
+    match common.server.metrics_listen {
+        Some(_) => (router, Some(metrics)),
+        None => (router.merge(metrics), None),
+    }
+}
+
+/// Serves `/metrics` on `--metrics-listen` beside the server, until the tasks stop.
+pub async fn serve_metrics(
+    common: &CommonArgs,
+    metrics: Option<axum::Router>,
+    tasks: &mut BackgroundTasks,
+) -> anyhow::Result<()> {
+    let (Some(listen), Some(metrics)) = (common.server.metrics_listen, metrics) else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the metrics listener {listen}"))?;
+    let metrics_address = listener.local_addr()?;
+    tracing::info!(%metrics_address, "metrics at http://{metrics_address}/metrics");
+    tasks.spawn(move |mut stop| async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = axum::serve(listener, metrics)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %err, "the metrics listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// The shared Redis at `url`, when one is configured. Redis need not answer yet: the

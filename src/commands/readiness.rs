@@ -4,7 +4,8 @@
 //! - `supergraph`: a gateway has one loaded.
 //! - `database`: it answers and takes writes (`ok`, `read-only` or `down`). A SQLite file
 //!   this process may not write is opened read-only without an error, and every write then
-//!   fails, so a ping alone is not enough.
+//!   fails, so a ping alone is not enough. `gantry_database_up` at `/metrics` shows the
+//!   last probe's answer.
 //! - `subgraph:NAME`: a separate gateway's subgraphs answer at `/health`.
 //! - `redis`: `ok` or `degraded`, never a reason for `503`: without Redis requests still
 //!   succeed, with the shared caches bypassed until it answers again.
@@ -116,6 +117,7 @@ impl Readiness {
                     status
                 }
             };
+            metrics::gauge!("gantry_database_up").set(if status == "ok" { 1.0 } else { 0.0 });
             checks.insert("database".into(), json!({ "status": status }));
         }
         for (name, url) in &self.subgraph_health {
@@ -130,6 +132,7 @@ impl Readiness {
         }
         if let Some(redis) = &self.redis {
             let up = redis.health().await;
+            metrics::gauge!("gantry_redis_up").set(if up { 1.0 } else { 0.0 });
             checks.insert(
                 "redis".into(),
                 json!({ "status": if up { "ok" } else { "degraded" } }),

@@ -112,6 +112,7 @@ impl InProcessSubgraphs {
                         .with_max_response_bytes(max_response_bytes),
                 ),
             )
+            .measured()
     }
 }
 
@@ -127,6 +128,8 @@ fn service_sdl(response: &async_graphql::Response) -> anyhow::Result<String> {
 #[derive(Debug)]
 pub struct ServeApp {
     pub router: Router,
+    /// `/metrics`, when it has a listener of its own (`--metrics-listen`).
+    pub metrics: Option<Router>,
     pub tasks: BackgroundTasks,
 }
 
@@ -167,18 +170,23 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         .account_deletion_consumer(Some(signal), invalidations);
     tasks.spawn(|stop| consumer.run(stop));
     let readiness = Readiness::new().with_gateway(gateway).with_database(db);
-    let router = http_app(
+    let (router, metrics) = http_app(
         common,
         service,
         &args.gateway,
         readiness,
         Some(key.public.clone()),
     );
-    Ok(ServeApp { router, tasks })
+    Ok(ServeApp {
+        router,
+        metrics,
+        tasks,
+    })
 }
 
 pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
-    let app = build(common, &args).await?;
+    let mut app = build(common, &args).await?;
+    super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));

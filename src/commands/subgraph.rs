@@ -13,9 +13,7 @@ use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
-use gantry_kit::server::{
-    serve, shutdown_signal, with_common_layers, with_metrics, with_request_limits,
-};
+use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_request_limits};
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 use sea_orm::DatabaseConnection;
@@ -28,6 +26,8 @@ use crate::cli::{CommonArgs, SubgraphArgs, SubgraphName};
 #[derive(Debug)]
 pub struct SubgraphApp {
     pub router: Router,
+    /// `/metrics`, when it has a listener of its own (`--metrics-listen`).
+    pub metrics: Option<Router>,
     pub tasks: BackgroundTasks,
 }
 
@@ -78,8 +78,12 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
     // the whole budget of bytes in flight.
     let limits = common.server_limits();
     let router = with_request_limits(router, &limits, limits.body_bytes_in_flight, true);
+    let router = router.merge(readiness.router());
+    let (router, metrics) =
+        super::place_metrics(common, router, gantry_kit::prometheus::router(None));
     Ok(SubgraphApp {
-        router: with_common_layers(with_metrics(router).merge(readiness.router())),
+        router: with_common_layers(router),
+        metrics,
         tasks,
     })
 }
@@ -108,7 +112,8 @@ fn invalidations(shared: Option<SharedState>) -> Invalidations {
 }
 
 pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> {
-    let app = build(common, &args).await?;
+    let mut app = build(common, &args).await?;
+    super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let default_port = match args.name {
         SubgraphName::Users => 4001,
         SubgraphName::Posts => 4002,

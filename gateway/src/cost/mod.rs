@@ -21,15 +21,12 @@
 //! - `model`: [`CostModel`], read once from the supergraph.
 //! - `estimate`: [`estimate`], the iterative, fragment-memoizing walk over an operation.
 //! - [`CostControl`]: the settings, the check the request path makes right after
-//!   validation, and [`CostHistogram`], the estimates seen, for `/metrics`.
+//!   validation; every estimate is recorded in the `gantry_operation_cost` histogram.
 
 mod estimate;
 mod model;
 #[cfg(test)]
 mod tests;
-
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
@@ -102,15 +99,11 @@ impl Default for CostSettings {
 #[derive(Debug, Default)]
 pub struct CostControl {
     settings: CostSettings,
-    histogram: CostHistogram,
 }
 
 impl CostControl {
     pub fn new(settings: CostSettings) -> Self {
-        Self {
-            settings,
-            histogram: CostHistogram::default(),
-        }
+        Self { settings }
     }
 
     /// Estimates a validated operation, records the estimate, and refuses it when over the
@@ -123,7 +116,7 @@ impl CostControl {
         let estimated = self
             .estimate(costs, operation)
             .map_err(|error| Box::new(error.into_graphql_error()))?;
-        self.histogram.observe(estimated);
+        metrics::histogram!(COST_METRIC).record(estimated as f64);
         tracing::debug!(
             operation_name = operation.operation_name.as_deref(),
             cost = estimated,
@@ -154,62 +147,8 @@ impl CostControl {
     pub fn settings(&self) -> &CostSettings {
         &self.settings
     }
-
-    pub fn histogram(&self) -> &CostHistogram {
-        &self.histogram
-    }
 }
 
-/// Upper bounds of the histogram's buckets (`+Inf` comes after).
-const BUCKETS: [u64; 12] = [
-    1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 1_000_000,
-];
-
-/// Every estimate this process made, as a Prometheus histogram (`gantry_operation_cost`):
-/// what operators size `--max-operation-cost` and cost rate limits by.
-#[derive(Debug, Default)]
-pub struct CostHistogram {
-    /// Per bucket, the estimates at most its bound (not cumulative; rendering adds up).
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum: AtomicU64,
-}
-
-impl CostHistogram {
-    pub fn observe(&self, cost: u64) {
-        if let Some(index) = BUCKETS.iter().position(|bound| cost <= *bound) {
-            self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
-                Some(sum.saturating_add(cost))
-            });
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP gantry_operation_cost Estimated cost of each operation (@cost/@listSize).\n\
-             # TYPE gantry_operation_cost histogram\n",
-        );
-        let mut cumulative = 0u64;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative = cumulative.saturating_add(bucket.load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "gantry_operation_cost_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "gantry_operation_cost_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "gantry_operation_cost_sum {}",
-            self.sum.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "gantry_operation_cost_count {count}");
-        out
-    }
-}
+/// The histogram every estimate is recorded in: what operators size `--max-operation-cost`
+/// and cost rate limits by (its buckets: [`gantry_kit::prometheus::COST_BUCKETS`]).
+pub const COST_METRIC: &str = gantry_kit::prometheus::COST_METRIC;

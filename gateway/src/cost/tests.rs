@@ -179,29 +179,3 @@ fn the_named_operation_is_the_one_estimated() {
     assert_eq!(estimate_of("B"), Ok(10));
     assert_eq!(estimate_of("C"), Err(CostError::UnknownOperation));
 }
-
-#[test]
-fn the_histogram_renders_cumulative_buckets() {
-    let histogram = CostHistogram::default();
-    histogram.observe(3);
-    histogram.observe(700);
-    histogram.observe(u64::MAX);
-    let text = histogram.render();
-    assert!(
-        text.contains("# TYPE gantry_operation_cost histogram"),
-        "{text}"
-    );
-    assert!(
-        text.contains("gantry_operation_cost_bucket{le=\"5\"} 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("gantry_operation_cost_bucket{le=\"1000\"} 2\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("gantry_operation_cost_bucket{le=\"+Inf\"} 3\n"),
-        "{text}"
-    );
-    assert!(text.contains("gantry_operation_cost_count 3\n"), "{text}");
-}

@@ -64,6 +64,7 @@ pub struct ExecutionOutput {
 
 /// Executes a plan. Never fails as a whole: a failed fetch leaves its part of the data
 /// missing and adds an error.
+#[tracing::instrument(name = "execute", skip_all)]
 pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> ExecutionOutput {
     let executor = Executor {
         context,

@@ -9,6 +9,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use futures::future::join_all;
+use gantry_kit::server::access_log::OperationName;
 
 use crate::graphql_http::media::{self, ResponseMediaType};
 use crate::graphql_http::request::{self, PostBody, RequestError};
@@ -88,10 +89,34 @@ pub async fn graphql_get(State(state): State<HttpState>, request: Request) -> Re
         Err(error) => return bad_request(media, &error),
     };
     let context = context(&state.settings, Method::GET, headers, &request);
+    let sent = graphql_request.operation_name.clone();
     match state.executor.execute_get(graphql_request, &context).await {
-        GetAnswer::Response(answer) => response::single(*answer, media),
-        GetAnswer::MutationRefused => response::mutation_over_get(media),
+        GetAnswer::Response(answer) => {
+            let operation = operation_name(sent, &answer);
+            with_operation(response::single(*answer, media), operation)
+        }
+        GetAnswer::MutationRefused => with_operation(
+            response::mutation_over_get(media),
+            OperationName(sent.unwrap_or_default()),
+        ),
     }
+}
+
+/// The operation name the access log and the request metrics show: the one the client
+/// sent, else the one the executor found in the document.
+fn operation_name(sent: Option<String>, answer: &GraphQLResponse) -> OperationName {
+    OperationName(
+        sent.or_else(|| answer.operation_name.clone())
+            .unwrap_or_default(),
+    )
+}
+
+/// A batch is logged and counted as one request, under this name.
+const BATCH_OPERATION: &str = "(batch)";
+
+fn with_operation(mut response: Response, operation: OperationName) -> Response {
+    response.extensions_mut().insert(operation);
+    response
 }
 
 /// `POST {path}`: one request or a batch in a JSON body.
@@ -126,10 +151,12 @@ pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> R
     };
     match request::parse_post_body(&body, state.settings.max_batch_size) {
         Err(error) => bad_request(media, &error),
-        Ok(PostBody::Single(graphql_request)) => response::single(
-            state.executor.execute(graphql_request, &context).await,
-            media,
-        ),
+        Ok(PostBody::Single(graphql_request)) => {
+            let sent = graphql_request.operation_name.clone();
+            let answer = state.executor.execute(graphql_request, &context).await;
+            let operation = operation_name(sent, &answer);
+            with_operation(response::single(answer, media), operation)
+        }
         Ok(PostBody::Batch(items)) => {
             // Items run concurrently, as independent requests; a client that needs one
             // mutation to see another's effect sends them separately.
@@ -146,7 +173,10 @@ pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> R
                 }
             }))
             .await;
-            response::batch(responses, media)
+            with_operation(
+                response::batch(responses, media),
+                OperationName(BATCH_OPERATION.to_owned()),
+            )
         }
     }
 }

@@ -122,6 +122,9 @@ pub struct GraphQLResponse {
     pub cache_control: Option<String>,
     /// Added to the HTTP response as they are.
     pub extra_headers: HeaderMap,
+    /// The name of the operation that ran, when the client did not name it in
+    /// `operationName` and the executor knows it: for the access log and request metrics.
+    pub operation_name: Option<String>,
 }
 
 impl GraphQLResponse {
@@ -132,6 +135,7 @@ impl GraphQLResponse {
             http_status_hint: None,
             cache_control: None,
             extra_headers: HeaderMap::new(),
+            operation_name: None,
         }
     }
 

@@ -38,6 +38,7 @@ struct NullBubble;
 /// Builds the client response from the merged data and the errors gathered so far. The data
 /// is consumed: leaves move into the response instead of being copied. `unresolved` are the
 /// paths of objects whose entity fetch failed, already explained by that fetch's error.
+#[tracing::instrument(name = "shape", skip_all)]
 pub fn shape_response(
     schema: &ApiSchema,
     operation: &ValidatedOperation,

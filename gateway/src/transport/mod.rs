@@ -1,9 +1,13 @@
 //! How the gateway reaches a subgraph. The executor only sees [`SubgraphTransport`]; whether
 //! the subgraph is a separate process (HTTP) or a `Schema` in this process is a wiring choice.
+//! Wrappers add behaviour around any transport: [`MeasuredTransport`] (metrics and a span
+//! per fetch, closest to the wire), [`DedupTransport`] (in-flight de-duplication) and the
+//! entity cache.
 
 mod dedup;
 mod http;
 mod in_process;
+mod measured;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -16,6 +20,7 @@ use serde_json::{Map, Value};
 pub use self::dedup::DedupTransport;
 pub use self::http::{DEFAULT_MAX_RESPONSE_BYTES, HttpTransport, HttpTransportConfig};
 pub use self::in_process::InProcessTransport;
+pub use self::measured::MeasuredTransport;
 
 /// One GraphQL request to one subgraph.
 #[derive(Clone)]
@@ -195,6 +200,12 @@ impl Transports {
         self.wrapped(|inner| Arc::new(DedupTransport::new(inner, metrics.clone())))
     }
 
+    /// Every transport wrapped in a [`MeasuredTransport`]; wrap before anything that may
+    /// answer without a fetch.
+    pub fn measured(self) -> Self {
+        self.wrapped(|inner| Arc::new(MeasuredTransport::new(inner)))
+    }
+
     /// Every transport wrapped by `wrap`.
     pub fn wrapped(
         self,
@@ -212,7 +223,7 @@ impl Transports {
         self.by_subgraph.get(subgraph)
     }
 
-    /// One HTTP transport per subgraph URL (sharing one connection pool).
+    /// One HTTP transport per subgraph URL (sharing one connection pool), measured.
     pub fn http<'a>(
         urls: impl IntoIterator<Item = (&'a String, &'a String)>,
         config: &HttpTransportConfig,
@@ -225,7 +236,7 @@ impl Transports {
                 Arc::new(HttpTransport::with_client(client.clone(), url, config)?),
             );
         }
-        Ok(transports)
+        Ok(transports.measured())
     }
 
     /// Sends the request to the transport registered for its subgraph.

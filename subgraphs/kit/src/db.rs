@@ -75,19 +75,10 @@ pub fn sqlite_url(path: &Path) -> String {
 /// Statements sent by every connection [`connect`] opened in this process.
 static STATEMENTS_EXECUTED: AtomicU64 = AtomicU64::new(0);
 
-/// SQL statements this process has sent, for `/metrics`: their growth per request shows
-/// whether DataLoader batching holds under load.
+/// SQL statements this process has sent, for `/metrics` (`gantry_sql_statements_total`):
+/// their growth per request shows whether DataLoader batching holds under load.
 pub fn statements_executed() -> u64 {
     STATEMENTS_EXECUTED.load(Ordering::Relaxed)
-}
-
-/// [`statements_executed`] as the Prometheus counter `gantry_sql_statements_total`.
-pub fn render_statements_metric() -> String {
-    format!(
-        "# HELP gantry_sql_statements_total SQL statements sent to the database by this process.\n\
-         # TYPE gantry_sql_statements_total counter\ngantry_sql_statements_total {}\n",
-        statements_executed()
-    )
 }
 
 /// Why the database could not be opened, worded so an operator can act on it: the
@@ -378,7 +369,6 @@ mod tests {
         let select = Statement::from_string(db.get_database_backend(), "SELECT 1");
         db.query_one_raw(select).await.unwrap();
         assert!(statements_executed() > before);
-        assert!(render_statements_metric().contains("\ngantry_sql_statements_total "));
     }
 
     #[test]

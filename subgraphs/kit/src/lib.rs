@@ -21,6 +21,7 @@
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
+//! - [`prometheus`]: the process's metrics recorder and `/metrics`.
 //! - [`server`]: serving any command's axum router with connection and request limits,
 //!   request ids, tracing and graceful shutdown, and the GraphQL handler that hands the
 //!   viewer and client address to resolvers.
@@ -33,6 +34,7 @@ pub mod invalidation;
 pub mod jwt;
 pub mod keys;
 pub mod outbox;
+pub mod prometheus;
 pub mod rate_limit;
 pub mod revocation;
 pub mod server;

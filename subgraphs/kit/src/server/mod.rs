@@ -7,11 +7,17 @@
 //! - [`limits`]: [`ServerLimits`], every default documented.
 //! - [`connection`]: the accept loop (connection cap, idle and header-read timeouts).
 //! - [`body`]: request bodies under a deadline and a budget of bytes held at once.
+//! - [`access_log`]: one log line per request, and the request metrics.
+//! - [`labels`]: metric label values from clients, bounded.
+//! - [`trace_context`]: a `traceparent` for every request, made at the edge when missing.
 //! - this file: the subgraph GraphQL handler, the common layers, [`serve`].
 
+pub mod access_log;
 pub mod body;
 pub mod connection;
+pub mod labels;
 pub mod limits;
+pub mod trace_context;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -83,23 +89,32 @@ where
     state.schema.execute(request).await.into()
 }
 
-/// Adds `/health`, request ids (`x-request-id`, generated when the client sent none) and
-/// request tracing to a router. A `5xx` answer is logged as an ERROR, except `503`: that is
-/// a deliberate "not now" (`/ready` while a dependency is down, shed load), whose cause is
-/// logged where it was decided, once, rather than at every probe.
+/// Adds `/health`, request ids (`x-request-id`, generated when the client sent none), a
+/// `traceparent` (likewise), request tracing and the access log to a router. A `5xx` answer
+/// is logged as an ERROR, except `503`: that is a deliberate "not now" (`/ready` while a
+/// dependency is down, shed load), whose cause is logged where it was decided, once, rather
+/// than at every probe.
+///
+/// Every log line of a request is inside its `request` span, which carries the request id
+/// and the trace id: the ones the gateway forwards to the subgraphs, so a request's lines in
+/// every process share them.
 pub fn with_common_layers(router: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(axum::middleware::from_fn(access_log::access_log))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            let id = header("x-request-id").unwrap_or("-");
+            let trace_id = header(trace_context::TRACEPARENT)
+                .and_then(trace_context::trace_id)
                 .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace_id);
+            trace_context::adopt(&span, req.headers());
+            span
         }).on_failure(log_failure))
+        .layer(axum::middleware::from_fn(trace_context::ensure_traceparent))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
@@ -113,21 +128,10 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
     }
 }
 
-/// `GET /metrics` of a process that serves no gateway (the gateway renders its own): the
-/// Prometheus counter of SQL statements sent.
+/// `GET /metrics` of a process that serves no gateway: what it recorded (SQL statements,
+/// requests), see [`crate::prometheus`].
 pub fn with_metrics(router: Router) -> Router {
-    router.route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                crate::db::render_statements_metric(),
-            )
-        }),
-    )
+    router.merge(crate::prometheus::router(None))
 }
 
 /// Adds the request limits every server command applies: bodies read within
