@@ -18,7 +18,7 @@ use crate::Gateway;
 use crate::auth::Authenticator;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
-use crate::cache::{CacheSettings, Caching};
+use crate::cache::{CacheSettings, Caching, Operation};
 use crate::execute::GATEWAY_TIMEOUT;
 use crate::graphql;
 use crate::graphql_http::{
@@ -26,9 +26,9 @@ use crate::graphql_http::{
 };
 use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
+use crate::prepare::PrepareError;
 use crate::rate_limit::{RateLimits, Requester};
 use crate::shared::SharedState;
-use crate::validate::{OperationKind as ValidatedKind, RequestError};
 
 /// What the service adds around the request path, each part with its own settings.
 #[derive(Debug, Clone, Default)]
@@ -144,11 +144,38 @@ fn forwarded_headers(headers: &HeaderMap, client: Option<ClientAddr>) -> HeaderM
 }
 
 impl GatewayService {
-    /// Runs a request whose text the persisted-query step has filled in.
-    async fn run(&self, request: GraphQLRequest, context: &RequestContext) -> GraphQLResponse {
-        let Some(query) = request.query else {
-            return persisted_query_not_found();
+    /// Prepares the document of a request whose text the persisted-query step has filled
+    /// in, on the current supergraph; `Err` is the response to send instead.
+    async fn prepare(
+        &self,
+        request: &GraphQLRequest,
+        context: &RequestContext,
+    ) -> Result<Operation, Box<GraphQLResponse>> {
+        let Some(query) = &request.query else {
+            return Err(Box::new(persisted_query_not_found()));
         };
+        let runtime = self.gateway.runtime();
+        match runtime
+            .prepare(query, request.operation_name.as_deref())
+            .await
+        {
+            Ok(prepared) => Ok(Operation {
+                gateway: self.gateway.clone(),
+                runtime,
+                prepared,
+            }),
+            Err(refusal) => Err(Box::new(refused(&refusal, context))),
+        }
+    }
+
+    /// Runs a prepared request: authentication, rate limits, then the request path through
+    /// the response cache.
+    async fn run(
+        &self,
+        operation: Operation,
+        request: GraphQLRequest,
+        context: &RequestContext,
+    ) -> GraphQLResponse {
         let viewer = self.auth.authenticate(&context.headers).await;
         if let ViewerState::Rejected(reason) = &viewer {
             return unauthenticated(reason.to_string());
@@ -159,8 +186,8 @@ impl GatewayService {
             address: context.client_addr,
             headers: &context.headers,
         };
-        // Each operation costs 1 until the prepared operation carries its estimated cost;
-        // then this check moves after preparation and charges that estimate.
+        // Each operation costs 1 until the prepared operation carries its estimated cost
+        // (`operation.prepared.cost`); then this charges that estimate.
         if let Err(refusal) = self.rate_limits.admit(requester, 1).await {
             return *refusal;
         }
@@ -173,17 +200,14 @@ impl GatewayService {
             deadline,
         };
         let pipeline_request = graphql::GraphQLRequest {
-            query,
+            query: request.query.unwrap_or_default(),
             operation_name: request.operation_name,
             variables: request.variables.unwrap_or_default(),
             extensions: request.extensions,
         };
-        let answer = self.caching.execute(
-            self.gateway.clone(),
-            pipeline_request,
-            pipeline_context,
-            viewer_id,
-        );
+        let answer = self
+            .caching
+            .execute(operation, pipeline_request, pipeline_context, viewer_id);
         let response = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline + SHAPING_MARGIN, answer)
                 .await
@@ -198,23 +222,17 @@ impl GatewayService {
         };
         with_deadline_status(response)
     }
+}
 
-    /// The kind of a request whose text the persisted-query step has filled in.
-    fn kind(&self, request: &GraphQLRequest) -> Result<OperationKind, Box<GraphQLResponse>> {
-        let Some(query) = &request.query else {
-            return Err(Box::new(persisted_query_not_found()));
-        };
-        match self
-            .gateway
-            .operation_kind(query, request.operation_name.as_deref())
-        {
-            Ok(ValidatedKind::Query) => Ok(OperationKind::Query),
-            Ok(ValidatedKind::Mutation) => Ok(OperationKind::Mutation),
-            Ok(ValidatedKind::Subscription) => Ok(OperationKind::Subscription),
-            Err(error) => Err(Box::new(GraphQLResponse::new(
-                json!({ "errors": error.into_graphql_errors() }),
-            ))),
-        }
+/// The answer to a document that was not prepared: its errors, and `400` whatever the
+/// media type when a limit refused it.
+fn refused(refusal: &PrepareError, context: &RequestContext) -> GraphQLResponse {
+    let errors = refusal.to_graphql_errors(Some(&context.request_id));
+    let response = GraphQLResponse::new(json!({ "errors": errors }));
+    if refusal.is_limit() {
+        response.with_status(StatusCode::BAD_REQUEST)
+    } else {
+        response
     }
 }
 
@@ -243,25 +261,27 @@ fn registering_client(context: &RequestContext) -> String {
         .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
 }
 
-impl GatewayService {
-    /// Whether `query` parses and validates against the API schema, whatever its
-    /// variables: what an APQ text must do to be registered. The validation is the
-    /// request path's own (and cached with it), so a registered text is not validated again
-    /// when it runs.
-    fn validates(&self, query: &str, operation_name: Option<&str>) -> bool {
-        let supergraph = self.gateway.supergraph();
-        let validated = self.gateway.validator().validate(
-            supergraph.api_schema(),
-            query,
-            operation_name,
-            &serde_json::Map::new(),
-        );
-        matches!(validated, Ok(_) | Err(RequestError::Variables(_)))
-    }
-}
-
 fn persisted_query_not_found() -> GraphQLResponse {
     GraphQLResponse::request_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+}
+
+/// Who may register an APQ text: only a text the request path prepared (it parses,
+/// validates and is within the limits), so registration never prepares anything itself.
+fn registrar(client: &str, prepared: bool) -> Registrar<'_> {
+    fn prepared_text(_: &str, _: Option<&str>) -> bool {
+        true
+    }
+    fn refused_text(_: &str, _: Option<&str>) -> bool {
+        false
+    }
+    Registrar {
+        client,
+        validates: if prepared {
+            &prepared_text
+        } else {
+            &refused_text
+        },
+    }
 }
 
 #[async_trait]
@@ -271,20 +291,18 @@ impl OperationExecutor for GatewayService {
         mut request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
-        let client = registering_client(context);
-        let validates = |query: &str, name: Option<&str>| self.validates(query, name);
-        let registrar = Registrar {
-            client: &client,
-            validates: &validates,
+        let resolved = match self.persisted.peek(&mut request, &context.headers).await {
+            Ok(resolved) => resolved,
+            Err(refusal) => return refusal,
         };
-        if let Err(refusal) = self
-            .persisted
-            .resolve(&mut request, &context.headers, &registrar)
-            .await
-        {
-            return refusal;
+        let prepared = self.prepare(&request, context).await;
+        let client = registering_client(context);
+        let registrar = registrar(&client, prepared.is_ok());
+        self.persisted.settle(resolved, &request, &registrar).await;
+        match prepared {
+            Ok(operation) => self.run(operation, request, context).await,
+            Err(refusal) => *refusal,
         }
-        self.run(request, context).await
     }
 
     async fn operation_kind(
@@ -294,11 +312,14 @@ impl OperationExecutor for GatewayService {
     ) -> Result<OperationKind, GraphQLResponse> {
         let mut request = request.clone();
         let _unsettled = self.persisted.peek(&mut request, &context.headers).await?;
-        self.kind(&request).map_err(|refusal| *refusal)
+        match self.prepare(&request, context).await {
+            Ok(operation) => Ok(operation.prepared.kind),
+            Err(refusal) => Err(*refusal),
+        }
     }
 
-    /// Resolves the persisted query and finds the kind once, where the default would do
-    /// both twice (a tenth of a cached GET's instructions).
+    /// Resolves the persisted query and prepares the document once, where the default
+    /// would do both twice.
     async fn execute_get(
         &self,
         mut request: GraphQLRequest,
@@ -308,19 +329,16 @@ impl OperationExecutor for GatewayService {
             Ok(resolved) => resolved,
             Err(refusal) => return GetAnswer::Response(Box::new(refusal)),
         };
-        match self.kind(&request) {
-            Err(refusal) => GetAnswer::Response(refusal),
-            Ok(OperationKind::Mutation) => GetAnswer::MutationRefused,
-            Ok(OperationKind::Query | OperationKind::Subscription) => {
-                let client = registering_client(context);
-                let validates = |query: &str, name: Option<&str>| self.validates(query, name);
-                let registrar = Registrar {
-                    client: &client,
-                    validates: &validates,
-                };
-                self.persisted.settle(resolved, &request, &registrar).await;
-                GetAnswer::Response(Box::new(self.run(request, context).await))
-            }
+        let operation = match self.prepare(&request, context).await {
+            Ok(operation) => operation,
+            Err(refusal) => return GetAnswer::Response(refusal),
+        };
+        if operation.prepared.kind == OperationKind::Mutation {
+            return GetAnswer::MutationRefused;
         }
+        let client = registering_client(context);
+        let registrar = registrar(&client, true);
+        self.persisted.settle(resolved, &request, &registrar).await;
+        GetAnswer::Response(Box::new(self.run(operation, request, context).await))
     }
 }

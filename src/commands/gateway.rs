@@ -229,6 +229,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         deduplicated(transports, &features),
         GatewayConfig {
             introspection: args.gateway.introspection,
+            limits: args.gateway.limits.limits(),
         },
     ));
 

@@ -121,6 +121,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         super::gateway::deduplicated(subgraphs.transports(), &features),
         GatewayConfig {
             introspection: args.gateway.introspection,
+            limits: args.gateway.limits.limits(),
         },
     ));
     let auth = Arc::new(Authenticator::with_keys(

@@ -161,13 +161,7 @@ impl GraphQLResponse {
     }
 }
 
-/// The kind of operation a request selects, needed before executing a GET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    Query,
-    Mutation,
-    Subscription,
-}
+pub use crate::graphql::OperationKind;
 
 /// Runs GraphQL operations for the HTTP layer. The gateway implements it over its
 /// pipeline; tests implement it over a small async-graphql schema.

@@ -134,6 +134,7 @@ async fn the_schema_lists_client_types_but_no_federation_internals() {
 async fn introspection_can_be_disabled() {
     let h = harness(GatewayConfig {
         introspection: false,
+        ..GatewayConfig::default()
     });
     let response = h
         .run("{ __schema { queryType { name } } }", json!({}))
