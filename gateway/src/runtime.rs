@@ -14,6 +14,7 @@
 use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 use tokio::sync::Semaphore;
@@ -56,6 +57,8 @@ pub struct SupergraphRuntime {
     preparer: Arc<Preparer>,
     pool: Arc<Semaphore>,
     prepared: moka::future::Cache<u64, Arc<Prepared>>,
+    /// Preparations started (cache misses that ran), for metrics and tests.
+    preparations: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SupergraphRuntime {
@@ -88,7 +91,14 @@ impl SupergraphRuntime {
                 .weigher(|_, prepared: &Arc<Prepared>| prepared.weight())
                 .max_capacity(PREPARED_BYTES)
                 .build(),
+            preparations: Arc::default(),
         }
+    }
+
+    /// How many preparations ran (each document once, unless it was evicted, ran out of
+    /// time or lost its clients).
+    pub fn preparations(&self) -> u64 {
+        self.preparations.load(Ordering::Relaxed)
     }
 
     pub fn supergraph(&self) -> &Arc<Supergraph> {
@@ -139,11 +149,13 @@ impl SupergraphRuntime {
         let supergraph = self.supergraph.clone();
         let preparer = self.preparer.clone();
         let pool = self.pool.clone();
+        let preparations = self.preparations.clone();
         async move {
             let turn = pool
                 .acquire_owned()
                 .await
                 .map_err(|_| PrepareError::Cancelled)?;
+            preparations.fetch_add(1, Ordering::Relaxed);
             let budget = preparer.limits().preparation_budget();
             let cancel = Arc::new(CancellationToken::with_timeout(budget));
             let _cancel_on_drop = CancelOnDrop(cancel.clone());

@@ -93,6 +93,7 @@ fn within(
         (names::DEPTH, figures.depth, limits.max_depth),
         (names::NESTING, figures.nesting, limits.max_nesting),
         (names::ALIASES, figures.aliases, limits.max_aliases),
+        (names::SELECTIONS, figures.selections, limits.max_selections),
         (
             names::ROOT_FIELDS,
             if is_operation { figures.root_fields } else { 0 },
@@ -103,7 +104,6 @@ fn within(
             figures.directives_per_field,
             limits.max_directives_per_field,
         ),
-        (names::SELECTIONS, figures.selections, limits.max_selections),
     ];
     match checks.into_iter().find(|(_, actual, max)| actual > max) {
         Some((name, actual, max)) => Err(LimitExceeded::new(name, max, Some(actual))),

@@ -97,7 +97,7 @@ impl Default for OperationLimits {
 
 impl OperationLimits {
     pub fn preparation_budget(&self) -> Duration {
-        Duration::from_millis(self.preparation_budget_ms.max(1))
+        Duration::from_millis(self.preparation_budget_ms)
     }
 }
 
