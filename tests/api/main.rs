@@ -13,6 +13,7 @@ mod federation;
 mod feed;
 mod gateway;
 mod helpers;
+mod hostile;
 mod operators;
 mod partial_data;
 mod persisted;
