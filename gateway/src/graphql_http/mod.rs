@@ -34,7 +34,7 @@
 
 mod handler;
 mod media;
-mod request;
+pub(crate) mod request;
 mod request_id;
 mod response;
 pub mod settings;
