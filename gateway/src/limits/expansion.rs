@@ -7,7 +7,7 @@
 //! Everything here uses explicit stacks: the depth of the client's document never becomes
 //! the depth of the gateway's call stack.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use graphql_tools::static_graphql::query::{
     Definition, Document, Field, FragmentDefinition, Selection, SelectionSet,
@@ -132,13 +132,13 @@ fn fragment_summaries<'d>(
     let mut summaries: HashMap<&'d str, Figures> = HashMap::with_capacity(definitions.len());
     // Depth-first over spreads, with an explicit stack: a fragment is summarized once every
     // fragment it spreads is; meeting one that is still open is a cycle.
-    let mut open: HashMap<&'d str, ()> = HashMap::new();
+    let mut open: HashSet<&'d str> = HashSet::new();
     for root in order {
         if summaries.contains_key(root) {
             continue;
         }
         let mut stack: Vec<(&'d str, Vec<&'d str>)> = Vec::new();
-        open.insert(root, ());
+        open.insert(root);
         stack.push((root, spreads(&definitions[root].selection_set)));
         while let Some((name, pending)) = stack.last_mut() {
             bail_if_cancelled(cancel)?;
@@ -147,10 +147,10 @@ fn fragment_summaries<'d>(
                     if summaries.contains_key(next) || !definitions.contains_key(next) {
                         continue;
                     }
-                    if open.contains_key(next) {
+                    if open.contains(next) {
                         return Err(ExpansionError::Cycle(next.to_owned()));
                     }
-                    open.insert(next, ());
+                    open.insert(next);
                     let next_spreads = spreads(&definitions[next].selection_set);
                     stack.push((next, next_spreads));
                 }
