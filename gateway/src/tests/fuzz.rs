@@ -394,6 +394,23 @@ struct Outcomes {
     shaped: AtomicU64,
 }
 
+impl Outcomes {
+    fn report(&self) {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        eprintln!(
+            "fuzz: {} inputs ran: {} bodies unreadable, {} documents refused, {} with bad variables, {} shaped",
+            count(&self.unreadable)
+                + count(&self.refused)
+                + count(&self.bad_variables)
+                + count(&self.shaped),
+            count(&self.unreadable),
+            count(&self.refused),
+            count(&self.bad_variables),
+            count(&self.shaped),
+        );
+    }
+}
+
 /// One input through the request path; `Err` when the property does not hold.
 fn drive(
     supergraph: &Supergraph,
@@ -509,22 +526,15 @@ fn fuzz_the_request_path_from_body_to_shaped_response() {
         ..Config::default()
     });
 
+    let ran = AtomicU64::new(0);
     let result = runner.run(&vec(any::<u32>(), 0..600), |values| {
+        if (ran.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(1_000_000) {
+            outcomes.report();
+        }
         drive(&supergraph, &preparer, &values, &outcomes)
     });
 
-    let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    eprintln!(
-        "fuzz: {} inputs ran: {} bodies unreadable, {} documents refused, {} with bad variables, {} shaped",
-        count(&outcomes.unreadable)
-            + count(&outcomes.refused)
-            + count(&outcomes.bad_variables)
-            + count(&outcomes.shaped),
-        count(&outcomes.unreadable),
-        count(&outcomes.refused),
-        count(&outcomes.bad_variables),
-        count(&outcomes.shaped),
-    );
+    outcomes.report();
     if let Err(failure) = result {
         panic!("{failure}");
     }
