@@ -1,8 +1,12 @@
 //! The gateway behind the HTTP layer: [`GatewayService`] implements
-//! [`OperationExecutor`] by authenticating the caller, then running the request path
-//! ([`execute_operation`](crate::pipeline::execute_operation), through the response cache
-//! and in-flight de-duplication of [`crate::cache`]) and turning its result into an HTTP-level answer (status hints,
-//! `Cache-Control`).
+//! [`OperationExecutor`]. For each request it resolves the persisted query, prepares the
+//! document once ([`crate::runtime`]: limits, validation, plan; its kind decides GET's fate
+//! and whether an APQ text is registered), authenticates the caller, applies rate limits,
+//! then runs the prepared operation
+//! ([`execute_prepared`](crate::pipeline::execute_prepared), through the response cache and
+//! in-flight de-duplication of [`crate::cache`]) and turns its result into an HTTP-level
+//! answer (status hints, `Cache-Control`). Preparing comes before authentication so the
+//! rate limits can charge an operation's estimated cost.
 
 use std::sync::Arc;
 use std::time::Duration;
