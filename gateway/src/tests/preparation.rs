@@ -137,3 +137,36 @@ async fn a_preparation_out_of_time_is_refused_with_the_budget_and_not_remembered
         "a timed-out preparation is tried again"
     );
 }
+
+#[tokio::test]
+async fn a_request_gone_before_its_turn_on_the_pool_prepares_nothing() {
+    let supergraph = crate::Supergraph::compose(
+        &[subgraph("users", USERS_SDL), subgraph("posts", POSTS_SDL)],
+        crate::SupergraphOptions::default(),
+    )
+    .expect("composes");
+    let pool = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let preparer = std::sync::Arc::new(Preparer::new(OperationLimits::default(), true));
+    let runtime = std::sync::Arc::new(crate::runtime::SupergraphRuntime::new(
+        supergraph,
+        preparer,
+        pool.clone(),
+    ));
+    let query = "{ feed { title } }";
+    let busy = pool.clone().acquire_owned().await.expect("a turn");
+
+    let gone = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.prepare(query, None).await.is_ok() }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    gone.abort();
+    assert!(gone.await.is_err(), "the request went away while it waited");
+    drop(busy);
+
+    assert_eq!(runtime.preparations(), 0);
+    assert!(runtime.prepare(query, None).await.is_ok());
+    assert_eq!(runtime.preparations(), 1);
+}
