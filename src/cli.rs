@@ -334,6 +334,75 @@ pub struct GatewayOptions {
     /// The most representations one `_entities` fetch may carry. Default: 10000.
     #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS")]
     pub max_entity_representations: Option<usize>,
+    #[command(flatten)]
+    pub limits: OperationLimitArgs,
+}
+
+/// What one operation may ask for; past a limit it is refused with `400`,
+/// `GRAPHQL_VALIDATION_FAILED` and `extensions.limit`. Defaults in
+/// [`gantry_gateway::OperationLimits`].
+#[derive(Debug, Args, Clone, Default)]
+pub struct OperationLimitArgs {
+    /// Tokens in an operation's text, counted before it is parsed. Default: 15000.
+    #[arg(long, env = "GANTRY_MAX_TOKENS")]
+    pub max_tokens: Option<u64>,
+    /// Nesting of `{`, `[`, `(` in the text, and of selection sets with fragments
+    /// expanded. Default: 32.
+    #[arg(long, env = "GANTRY_MAX_NESTING")]
+    pub max_nesting: Option<u64>,
+    /// Fields on an operation's longest path, fragments expanded. Default: 20.
+    #[arg(long, env = "GANTRY_MAX_DEPTH")]
+    pub max_depth: Option<u64>,
+    /// Aliased fields in an operation, fragments expanded. Default: 64.
+    #[arg(long, env = "GANTRY_MAX_ALIASES")]
+    pub max_aliases: Option<u64>,
+    /// Fields at an operation's root, fragments expanded. Default: 64.
+    #[arg(long, env = "GANTRY_MAX_ROOT_FIELDS")]
+    pub max_root_fields: Option<u64>,
+    /// Field selections in an operation once every fragment spread is expanded.
+    /// Default: 1000.
+    #[arg(long, env = "GANTRY_MAX_SELECTIONS")]
+    pub max_selections: Option<u64>,
+    /// Directives on one field, fragment spread or inline fragment. Default: 8.
+    #[arg(long, env = "GANTRY_MAX_DIRECTIVES_PER_FIELD")]
+    pub max_directives_per_field: Option<u64>,
+    /// Nested `fields` / `interfaces` / `possibleTypes` / `inputFields` in introspection.
+    /// Default: 2.
+    #[arg(long, env = "GANTRY_MAX_INTROSPECTION_DEPTH")]
+    pub max_introspection_depth: Option<u64>,
+    /// Errors in one response; the rest are summed up in a last one. Default: 100.
+    #[arg(long, env = "GANTRY_MAX_ERRORS")]
+    pub max_errors: Option<usize>,
+    /// Milliseconds to prepare (parse, validate, plan) a document not seen before.
+    /// Default: 2000.
+    #[arg(long, env = "GANTRY_PREPARATION_BUDGET_MS")]
+    pub preparation_budget_ms: Option<u64>,
+}
+
+impl OperationLimitArgs {
+    /// The limits, each flag over its default.
+    pub fn limits(&self) -> gantry_gateway::OperationLimits {
+        let d = gantry_gateway::OperationLimits::default();
+        gantry_gateway::OperationLimits {
+            max_tokens: self.max_tokens.unwrap_or(d.max_tokens),
+            max_nesting: self.max_nesting.unwrap_or(d.max_nesting),
+            max_depth: self.max_depth.unwrap_or(d.max_depth),
+            max_aliases: self.max_aliases.unwrap_or(d.max_aliases),
+            max_root_fields: self.max_root_fields.unwrap_or(d.max_root_fields),
+            max_selections: self.max_selections.unwrap_or(d.max_selections),
+            max_directives_per_field: self
+                .max_directives_per_field
+                .unwrap_or(d.max_directives_per_field),
+            max_introspection_depth: self
+                .max_introspection_depth
+                .unwrap_or(d.max_introspection_depth),
+            max_errors: self.max_errors.unwrap_or(d.max_errors).max(1),
+            preparation_budget_ms: self
+                .preparation_budget_ms
+                .unwrap_or(d.preparation_budget_ms)
+                .max(1),
+        }
+    }
 }
 
 /// Operations in progress per core when `--max-concurrent-operations` is not given: on 2
@@ -371,6 +440,7 @@ impl Default for GatewayOptions {
             cost_default_list_size: None,
             max_response_bytes: None,
             max_entity_representations: None,
+            limits: OperationLimitArgs::default(),
         }
     }
 }
@@ -396,6 +466,7 @@ impl GatewayOptions {
                 .max_response_bytes
                 .unwrap_or(defaults.max_response_bytes)
                 .max(1),
+            limits: self.limits.limits(),
         }
     }
 

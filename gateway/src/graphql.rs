@@ -45,6 +45,15 @@ where
     Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// The kind of operation a request selects: known once the document is prepared, and
+/// handed to every stage that needs it (GET refuses mutations, the cache stores queries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
 /// One step of a response path: an object key or a list index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]

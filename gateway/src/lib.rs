@@ -1,7 +1,7 @@
 //! Gantry's federation gateway: composes subgraphs into a supergraph, then answers client
-//! operations by validating them against the API schema, planning them with
-//! hive-router-query-planner, executing the plan over subgraph transports and shaping the
-//! merged data exactly as the client asked.
+//! operations by preparing them once (operation limits, validation against the API schema,
+//! planning with hive-router-query-planner), executing the plan over subgraph transports
+//! and shaping the merged data exactly as the client asked.
 //!
 //! [`execute_operation`] runs those stages top to bottom for one request.
 //!
@@ -15,9 +15,15 @@
 //!   it (planner, API schema, URLs, plan cache).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
 //! - [`cost`]: demand control's static cost estimate (`@cost`, `@listSize`) and its metric.
+//! - [`limits`]: operation limits, on the text before parsing and on the operation with
+//!   fragments expanded, and where the request path's recursion is bounded.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
 //! - [`plan`]: normalization and planning, through the supergraph's plan cache.
+//! - [`prepare`]: prepare once — limits, parsing, validation, (cost), planning — into the
+//!   [`prepare::PreparedOperation`] every later stage takes.
+//! - [`runtime`]: [`runtime::SupergraphRuntime`], the supergraph with its prepared
+//!   operations, prepared off the async workers, within a budget, coalesced.
 //! - [`transport`]: the [`SubgraphTransport`] trait, [`Transports`] and [`HttpTransport`].
 //! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
 //!   and merges the results.
@@ -45,13 +51,16 @@ pub mod cost;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
+pub mod limits;
 pub mod persisted;
 pub mod pipeline;
 pub mod plan;
 pub mod playground;
+pub mod prepare;
 pub mod rate_limit;
 pub mod response;
 pub mod revocations;
+pub mod runtime;
 pub mod schema;
 pub mod service;
 pub mod shared;
@@ -69,8 +78,15 @@ mod tests;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, PathSegment};
+use tokio::sync::Semaphore;
+
+pub use crate::graphql::{
+    GraphQLError, GraphQLRequest, GraphQLResponse, OperationKind, PathSegment,
+};
+pub use crate::limits::OperationLimits;
 pub use crate::pipeline::{RequestContext, execute_operation};
+use crate::prepare::Preparer;
+use crate::runtime::SupergraphRuntime;
 pub use crate::supergraph::{
     SubgraphSdl, Supergraph, SupergraphError, SupergraphOptions, compose_supergraph_sdl,
 };
@@ -78,7 +94,6 @@ pub use crate::transport::{
     HttpTransport, HttpTransportConfig, InProcessTransport, SubgraphRequest, SubgraphResponse,
     SubgraphTransport, TransportError, Transports,
 };
-use crate::validate::Validator;
 
 /// Gateway behaviour that is not derived from the supergraph.
 #[derive(Debug, Clone)]
@@ -93,6 +108,8 @@ pub struct GatewayConfig {
     /// The longest response sent to a client, in bytes (and the default of the subgraph
     /// transports' limit). Default: 32 MiB.
     pub max_response_bytes: usize,
+    /// What one operation may ask for (see [`limits`]). Default: [`OperationLimits::default`].
+    pub limits: OperationLimits,
 }
 
 impl Default for GatewayConfig {
@@ -102,52 +119,47 @@ impl Default for GatewayConfig {
             cost: cost::CostSettings::default(),
             max_entity_representations: 10_000,
             max_response_bytes: transport::DEFAULT_MAX_RESPONSE_BYTES,
+            limits: OperationLimits::default(),
         }
     }
 }
 
-/// The running gateway: the current supergraph, the transports to its subgraphs, and config.
+/// The running gateway: the runtime of the current supergraph, the transports to its
+/// subgraphs, and what preparing operations needs.
 #[derive(Debug)]
 pub struct Gateway {
-    supergraph: RwLock<Arc<Supergraph>>,
+    runtime: RwLock<Arc<SupergraphRuntime>>,
     transports: Transports,
-    validator: Validator,
     cost: cost::CostControl,
     max_entity_representations: usize,
     max_response_bytes: usize,
+    preparer: Arc<Preparer>,
+    /// Turns on the blocking threads that prepare new documents: one per core, so
+    /// preparations never take every thread a busy machine has.
+    preparation_pool: Arc<Semaphore>,
 }
 
 impl Gateway {
     pub fn new(supergraph: Supergraph, transports: Transports, config: GatewayConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let preparer = Arc::new(Preparer::new(config.limits, config.introspection));
+        let preparation_pool = Arc::new(Semaphore::new(cores));
+        let runtime =
+            SupergraphRuntime::new(supergraph, preparer.clone(), preparation_pool.clone());
         Self {
-            supergraph: RwLock::new(Arc::new(supergraph)),
+            runtime: RwLock::new(Arc::new(runtime)),
             transports,
-            validator: Validator::new(config.introspection),
             cost: cost::CostControl::new(config.cost),
             max_entity_representations: config.max_entity_representations,
             max_response_bytes: config.max_response_bytes,
+            preparer,
+            preparation_pool,
         }
     }
 
     /// Demand control: the cost estimate's settings and metric.
     pub fn cost(&self) -> &cost::CostControl {
         &self.cost
-    }
-
-    /// The estimated cost of a request, for a cost rate limit to charge; `None` when it
-    /// does not validate (the request path answers it).
-    pub fn estimated_cost(
-        &self,
-        query: &str,
-        operation_name: Option<&str>,
-        variables: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<u64> {
-        let supergraph = self.supergraph();
-        let operation = self
-            .validator
-            .validate(supergraph.api_schema(), query, operation_name, variables)
-            .ok()?;
-        self.cost.estimate(supergraph.costs(), &operation).ok()
     }
 
     pub fn max_entity_representations(&self) -> usize {
@@ -158,54 +170,35 @@ impl Gateway {
         self.max_response_bytes
     }
 
-    /// The supergraph in use; requests already running keep the one they started with.
-    pub fn supergraph(&self) -> Arc<Supergraph> {
-        self.supergraph
+    /// The runtime in use; requests already running keep the one they started with.
+    pub fn runtime(&self) -> Arc<SupergraphRuntime> {
+        self.runtime
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// Replaces the supergraph (and with it the API schema and the plan cache).
+    /// The supergraph in use.
+    pub fn supergraph(&self) -> Arc<Supergraph> {
+        self.runtime().supergraph().clone()
+    }
+
+    /// Replaces the supergraph, and with it the API schema, the planner and every prepared
+    /// operation.
     pub fn replace_supergraph(&self, supergraph: Supergraph) {
-        *self
-            .supergraph
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(supergraph);
+        let runtime = SupergraphRuntime::new(
+            supergraph,
+            self.preparer.clone(),
+            self.preparation_pool.clone(),
+        );
+        *self.runtime.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(runtime);
     }
 
     pub fn transports(&self) -> &Transports {
         &self.transports
     }
 
-    pub fn validator(&self) -> &Validator {
-        &self.validator
-    }
-
-    /// The name of the operation an unnamed request's text selects, when that text is
-    /// prepared (as it is once it ran).
-    pub fn prepared_operation_name(&self, query: &str) -> Option<String> {
-        self.supergraph()
-            .api_schema()
-            .prepared()
-            .selected_name_of(query, None)
-    }
-
-    /// The kind of operation `query` selects: remembered when this text was validated
-    /// before, else read by parsing it (without validating).
-    pub fn operation_kind(
-        &self,
-        query: &str,
-        operation_name: Option<&str>,
-    ) -> Result<validate::OperationKind, validate::RequestError> {
-        let supergraph = self.supergraph();
-        match supergraph
-            .api_schema()
-            .prepared()
-            .kind_of(query, operation_name)
-        {
-            Some(kind) => Ok(kind),
-            None => validate::operation_kind(query, operation_name),
-        }
+    pub fn limits(&self) -> &OperationLimits {
+        self.preparer.limits()
     }
 }

@@ -1,16 +1,21 @@
-//! The request path, top to bottom: validate → cost estimate → plan (cached) → execute →
-//! shape → response size cap.
+//! The request path, top to bottom: prepare (limits, validation, plan: once per document)
+//! → coerce variables → cost estimate → execute → shape → response size cap.
 
 use std::any::Any;
 use std::sync::Arc;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 
+use serde_json::{Map, Value};
+
 use crate::Gateway;
 use crate::execute::{ExecutionContext, RESPONSE_TOO_LARGE, execute_plan};
 use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse};
-use crate::plan::plan_operation;
+use crate::limits::truncate_errors;
+use crate::prepare::PreparedOperation;
 use crate::response::shape_response;
+use crate::runtime::SupergraphRuntime;
+use crate::variables::coerce_variables;
 
 /// Per-request data from the HTTP layer.
 #[derive(Clone, Default)]
@@ -48,62 +53,72 @@ impl RequestContext {
     }
 }
 
-/// Runs one GraphQL operation through every stage.
+/// Runs one GraphQL operation through every stage: prepare (or find it prepared), then
+/// [`execute_prepared`].
 #[tracing::instrument(skip_all, fields(operation_name = request.operation_name.as_deref()))]
 pub async fn execute_operation(
     gateway: &Gateway,
     request: GraphQLRequest,
     context: RequestContext,
 ) -> GraphQLResponse {
-    let supergraph = gateway.supergraph();
-    let schema = supergraph.api_schema();
+    let runtime = gateway.runtime();
+    match runtime
+        .prepare(&request.query, request.operation_name.as_deref())
+        .await
+    {
+        Ok(prepared) => {
+            execute_prepared(gateway, &runtime, &prepared, &request.variables, context).await
+        }
+        Err(refusal) => GraphQLResponse::request_errors(
+            refusal.to_graphql_errors(context.request_id.as_deref()),
+        ),
+    }
+}
 
-    let operation = match gateway.validator().validate(
-        schema,
-        &request.query,
-        request.operation_name.as_deref(),
-        &request.variables,
-    ) {
-        Ok(operation) => operation,
-        Err(error) => return GraphQLResponse::request_errors(error.into_graphql_errors()),
+/// Runs a prepared operation with the request's variables: coerce them, execute the plan,
+/// shape the response. `runtime` is the one `prepared` was prepared by.
+pub async fn execute_prepared(
+    gateway: &Gateway,
+    runtime: &SupergraphRuntime,
+    prepared: &PreparedOperation,
+    variables: &Map<String, Value>,
+    context: RequestContext,
+) -> GraphQLResponse {
+    let schema = runtime.supergraph().api_schema();
+    let max_errors = runtime.preparer().limits().max_errors;
+    let variables = match coerce_variables(schema, prepared.variable_definitions(), variables) {
+        Ok(variables) => variables,
+        Err(errors) => {
+            return GraphQLResponse::request_errors(truncate_errors(errors, max_errors));
+        }
     };
-    if let Err(refusal) = gateway.cost().admit(supergraph.costs(), &operation) {
+    if let Err(refusal) = gateway
+        .cost()
+        .admit(runtime.supergraph().costs(), prepared, &variables)
+    {
         return GraphQLResponse::request_errors(vec![*refusal]);
     }
-
-    let plan = match operation.prepared.plan.get() {
-        Some(plan) => plan.clone(),
-        None => match plan_operation(
-            &supergraph,
-            &operation.document,
-            operation.operation_name.as_deref(),
-        ) {
-            Ok(plan) => operation.prepared.plan.get_or_init(|| plan).clone(),
-            Err(error) => {
-                tracing::error!(request_id = context.request_id.as_deref(), error = %error, "planning failed");
-                return GraphQLResponse::request_errors(vec![internal_error(&context)]);
-            }
-        },
-    };
 
     let execution = ExecutionContext {
         transports: gateway.transports(),
         schema,
-        variables: &operation.variables,
+        variables: &variables,
         headers: &context.forwarded_headers,
         context: context.context.clone(),
         deadline: context.deadline,
         max_entity_representations: gateway.max_entity_representations(),
     };
-    let output = execute_plan(&plan, &execution).await;
+    let output = execute_plan(&prepared.plan, &execution).await;
 
     let mut response = shape_response(
         schema,
-        &operation,
+        prepared,
+        &variables,
         output.data,
         output.errors,
         &output.unresolved,
     );
+    response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
     response.subgraph_cache_control = output.cache_control;
     cap_response(response, gateway.max_response_bytes())
 }
@@ -121,13 +136,4 @@ fn cap_response(response: GraphQLResponse, limit: usize) -> GraphQLResponse {
         )
         .extension("limit", serde_json::Value::from(limit)),
     ])
-}
-
-/// What the client sees of an internal error: a generic message and the request id.
-fn internal_error(context: &RequestContext) -> GraphQLError {
-    let mut error = GraphQLError::with_code("Internal server error", "INTERNAL_SERVER_ERROR");
-    if let Some(id) = &context.request_id {
-        error = error.extension("requestId", serde_json::Value::String(id.clone()));
-    }
-    error
 }

@@ -1,34 +1,34 @@
 //! Planning: normalize the client operation and turn it into a query plan with
 //! hive-router-query-planner, through a bounded in-process cache owned by the supergraph.
+//! Planning runs while an operation is prepared, under the preparation's cancellation
+//! token (its time budget, and its client still waiting).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use graphql_tools::static_graphql::query::Document;
 use hive_router_query_planner::ast::normalization::normalize_operation;
 use hive_router_query_planner::ast::selection_item::SelectionItem;
 use hive_router_query_planner::graph::PlannerOverrideContext;
+use hive_router_query_planner::planner::Planner;
 use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::supergraph::Supergraph;
 use crate::telemetry::{self, Lookup};
 
-/// Planning never fails for a valid operation on a valid supergraph, so every variant is an
-/// internal error: logged, and answered with a generic message.
+/// Planning never fails for a valid operation on a valid supergraph, so every variant but
+/// `Cancelled` is an internal error: logged, and answered with a generic message.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    #[error("planning was cancelled or ran out of time")]
+    Cancelled,
     #[error("normalizing the operation failed: {0}")]
     Normalization(String),
     #[error("planning the operation failed: {0}")]
     Planning(String),
 }
-
-/// How long the planner may spend on one operation before giving up.
-const PLANNING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Cached plans, keyed by a hash of the normalized operation and its name.
 pub struct PlanCache {
@@ -72,11 +72,12 @@ impl PlanCache {
 /// plan (`node: None`).
 #[tracing::instrument(name = "plan", skip_all)]
 pub fn plan_operation(
-    supergraph: &Supergraph,
+    planner: &Planner,
+    cache: &PlanCache,
     document: &Document,
     operation_name: Option<&str>,
+    cancel: &CancellationToken,
 ) -> Result<Arc<QueryPlan>, PlanError> {
-    let planner = supergraph.planner();
     let mut normalized = normalize_operation(&planner.supergraph, document, operation_name)
         .map_err(|error| PlanError::Normalization(error.to_string()))?;
     let operation = &mut normalized.operation;
@@ -91,7 +92,6 @@ pub fn plan_operation(
         operation_name.hash(&mut hasher);
         hasher.finish()
     };
-    let cache = supergraph.plan_cache();
     if let Some(plan) = cache.plans.get(&key) {
         cache.hits.fetch_add(1, Ordering::Relaxed);
         telemetry::lookup(Lookup::Plan, true);
@@ -106,13 +106,15 @@ pub fn plan_operation(
             node: None,
         }
     } else {
+        cancel
+            .bail_if_cancelled()
+            .map_err(|_| PlanError::Cancelled)?;
         planner
-            .plan_from_normalized_operation(
-                operation,
-                PlannerOverrideContext::default(),
-                &CancellationToken::with_timeout(PLANNING_TIMEOUT),
-            )
-            .map_err(|error| PlanError::Planning(error.to_string()))?
+            .plan_from_normalized_operation(operation, PlannerOverrideContext::default(), cancel)
+            .map_err(|error| match cancel.bail_if_cancelled() {
+                Err(_) => PlanError::Cancelled,
+                Ok(()) => PlanError::Planning(error.to_string()),
+            })?
     };
     let plan = Arc::new(plan);
     cache.plans.insert(key, plan.clone());

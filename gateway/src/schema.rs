@@ -10,8 +10,6 @@ use graphql_tools::static_graphql::schema::{
 
 use rustc_hash::FxHashMap;
 
-use crate::validate::PreparedCache;
-
 /// The API schema (`planner.consumer_schema`) with name-indexed lookups.
 #[derive(Debug)]
 pub struct ApiSchema {
@@ -23,16 +21,9 @@ pub struct ApiSchema {
     query_type: String,
     mutation_type: Option<String>,
     subscription_type: Option<String>,
-    /// Operations already validated against this schema.
-    prepared: PreparedCache,
 }
 
 impl ApiSchema {
-    /// Operations already validated against this schema, by text.
-    pub fn prepared(&self) -> &PreparedCache {
-        &self.prepared
-    }
-
     pub fn new(document: Arc<Document>) -> Self {
         let mut types = FxHashMap::default();
         let mut directives = Vec::new();
@@ -76,7 +67,6 @@ impl ApiSchema {
         let mutation_type = mutation.or_else(|| default_root("Mutation"));
         let subscription_type = subscription.or_else(|| default_root("Subscription"));
         Self {
-            prepared: PreparedCache::default(),
             document,
             types,
             directives,

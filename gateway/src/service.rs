@@ -1,8 +1,12 @@
 //! The gateway behind the HTTP layer: [`GatewayService`] implements
-//! [`OperationExecutor`] by authenticating the caller, then running the request path
-//! ([`execute_operation`](crate::pipeline::execute_operation), through the response cache
-//! and in-flight de-duplication of [`crate::cache`]) and turning its result into an HTTP-level answer (status hints,
-//! `Cache-Control`).
+//! [`OperationExecutor`]. For each request it resolves the persisted query, prepares the
+//! document once ([`crate::runtime`]: limits, validation, plan; its kind decides GET's fate
+//! and whether an APQ text is registered), authenticates the caller, applies rate limits,
+//! then runs the prepared operation
+//! ([`execute_prepared`](crate::pipeline::execute_prepared), through the response cache and
+//! in-flight de-duplication of [`crate::cache`]) and turns its result into an HTTP-level
+//! answer (status hints, `Cache-Control`). Preparing comes before authentication so the
+//! rate limits can charge an operation's estimated cost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use crate::Gateway;
 use crate::auth::Authenticator;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
-use crate::cache::{CacheSettings, Caching};
+use crate::cache::{CacheSettings, Caching, Operation};
 use crate::cost::COST_ESTIMATED_TOO_EXPENSIVE;
 use crate::execute::GATEWAY_TIMEOUT;
 use crate::graphql;
@@ -27,9 +31,9 @@ use crate::graphql_http::{
 };
 use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
+use crate::prepare::PrepareError;
 use crate::rate_limit::{RateLimits, Requester};
 use crate::shared::SharedState;
-use crate::validate::{OperationKind as ValidatedKind, RequestError};
 
 /// What the service adds around the request path, each part with its own settings.
 #[derive(Debug, Clone, Default)]
@@ -150,11 +154,38 @@ fn forwarded_headers(
 }
 
 impl GatewayService {
-    /// Runs a request whose text the persisted-query step has filled in.
-    async fn run(&self, request: GraphQLRequest, context: &RequestContext) -> GraphQLResponse {
-        let Some(query) = request.query else {
-            return persisted_query_not_found();
+    /// Prepares the document of a request whose text the persisted-query step has filled
+    /// in, on the current supergraph; `Err` is the response to send instead.
+    async fn prepare(
+        &self,
+        request: &GraphQLRequest,
+        context: &RequestContext,
+    ) -> Result<Operation, Box<GraphQLResponse>> {
+        let Some(query) = &request.query else {
+            return Err(Box::new(persisted_query_not_found()));
         };
+        let runtime = self.gateway.runtime();
+        match runtime
+            .prepare(query, request.operation_name.as_deref())
+            .await
+        {
+            Ok(prepared) => Ok(Operation {
+                gateway: self.gateway.clone(),
+                runtime,
+                prepared,
+            }),
+            Err(refusal) => Err(Box::new(refused(&refusal, context))),
+        }
+    }
+
+    /// Runs a prepared request: authentication, rate limits, then the request path through
+    /// the response cache.
+    async fn run(
+        &self,
+        operation: Operation,
+        request: GraphQLRequest,
+        context: &RequestContext,
+    ) -> GraphQLResponse {
         let viewer = self.auth.authenticate(&context.headers).await;
         if let ViewerState::Rejected(reason) = &viewer {
             return unauthenticated(reason.to_string());
@@ -165,11 +196,7 @@ impl GatewayService {
             address: context.client_addr,
             headers: &context.headers,
         };
-        let cost = self.rate_limited_cost(
-            &query,
-            request.operation_name.as_deref(),
-            request.variables.as_ref(),
-        );
+        let cost = self.rate_limited_cost(&operation, request.variables.as_ref());
         if let Err(refusal) = self.rate_limits.admit(requester, cost).await {
             return *refusal;
         }
@@ -182,19 +209,20 @@ impl GatewayService {
             deadline,
         };
         // The operation's name for the access log and metrics, when the client sent none.
-        let unnamed = request.operation_name.is_none().then(|| query.clone());
+        let unnamed = request
+            .operation_name
+            .is_none()
+            .then(|| operation.prepared.operation_name.clone())
+            .flatten();
         let pipeline_request = graphql::GraphQLRequest {
-            query,
+            query: request.query.unwrap_or_default(),
             operation_name: request.operation_name,
             variables: request.variables.unwrap_or_default(),
             extensions: request.extensions,
         };
-        let answer = self.caching.execute(
-            self.gateway.clone(),
-            pipeline_request,
-            pipeline_context,
-            viewer_id,
-        );
+        let answer = self
+            .caching
+            .execute(operation, pipeline_request, pipeline_context, viewer_id);
         let response = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline + SHAPING_MARGIN, answer)
                 .await
@@ -208,51 +236,45 @@ impl GatewayService {
             None => answer.await,
         };
         let mut response = with_deadline_status(response);
-        response.operation_name =
-            unnamed.and_then(|query| self.gateway.prepared_operation_name(&query));
+        response.operation_name = unnamed;
         response
     }
 
-    /// What a cost rate limit charges the request: its estimated cost (validated through
-    /// the cache the request path then reuses), or 1 when there is no cost limit, the
-    /// request does not validate, or the estimate is over the maximum (each refused before
-    /// anything runs).
+    /// What a cost rate limit charges the request: its estimated cost, or 1 when there is
+    /// no cost limit or the estimate is over the maximum (the request path refuses it
+    /// before anything runs).
     fn rate_limited_cost(
         &self,
-        query: &str,
-        operation_name: Option<&str>,
+        operation: &Operation,
         variables: Option<&serde_json::Map<String, Value>>,
     ) -> u32 {
         if !self.rate_limits.charges_cost() {
             return 1;
         }
         let no_variables = serde_json::Map::new();
-        let estimated =
-            self.gateway
-                .estimated_cost(query, operation_name, variables.unwrap_or(&no_variables));
-        let max = self.gateway.cost().settings().max_operation_cost;
+        let cost = self.gateway.cost();
+        let estimated = cost.estimate(
+            operation.runtime.supergraph().costs(),
+            &operation.prepared,
+            variables.unwrap_or(&no_variables),
+        );
+        let max = cost.settings().max_operation_cost;
         match estimated {
-            Some(cost) if max == 0 || cost <= max => u32::try_from(cost).unwrap_or(u32::MAX),
+            Ok(cost) if max == 0 || cost <= max => u32::try_from(cost).unwrap_or(u32::MAX),
             _ => 1,
         }
     }
+}
 
-    /// The kind of a request whose text the persisted-query step has filled in.
-    fn kind(&self, request: &GraphQLRequest) -> Result<OperationKind, Box<GraphQLResponse>> {
-        let Some(query) = &request.query else {
-            return Err(Box::new(persisted_query_not_found()));
-        };
-        match self
-            .gateway
-            .operation_kind(query, request.operation_name.as_deref())
-        {
-            Ok(ValidatedKind::Query) => Ok(OperationKind::Query),
-            Ok(ValidatedKind::Mutation) => Ok(OperationKind::Mutation),
-            Ok(ValidatedKind::Subscription) => Ok(OperationKind::Subscription),
-            Err(error) => Err(Box::new(GraphQLResponse::new(
-                json!({ "errors": error.into_graphql_errors() }),
-            ))),
-        }
+/// The answer to a document that was not prepared: its errors, and `400` whatever the
+/// media type when a limit refused it.
+fn refused(refusal: &PrepareError, context: &RequestContext) -> GraphQLResponse {
+    let errors = refusal.to_graphql_errors(Some(&context.request_id));
+    let response = GraphQLResponse::new(json!({ "errors": errors }));
+    if refusal.is_limit() {
+        response.with_status(StatusCode::BAD_REQUEST)
+    } else {
+        response
     }
 }
 
@@ -285,25 +307,27 @@ fn registering_client(context: &RequestContext) -> String {
         .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
 }
 
-impl GatewayService {
-    /// Whether `query` parses and validates against the API schema, whatever its
-    /// variables: what an APQ text must do to be registered. The validation is the
-    /// request path's own (and cached with it), so a registered text is not validated again
-    /// when it runs.
-    fn validates(&self, query: &str, operation_name: Option<&str>) -> bool {
-        let supergraph = self.gateway.supergraph();
-        let validated = self.gateway.validator().validate(
-            supergraph.api_schema(),
-            query,
-            operation_name,
-            &serde_json::Map::new(),
-        );
-        matches!(validated, Ok(_) | Err(RequestError::Variables(_)))
-    }
-}
-
 fn persisted_query_not_found() -> GraphQLResponse {
     GraphQLResponse::request_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+}
+
+/// Who may register an APQ text: only a text the request path prepared (it parses,
+/// validates and is within the limits), so registration never prepares anything itself.
+fn registrar(client: &str, prepared: bool) -> Registrar<'_> {
+    fn prepared_text(_: &str, _: Option<&str>) -> bool {
+        true
+    }
+    fn refused_text(_: &str, _: Option<&str>) -> bool {
+        false
+    }
+    Registrar {
+        client,
+        validates: if prepared {
+            &prepared_text
+        } else {
+            &refused_text
+        },
+    }
 }
 
 #[async_trait]
@@ -313,20 +337,18 @@ impl OperationExecutor for GatewayService {
         mut request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
-        let client = registering_client(context);
-        let validates = |query: &str, name: Option<&str>| self.validates(query, name);
-        let registrar = Registrar {
-            client: &client,
-            validates: &validates,
+        let resolved = match self.persisted.peek(&mut request, &context.headers).await {
+            Ok(resolved) => resolved,
+            Err(refusal) => return refusal,
         };
-        if let Err(refusal) = self
-            .persisted
-            .resolve(&mut request, &context.headers, &registrar)
-            .await
-        {
-            return refusal;
+        let prepared = self.prepare(&request, context).await;
+        let client = registering_client(context);
+        let registrar = registrar(&client, prepared.is_ok());
+        self.persisted.settle(resolved, &request, &registrar).await;
+        match prepared {
+            Ok(operation) => self.run(operation, request, context).await,
+            Err(refusal) => *refusal,
         }
-        self.run(request, context).await
     }
 
     async fn operation_kind(
@@ -336,11 +358,14 @@ impl OperationExecutor for GatewayService {
     ) -> Result<OperationKind, GraphQLResponse> {
         let mut request = request.clone();
         let _unsettled = self.persisted.peek(&mut request, &context.headers).await?;
-        self.kind(&request).map_err(|refusal| *refusal)
+        match self.prepare(&request, context).await {
+            Ok(operation) => Ok(operation.prepared.kind),
+            Err(refusal) => Err(*refusal),
+        }
     }
 
-    /// Resolves the persisted query and finds the kind once, where the default would do
-    /// both twice (a tenth of a cached GET's instructions).
+    /// Resolves the persisted query and prepares the document once, where the default
+    /// would do both twice.
     async fn execute_get(
         &self,
         mut request: GraphQLRequest,
@@ -350,19 +375,16 @@ impl OperationExecutor for GatewayService {
             Ok(resolved) => resolved,
             Err(refusal) => return GetAnswer::Response(Box::new(refusal)),
         };
-        match self.kind(&request) {
-            Err(refusal) => GetAnswer::Response(refusal),
-            Ok(OperationKind::Mutation) => GetAnswer::MutationRefused,
-            Ok(OperationKind::Query | OperationKind::Subscription) => {
-                let client = registering_client(context);
-                let validates = |query: &str, name: Option<&str>| self.validates(query, name);
-                let registrar = Registrar {
-                    client: &client,
-                    validates: &validates,
-                };
-                self.persisted.settle(resolved, &request, &registrar).await;
-                GetAnswer::Response(Box::new(self.run(request, context).await))
-            }
+        let operation = match self.prepare(&request, context).await {
+            Ok(operation) => operation,
+            Err(refusal) => return GetAnswer::Response(refusal),
+        };
+        if operation.prepared.kind == OperationKind::Mutation {
+            return GetAnswer::MutationRefused;
         }
+        let client = registering_client(context);
+        let registrar = registrar(&client, true);
+        self.persisted.settle(resolved, &request, &registrar).await;
+        GetAnswer::Response(Box::new(self.run(operation, request, context).await))
     }
 }

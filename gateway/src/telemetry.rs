@@ -24,7 +24,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub enum Lookup {
     /// Query plans, per normalized operation (`cache="plan"`).
     Plan,
-    /// Parsed and validated operations, per text (`cache="validation"`).
+    /// Prepared operations (parsed, within the limits, validated, planned), per text and
+    /// operation name (`cache="validation"`).
     Validation,
 }
 

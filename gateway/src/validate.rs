@@ -1,22 +1,15 @@
 //! Parsing and validating the client operation against the API schema. The planner does not
 //! validate, so nothing reaches it that this stage has not accepted.
 
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
-
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, Selection, SelectionSet, VariableDefinition,
 };
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
-use hive_router_query_planner::planner::plan_nodes::QueryPlan;
-use serde_json::{Map, Value};
-use xxhash_rust::xxh3::Xxh3;
 
+pub use crate::graphql::OperationKind;
 use crate::graphql::{GraphQLError, Location};
 use crate::schema::ApiSchema;
-use crate::telemetry::{self, Lookup};
-use crate::variables::coerce_variables;
 
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
@@ -41,7 +34,7 @@ impl RequestError {
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::Validation(vec![GraphQLError::with_code(
             message,
             GRAPHQL_VALIDATION_FAILED,
@@ -49,221 +42,88 @@ impl RequestError {
     }
 }
 
-/// The kind of the operation to execute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    Query,
-    Mutation,
-    Subscription,
+/// The standard validation rules, one plan per rule, so that a preparation can stop between
+/// two rules when its client is gone or its time is up.
+pub(crate) struct Rules {
+    plans: Vec<ValidationPlan>,
 }
 
-/// A parsed, validated operation with its coerced variables: safe to plan and execute.
-#[derive(Debug, Clone)]
-pub struct ValidatedOperation {
-    pub document: Arc<Document>,
-    /// The name the client selected (or the single operation's own name).
-    pub operation_name: Option<String>,
-    pub kind: OperationKind,
-    pub variables: Map<String, Value>,
-    operation_index: usize,
-    /// What every request with the same text shares: its validated document and plan.
-    pub prepared: Arc<Prepared>,
-}
-
-impl ValidatedOperation {
-    pub fn operation(&self) -> Option<&OperationDefinition> {
-        match self.document.definitions.get(self.operation_index) {
-            Some(Definition::Operation(operation)) => Some(operation),
-            _ => None,
-        }
-    }
-}
-
-/// The part of validation that depends only on the text and the operation name, done once
-/// per distinct request text and schema: parsing, validation rules, operation selection,
-/// the introspection check. The plan is filled in by the first request that needs it.
-#[derive(Debug)]
-pub struct Prepared {
-    query: String,
-    operation_name: Option<String>,
-    document: Arc<Document>,
-    selected_name: Option<String>,
-    kind: OperationKind,
-    operation_index: usize,
-    /// The query plan, once planned.
-    pub plan: OnceLock<Arc<QueryPlan>>,
-}
-
-/// Prepared operations of one API schema, by text and operation name (bounded, LRU-like).
-pub struct PreparedCache {
-    entries: moka::sync::Cache<u64, Arc<Prepared>>,
-}
-
-impl std::fmt::Debug for PreparedCache {
+impl std::fmt::Debug for Rules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedCache")
-            .field("entries", &self.entries.entry_count())
+        f.debug_struct("Rules")
+            .field("rules", &self.plans.len())
             .finish()
     }
 }
 
-impl Default for PreparedCache {
+impl Default for Rules {
     fn default() -> Self {
-        Self {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(PREPARED_CAPACITY)
-                .build(),
+        let plans = default_rules_validation_plan()
+            .rules
+            .into_iter()
+            .map(|rule| ValidationPlan {
+                rules: vec![rule],
+                hash: 0,
+            })
+            .collect();
+        Self { plans }
+    }
+}
+
+/// What validation found.
+#[derive(Debug)]
+pub(crate) enum Validation {
+    Valid,
+    Invalid(Vec<GraphQLError>),
+    /// `keep_going` said stop before every rule ran.
+    Stopped,
+}
+
+/// Validates `document` against the API schema with the standard rules; `keep_going` is
+/// asked before each rule. Errors come in document order.
+pub(crate) fn validate(
+    schema: &ApiSchema,
+    document: &Document,
+    rules: &Rules,
+    keep_going: impl Fn() -> bool,
+) -> Validation {
+    let mut errors = Vec::new();
+    for plan in &rules.plans {
+        if !keep_going() {
+            return Validation::Stopped;
         }
-    }
-}
-
-/// Distinct operation texts kept prepared per schema.
-const PREPARED_CAPACITY: u64 = 2_000;
-
-fn prepared_key(query: &str, operation_name: Option<&str>, introspection: bool) -> u64 {
-    let mut hasher = Xxh3::new();
-    query.hash(&mut hasher);
-    operation_name.hash(&mut hasher);
-    introspection.hash(&mut hasher);
-    hasher.finish()
-}
-
-impl PreparedCache {
-    fn get(&self, key: u64, query: &str, operation_name: Option<&str>) -> Option<Arc<Prepared>> {
-        self.entries
-            .get(&key)
-            .filter(|p| p.query == query && p.operation_name.as_deref() == operation_name)
-    }
-
-    /// The name of the operation a text already prepared selects, without parsing it again
-    /// (`None`: not prepared, or anonymous).
-    pub fn selected_name_of(&self, query: &str, operation_name: Option<&str>) -> Option<String> {
-        [true, false].into_iter().find_map(|introspection| {
-            let key = prepared_key(query, operation_name, introspection);
-            self.get(key, query, operation_name)
-                .and_then(|p| p.selected_name.clone())
-        })
-    }
-
-    /// The kind of a text already prepared, without parsing it again.
-    pub fn kind_of(&self, query: &str, operation_name: Option<&str>) -> Option<OperationKind> {
-        [true, false].into_iter().find_map(|introspection| {
-            let key = prepared_key(query, operation_name, introspection);
-            self.get(key, query, operation_name).map(|p| p.kind)
-        })
-    }
-}
-
-/// Validates client operations against the API schema.
-pub struct Validator {
-    rules: ValidationPlan,
-    allow_introspection: bool,
-}
-
-impl std::fmt::Debug for Validator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Validator")
-            .field("allow_introspection", &self.allow_introspection)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Validator {
-    pub fn new(allow_introspection: bool) -> Self {
-        Self {
-            rules: default_rules_validation_plan(),
-            allow_introspection,
-        }
-    }
-
-    /// Parses, validates, selects the operation and coerces its variables. Everything but
-    /// the variables is done once per distinct text (see [`Prepared`]).
-    #[tracing::instrument(name = "validate", skip_all)]
-    pub fn validate(
-        &self,
-        schema: &ApiSchema,
-        query: &str,
-        operation_name: Option<&str>,
-        variables: &Map<String, Value>,
-    ) -> Result<ValidatedOperation, RequestError> {
-        let prepared = self.prepare(schema, query, operation_name)?;
-        let Some(Definition::Operation(operation)) =
-            prepared.document.definitions.get(prepared.operation_index)
-        else {
-            return Err(RequestError::invalid("The operation is missing."));
-        };
-        let (_, _, definitions, _) = operation_parts(operation);
-        let variables =
-            coerce_variables(schema, definitions, variables).map_err(RequestError::Variables)?;
-        Ok(ValidatedOperation {
-            document: prepared.document.clone(),
-            operation_name: prepared.selected_name.clone(),
-            kind: prepared.kind,
-            variables,
-            operation_index: prepared.operation_index,
-            prepared,
-        })
-    }
-
-    fn prepare(
-        &self,
-        schema: &ApiSchema,
-        query: &str,
-        operation_name: Option<&str>,
-    ) -> Result<Arc<Prepared>, RequestError> {
-        let key = prepared_key(query, operation_name, self.allow_introspection);
-        if let Some(prepared) = schema.prepared().get(key, query, operation_name) {
-            telemetry::lookup(Lookup::Validation, true);
-            return Ok(prepared);
-        }
-        telemetry::lookup(Lookup::Validation, false);
-        let document = parse(query)?;
-        let errors = graphql_tools::validation::validate::validate(
+        errors.extend(graphql_tools::validation::validate::validate(
             schema.document(),
-            &document,
-            &self.rules,
-        );
-        if !errors.is_empty() {
-            return Err(RequestError::Validation(
-                errors
-                    .into_iter()
-                    .map(|error| {
-                        let mut e =
-                            GraphQLError::with_code(error.message, GRAPHQL_VALIDATION_FAILED);
-                        e.locations = error
-                            .locations
-                            .iter()
-                            .map(|pos| Location {
-                                line: pos.line,
-                                column: pos.column,
-                            })
-                            .collect();
-                        e
-                    })
-                    .collect(),
-            ));
-        }
-        let (operation_index, operation) = select_operation(&document, operation_name)?;
-        let (kind, name, _, selection_set) = operation_parts(operation);
-        if kind == OperationKind::Subscription {
-            return Err(RequestError::invalid("Subscriptions are not supported."));
-        }
-        if !self.allow_introspection && selects_introspection(&document, selection_set) {
-            return Err(RequestError::invalid("Introspection is disabled."));
-        }
-        let selected_name = operation_name.map(str::to_string).or(name.cloned());
-        let prepared = Arc::new(Prepared {
-            query: query.to_owned(),
-            operation_name: operation_name.map(str::to_owned),
-            document: Arc::new(document),
-            selected_name,
-            kind,
-            operation_index,
-            plan: OnceLock::new(),
-        });
-        schema.prepared().entries.insert(key, prepared.clone());
-        Ok(prepared)
+            document,
+            plan,
+        ));
     }
+    if errors.is_empty() {
+        return Validation::Valid;
+    }
+    errors.sort_by_key(|error| {
+        error
+            .locations
+            .first()
+            .map_or((usize::MAX, usize::MAX), |pos| (pos.line, pos.column))
+    });
+    Validation::Invalid(
+        errors
+            .into_iter()
+            .map(|error| {
+                let mut e = GraphQLError::with_code(error.message, GRAPHQL_VALIDATION_FAILED);
+                e.locations = error
+                    .locations
+                    .iter()
+                    .map(|pos| Location {
+                        line: pos.line,
+                        column: pos.column,
+                    })
+                    .collect();
+                e
+            })
+            .collect(),
+    )
 }
 
 pub fn parse(query: &str) -> Result<Document, RequestError> {
@@ -272,18 +132,7 @@ pub fn parse(query: &str) -> Result<Document, RequestError> {
         .map_err(|error| RequestError::Parse(error.to_string().trim().to_string()))
 }
 
-/// Which kind of operation `query` selects, without validating it (GET requests must
-/// refuse mutations before anything runs).
-pub fn operation_kind(
-    query: &str,
-    operation_name: Option<&str>,
-) -> Result<OperationKind, RequestError> {
-    let document = parse(query)?;
-    let (_, operation) = select_operation(&document, operation_name)?;
-    Ok(operation_parts(operation).0)
-}
-
-fn select_operation<'d>(
+pub(crate) fn select_operation<'d>(
     document: &'d Document,
     name: Option<&str>,
 ) -> Result<(usize, &'d OperationDefinition), RequestError> {
@@ -343,7 +192,7 @@ pub(crate) fn operation_parts(
 }
 
 /// Whether the root selection (through fragments) asks for `__schema` or `__type`.
-fn selects_introspection(document: &Document, selection_set: &SelectionSet) -> bool {
+pub(crate) fn selects_introspection(document: &Document, selection_set: &SelectionSet) -> bool {
     let mut pending = vec![selection_set];
     let mut seen_fragments = Vec::new();
     while let Some(set) = pending.pop() {

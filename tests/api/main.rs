@@ -15,6 +15,7 @@ mod federation;
 mod feed;
 mod gateway;
 mod helpers;
+mod hostile;
 mod observability;
 mod operators;
 mod partial_data;

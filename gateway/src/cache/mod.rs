@@ -48,10 +48,12 @@ use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
 use crate::graphql;
+use crate::graphql::OperationKind;
 use crate::graphql_http::GraphQLResponse;
-use crate::pipeline::{self, execute_operation};
+use crate::pipeline::{self, execute_prepared};
+use crate::prepare::PreparedOperation;
+use crate::runtime::SupergraphRuntime;
 use crate::shared::SharedState;
-use crate::validate::OperationKind;
 
 /// The response header that says whether the cache answered.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -183,18 +185,16 @@ impl Caching {
     /// is executed, then invalidates what it touched.
     pub async fn execute(
         &self,
-        gateway: Arc<Gateway>,
+        operation: Operation,
         request: graphql::GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
-        let kind = gateway.operation_kind(&request.query, request.operation_name.as_deref());
-        match kind {
-            Ok(OperationKind::Query) => self.query(gateway, request, context, viewer).await,
-            Ok(OperationKind::Mutation) => self.mutation(gateway, request, context, viewer).await,
-            // Subscriptions and documents that do not parse: the request path answers.
-            _ => {
-                let executed = run(self.turns.clone(), gateway, request, context).await;
+        match operation.prepared.kind {
+            OperationKind::Query => self.query(operation, request, context, viewer).await,
+            OperationKind::Mutation => self.mutation(operation, request, context, viewer).await,
+            OperationKind::Subscription => {
+                let executed = run(self.turns.clone(), operation, request, context).await;
                 respond(executed.body, CachePolicy::NoStore, None)
             }
         }
@@ -202,7 +202,7 @@ impl Caching {
 
     async fn query(
         &self,
-        gateway: Arc<Gateway>,
+        operation: Operation,
         request: graphql::GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
@@ -272,7 +272,7 @@ impl Caching {
             });
         let work = move || {
             async move {
-                let executed = run(turns, gateway, request, context).await;
+                let executed = run(turns, operation, request, context).await;
                 if let Some(store) = store {
                     store.store(&executed).await;
                 }
@@ -299,13 +299,13 @@ impl Caching {
 
     async fn mutation(
         &self,
-        gateway: Arc<Gateway>,
+        operation: Operation,
         request: graphql::GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
         let mut touched = tags::ids_in_operation(&request.query, &request.variables);
-        let executed = run(self.turns.clone(), gateway, request, context).await;
+        let executed = run(self.turns.clone(), operation, request, context).await;
         if self.settings.response_cache || self.settings.entity_cache {
             tags::ids_in_json(&executed.body["data"], &mut touched);
             touched.extend(viewer.map(|id| id.to_string()));
@@ -388,19 +388,32 @@ async fn take_turn(turns: Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit
     }
 }
 
+/// What the cache runs: a prepared operation, with the gateway and the runtime that
+/// prepared it.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub gateway: Arc<Gateway>,
+    pub runtime: Arc<SupergraphRuntime>,
+    pub prepared: Arc<PreparedOperation>,
+}
+
 /// The request path, in turn when turns are limited, and the policy of its response.
 async fn run(
     turns: Option<Arc<Semaphore>>,
-    gateway: Arc<Gateway>,
+    operation: Operation,
     request: graphql::GraphQLRequest,
     context: pipeline::RequestContext,
 ) -> Executed {
     let _turn = take_turn(turns).await;
-    let is_query = matches!(
-        gateway.operation_kind(&request.query, request.operation_name.as_deref()),
-        Ok(OperationKind::Query)
-    );
-    let response = execute_operation(&gateway, request, context).await;
+    let is_query = operation.prepared.kind == OperationKind::Query;
+    let response = execute_prepared(
+        &operation.gateway,
+        &operation.runtime,
+        &operation.prepared,
+        &request.variables,
+        context,
+    )
+    .await;
     let policy = CachePolicy::for_response(
         &response.subgraph_cache_control,
         is_query && response.data.is_some(),

@@ -28,13 +28,14 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 pub(crate) use self::estimate::estimate;
 pub(crate) use self::model::CostModel;
 pub use self::model::DEFAULT_LIST_SIZE;
 use crate::graphql::GraphQLError;
-use crate::validate::{GRAPHQL_VALIDATION_FAILED, ValidatedOperation};
+use crate::prepare::PreparedOperation;
+use crate::validate::GRAPHQL_VALIDATION_FAILED;
 
 /// The code of an operation refused because its estimated cost is over the maximum.
 pub const COST_ESTIMATED_TOO_EXPENSIVE: &str = "COST_ESTIMATED_TOO_EXPENSIVE";
@@ -106,15 +107,16 @@ impl CostControl {
         Self { settings }
     }
 
-    /// Estimates a validated operation, records the estimate, and refuses it when over the
-    /// maximum. The estimate, when admitted.
+    /// Estimates a prepared operation with the request's variables, records the estimate,
+    /// and refuses it when over the maximum. The estimate, when admitted.
     pub(crate) fn admit(
         &self,
         costs: &CostModel,
-        operation: &ValidatedOperation,
+        operation: &PreparedOperation,
+        variables: &Map<String, Value>,
     ) -> Result<u64, Box<GraphQLError>> {
         let estimated = self
-            .estimate(costs, operation)
+            .estimate(costs, operation, variables)
             .map_err(|error| Box::new(error.into_graphql_error()))?;
         metrics::histogram!(COST_METRIC).record(estimated as f64);
         tracing::debug!(
@@ -133,13 +135,14 @@ impl CostControl {
     pub(crate) fn estimate(
         &self,
         costs: &CostModel,
-        operation: &ValidatedOperation,
+        operation: &PreparedOperation,
+        variables: &Map<String, Value>,
     ) -> Result<u64, CostError> {
         estimate(
             costs,
-            &operation.document,
+            operation.document(),
             operation.operation_name.as_deref(),
-            &operation.variables,
+            variables,
             self.settings.default_list_size,
         )
     }

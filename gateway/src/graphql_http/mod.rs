@@ -34,7 +34,7 @@
 
 mod handler;
 mod media;
-mod request;
+pub(crate) mod request;
 mod request_id;
 mod response;
 pub mod settings;
@@ -165,13 +165,7 @@ impl GraphQLResponse {
     }
 }
 
-/// The kind of operation a request selects, needed before executing a GET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    Query,
-    Mutation,
-    Subscription,
-}
+pub use crate::graphql::OperationKind;
 
 /// Runs GraphQL operations for the HTTP layer. The gateway implements it over its
 /// pipeline; tests implement it over a small async-graphql schema.

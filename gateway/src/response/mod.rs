@@ -28,9 +28,10 @@ use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
 use crate::execute::SUBGRAPH_ERROR;
+use crate::graphql::OperationKind;
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
+use crate::prepare::PreparedOperation;
 use crate::schema::ApiSchema;
-use crate::validate::{OperationKind, ValidatedOperation, operation_parts};
 
 /// A non-null field resolved to null: the null moves up to the nearest nullable parent.
 struct NullBubble;
@@ -41,12 +42,13 @@ struct NullBubble;
 #[tracing::instrument(name = "shape", skip_all)]
 pub fn shape_response(
     schema: &ApiSchema,
-    operation: &ValidatedOperation,
+    operation: &PreparedOperation,
+    variables: &Map<String, Value>,
     mut data: Value,
     errors: Vec<GraphQLError>,
     unresolved: &[Vec<PathSegment>],
 ) -> GraphQLResponse {
-    let collector = FieldCollector::new(schema, &operation.document, &operation.variables);
+    let collector = FieldCollector::new(schema, operation.document(), variables);
     let mut shaper = Shaper {
         collector,
         errors,
@@ -58,19 +60,16 @@ pub fn shape_response(
         OperationKind::Mutation => schema.mutation_type(),
         OperationKind::Subscription => schema.subscription_type(),
     };
-    let shaped = match (operation.operation(), root_type) {
-        (Some(definition), Some(root_type)) => {
-            let (_, _, _, selection_set) = operation_parts(definition);
-            shaper
-                .object(
-                    root_type,
-                    &[selection_set],
-                    &mut data,
-                    &mut Vec::new(),
-                    Runtime::Root,
-                )
-                .unwrap_or(Value::Null)
-        }
+    let shaped = match (operation.selection_set(), root_type) {
+        (Some(selection_set), Some(root_type)) => shaper
+            .object(
+                root_type,
+                &[selection_set],
+                &mut data,
+                &mut Vec::new(),
+                Runtime::Root,
+            )
+            .unwrap_or(Value::Null),
         _ => Value::Null,
     };
     let mut errors = shaper.errors;

@@ -96,7 +96,14 @@ fn a_supergraph_sdl_from_another_tool_loads_and_plans() {
             .unwrap();
     let supergraph = Supergraph::from_sdl(&rover_style, SupergraphOptions::default()).unwrap();
     let document = crate::validate::parse("{ feed { title author { name } } }").unwrap();
-    let plan = crate::plan::plan_operation(&supergraph, &document, None).unwrap();
+    let plan = crate::plan::plan_operation(
+        supergraph.planner(),
+        supergraph.plan_cache(),
+        &document,
+        None,
+        &hive_router_query_planner::utils::cancellation::CancellationToken::new(),
+    )
+    .unwrap();
     assert!(plan.node.is_some());
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::cache::backend::CacheBackend;
-use crate::cache::{CacheSettings, Caching};
+use crate::cache::{CacheSettings, Caching, Operation};
 use crate::testing::*;
 use crate::transport::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
 use crate::{Gateway, GatewayConfig, GraphQLRequest, RequestContext, Supergraph, Transports};
@@ -80,8 +80,15 @@ async fn a_request_after_an_invalidation_does_not_join_a_read_begun_before_it() 
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let request = GraphQLRequest::new(query).with_variables(json!({ "id": ADA }));
+            let runtime = gateway.runtime();
+            let prepared = runtime.prepare(query, None).await.expect("prepares");
+            let operation = Operation {
+                gateway,
+                runtime,
+                prepared,
+            };
             caching
-                .execute(gateway, request, RequestContext::default(), None)
+                .execute(operation, request, RequestContext::default(), None)
                 .await
                 .body
         })

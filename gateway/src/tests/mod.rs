@@ -1,6 +1,8 @@
 //! Whole-pipeline tests: toy supergraphs, mock subgraphs, full client responses.
 
 mod caching;
+mod fuzz;
+mod preparation;
 mod requests;
 mod shapes;
 mod shapes_sdl;

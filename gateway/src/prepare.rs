@@ -1,0 +1,256 @@
+//! Prepare once: everything about an operation that depends only on its text and operation
+//! name, worked out a single time per document and handed to every later stage as a
+//! [`PreparedOperation`]. The steps, each bounded by the one before:
+//!
+//! 1. tokens and nesting, counted on the text before a syntax tree exists
+//!    ([`crate::limits::lexer`]);
+//! 2. parsing;
+//! 3. operation limits on the operation as executed, fragments expanded, and fragment
+//!    cycles ([`crate::limits::expansion`]);
+//! 4. validation against the API schema (the standard rules, which recurse through
+//!    spreads: they only ever see a document step 3 accepted);
+//! 5. the operation's selection, kind, and whether introspection may run;
+//! 6. planning.
+//!
+//! Demand control's cost estimate is not a step here: slicing arguments may be variables,
+//! so it runs per request, right after the variables are coerced ([`crate::cost`]), on an
+//! operation these steps bounded.
+//!
+//! It runs on a blocking thread (see [`crate::runtime`]) under a cancellation token that
+//! carries the preparation's time budget and is cancelled when no client waits any more;
+//! every long loop asks it whether to go on.
+
+use std::sync::Arc;
+
+use graphql_tools::static_graphql::query::{
+    Definition, Document, OperationDefinition, SelectionSet, VariableDefinition,
+};
+use hive_router_query_planner::planner::plan_nodes::QueryPlan;
+use hive_router_query_planner::utils::cancellation::{CancellationError, CancellationToken};
+use serde_json::Value;
+
+use crate::graphql::{GraphQLError, OperationKind};
+use crate::limits::expansion::{self, ExpansionError};
+use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
+use crate::plan::{PlanError, plan_operation};
+use crate::supergraph::Supergraph;
+use crate::validate::{
+    self, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, RequestError, Rules, Validation,
+};
+
+/// An operation ready to execute with any variables: parsed, within the limits, valid,
+/// planned. Shared (`Arc`) by every request with the same text and operation name.
+#[derive(Debug)]
+pub struct PreparedOperation {
+    document: Document,
+    operation_index: usize,
+    /// The name the client selected, or the single operation's own name.
+    pub operation_name: Option<String>,
+    pub kind: OperationKind,
+    pub plan: Arc<QueryPlan>,
+    /// What the operation limits measured: depth, selections, aliases…
+    pub figures: Figures,
+}
+
+impl PreparedOperation {
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    pub fn operation(&self) -> Option<&OperationDefinition> {
+        match self.document.definitions.get(self.operation_index) {
+            Some(Definition::Operation(operation)) => Some(operation),
+            _ => None,
+        }
+    }
+
+    pub fn variable_definitions(&self) -> &[VariableDefinition] {
+        self.operation()
+            .map_or(&[], |operation| validate::operation_parts(operation).2)
+    }
+
+    pub fn selection_set(&self) -> Option<&SelectionSet> {
+        self.operation()
+            .map(|operation| validate::operation_parts(operation).3)
+    }
+}
+
+/// Why a document was not prepared. Every variant but `Planning` is the client's doing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    #[error("{0}")]
+    Parse(String),
+    #[error("the operation is invalid")]
+    Invalid(Vec<GraphQLError>),
+    /// An internal error: logged, and answered with a generic message.
+    #[error("planning failed: {0}")]
+    Planning(String),
+    #[error("the preparation took longer than {budget_ms} ms")]
+    TimedOut { budget_ms: u64 },
+    #[error("no client waits for the preparation any more")]
+    Cancelled,
+}
+
+impl PrepareError {
+    /// Whether another try may turn out differently (it ran out of time, or its clients
+    /// left): such outcomes are not remembered.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::TimedOut { .. } | Self::Cancelled)
+    }
+
+    /// Whether the answer is `400` whatever the response media type: a limit refused it.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Self::Limit(_) | Self::TimedOut { .. })
+    }
+
+    /// The errors the client gets; an internal error is logged with `request_id`, which
+    /// the client gets instead of the details.
+    pub fn to_graphql_errors(&self, request_id: Option<&str>) -> Vec<GraphQLError> {
+        match self {
+            Self::Limit(limit) => vec![limit.to_graphql_error()],
+            Self::Parse(message) => vec![GraphQLError::with_code(
+                message.clone(),
+                GRAPHQL_PARSE_FAILED,
+            )],
+            Self::Invalid(errors) => errors.clone(),
+            Self::TimedOut { budget_ms } => {
+                vec![LimitExceeded::new(names::PREPARATION_MS, *budget_ms, None).to_graphql_error()]
+            }
+            Self::Cancelled => vec![GraphQLError::with_code(
+                "The operation's preparation was cancelled",
+                GRAPHQL_VALIDATION_FAILED,
+            )],
+            Self::Planning(error) => {
+                tracing::error!(request_id, error = %error, "planning failed");
+                let mut internal =
+                    GraphQLError::with_code("Internal server error", "INTERNAL_SERVER_ERROR");
+                if let Some(id) = request_id {
+                    internal = internal.extension("requestId", Value::String(id.to_owned()));
+                }
+                vec![internal]
+            }
+        }
+    }
+
+    /// Roughly what the error takes in memory, for the prepared-operation cache's weight.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Self::Invalid(errors) => errors.iter().map(|e| e.message.len() + 128).sum(),
+            Self::Parse(message) | Self::Planning(message) => message.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl From<RequestError> for PrepareError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Parse(message) => Self::Parse(message),
+            RequestError::Validation(errors) | RequestError::Variables(errors) => {
+                Self::Invalid(errors)
+            }
+        }
+    }
+}
+
+/// What preparation needs besides the supergraph: the rules, the limits, and whether
+/// introspection is answered.
+#[derive(Debug)]
+pub struct Preparer {
+    rules: Rules,
+    limits: OperationLimits,
+    allow_introspection: bool,
+}
+
+impl Preparer {
+    pub fn new(limits: OperationLimits, allow_introspection: bool) -> Self {
+        Self {
+            rules: Rules::default(),
+            limits,
+            allow_introspection,
+        }
+    }
+
+    pub fn limits(&self) -> &OperationLimits {
+        &self.limits
+    }
+
+    /// Runs every step of the preparation (see the module documentation); stops with
+    /// `TimedOut` or `Cancelled` as soon as `cancel` says so.
+    pub fn prepare(
+        &self,
+        supergraph: &Supergraph,
+        text: &str,
+        operation_name: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<PreparedOperation, PrepareError> {
+        lexer::scan(text, &self.limits)?;
+        let document = validate::parse(text)?;
+        let figures = match expansion::check(&document, &self.limits, cancel) {
+            Ok(figures) => figures,
+            Err(ExpansionError::Limit(limit)) => return Err(limit.into()),
+            Err(ExpansionError::Cycle(fragment)) => {
+                return Err(PrepareError::Invalid(vec![GraphQLError::with_code(
+                    format!("Cannot spread fragment \"{fragment}\" within itself."),
+                    GRAPHQL_VALIDATION_FAILED,
+                )]));
+            }
+            Err(ExpansionError::Cancelled) => return Err(self.stopped(cancel)),
+        };
+        let schema = supergraph.api_schema();
+        match validate::validate(schema, &document, &self.rules, || {
+            cancel.bail_if_cancelled().is_ok()
+        }) {
+            Validation::Valid => {}
+            Validation::Invalid(errors) => {
+                return Err(PrepareError::Invalid(limits::truncate_errors(
+                    errors,
+                    self.limits.max_errors,
+                )));
+            }
+            Validation::Stopped => return Err(self.stopped(cancel)),
+        }
+        let (operation_index, operation) = validate::select_operation(&document, operation_name)?;
+        let (kind, name, _, selection_set) = validate::operation_parts(operation);
+        if kind == OperationKind::Subscription {
+            return Err(RequestError::invalid("Subscriptions are not supported.").into());
+        }
+        if !self.allow_introspection && validate::selects_introspection(&document, selection_set) {
+            return Err(RequestError::invalid("Introspection is disabled.").into());
+        }
+        let selected_name = operation_name.map(str::to_owned).or(name.cloned());
+        let figures = figures.get(operation_index).copied().unwrap_or_default();
+
+        let plan = plan_operation(
+            supergraph.planner(),
+            supergraph.plan_cache(),
+            &document,
+            selected_name.as_deref(),
+            cancel,
+        )
+        .map_err(|error| match error {
+            PlanError::Cancelled => self.stopped(cancel),
+            other => PrepareError::Planning(other.to_string()),
+        })?;
+        Ok(PreparedOperation {
+            document,
+            operation_index,
+            operation_name: selected_name,
+            kind,
+            plan,
+            figures,
+        })
+    }
+
+    /// Why `cancel` stopped the preparation.
+    fn stopped(&self, cancel: &CancellationToken) -> PrepareError {
+        match cancel.bail_if_cancelled() {
+            Err(CancellationError::TimedOut) => PrepareError::TimedOut {
+                budget_ms: self.limits.preparation_budget_ms,
+            },
+            _ => PrepareError::Cancelled,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The supergraph runtime: what the gateway derives from one supergraph — the API schema
+//! and the planner (in [`Supergraph`]) — and the operations prepared against it, cached per
+//! (text, operation name), refusals included, so a hostile document sent again is refused
+//! by one lookup.
+//!
+//! A document not prepared before is prepared off the async workers: on a blocking thread,
+//! once a turn on the preparation pool is free (as many turns as cores, shared by every
+//! runtime of the gateway), within the time budget, and only once for every request that
+//! asks for it meanwhile. When the request that runs it goes away (its client hung up),
+//! the preparation is cancelled; a request still waiting for the same document then runs
+//! it again. While preparations run, cache hits, `/health` and everything else on the
+//! async workers go on.
+
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hive_router_query_planner::utils::cancellation::CancellationToken;
+use tokio::sync::Semaphore;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::prepare::{PrepareError, PreparedOperation, Preparer};
+use crate::supergraph::Supergraph;
+use crate::telemetry::{self, Lookup};
+
+/// Bytes the prepared-operation cache may hold, counting each entry by its text: bounded
+/// by size, so clients sending large documents cannot grow it with them.
+const PREPARED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A document's preparation, as remembered: its text and name (to tell hash collisions
+/// apart) and the outcome.
+#[derive(Debug)]
+struct Prepared {
+    text: Box<str>,
+    operation_name: Option<Box<str>>,
+    outcome: Result<Arc<PreparedOperation>, PrepareError>,
+}
+
+impl Prepared {
+    fn is_for(&self, text: &str, operation_name: Option<&str>) -> bool {
+        *self.text == *text && self.operation_name.as_deref() == operation_name
+    }
+
+    fn weight(&self) -> u32 {
+        // The syntax tree and plan take a few times the text.
+        let outcome = match &self.outcome {
+            Ok(_) => self.text.len() * 3,
+            Err(error) => error.weight(),
+        };
+        u32::try_from(self.text.len() + outcome + 512).unwrap_or(u32::MAX)
+    }
+}
+
+/// One supergraph and the operations prepared against it.
+pub struct SupergraphRuntime {
+    supergraph: Arc<Supergraph>,
+    preparer: Arc<Preparer>,
+    pool: Arc<Semaphore>,
+    prepared: moka::future::Cache<u64, Arc<Prepared>>,
+    /// Preparations started (cache misses that ran), for metrics and tests.
+    preparations: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for SupergraphRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupergraphRuntime")
+            .field("supergraph", &self.supergraph)
+            .field("prepared", &self.prepared.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cancels the preparation it guards when dropped: by the request that runs it going away,
+/// or after the preparation ended (then it changes nothing).
+struct CancelOnDrop(Arc<CancellationToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl SupergraphRuntime {
+    /// `pool` holds the preparation turns, shared by every runtime of one gateway.
+    pub fn new(supergraph: Supergraph, preparer: Arc<Preparer>, pool: Arc<Semaphore>) -> Self {
+        Self {
+            supergraph: Arc::new(supergraph),
+            preparer,
+            pool,
+            prepared: moka::future::Cache::builder()
+                .weigher(|_, prepared: &Arc<Prepared>| prepared.weight())
+                .max_capacity(PREPARED_BYTES)
+                .build(),
+            preparations: Arc::default(),
+        }
+    }
+
+    /// How many preparations ran (each document once, unless it was evicted, ran out of
+    /// time or lost its clients).
+    pub fn preparations(&self) -> u64 {
+        self.preparations.load(Ordering::Relaxed)
+    }
+
+    pub fn supergraph(&self) -> &Arc<Supergraph> {
+        &self.supergraph
+    }
+
+    pub fn preparer(&self) -> &Preparer {
+        &self.preparer
+    }
+
+    /// The prepared operation for `text` and `operation_name`, or why there is none:
+    /// from the cache, or prepared now (once for every concurrent request asking).
+    pub async fn prepare(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<PreparedOperation>, PrepareError> {
+        let key = cache_key(text, operation_name);
+        if let Some(prepared) = self.prepared.get(&key).await
+            && prepared.is_for(text, operation_name)
+        {
+            telemetry::lookup(Lookup::Validation, true);
+            return prepared.outcome.clone();
+        }
+        telemetry::lookup(Lookup::Validation, false);
+        let init = self.prepare_now(text.into(), operation_name.map(Into::into));
+        match self.prepared.entry(key).or_try_insert_with(init).await {
+            Ok(entry) => {
+                let prepared = entry.into_value();
+                if prepared.is_for(text, operation_name) {
+                    return prepared.outcome.clone();
+                }
+                // Another text with the same hash holds the slot: prepare this one apart.
+                let own = self
+                    .prepare_now(text.into(), operation_name.map(Into::into))
+                    .await?;
+                own.outcome.clone()
+            }
+            Err(error) => Err((*error).clone()),
+        }
+    }
+
+    /// Prepares on the blocking pool, within the budget. `Err` only for outcomes not to
+    /// remember (out of time, or cancelled).
+    fn prepare_now(
+        &self,
+        text: Box<str>,
+        operation_name: Option<Box<str>>,
+    ) -> impl Future<Output = Result<Arc<Prepared>, PrepareError>> + Send + 'static {
+        let supergraph = self.supergraph.clone();
+        let preparer = self.preparer.clone();
+        let pool = self.pool.clone();
+        let preparations = self.preparations.clone();
+        // Created here, in the request's span, so the blocking thread's work joins its trace.
+        let span = tracing::info_span!("prepare");
+        async move {
+            let turn = pool
+                .acquire_owned()
+                .await
+                .map_err(|_| PrepareError::Cancelled)?;
+            preparations.fetch_add(1, Ordering::Relaxed);
+            let budget = preparer.limits().preparation_budget();
+            let cancel = Arc::new(CancellationToken::with_timeout(budget));
+            let _cancel_on_drop = CancelOnDrop(cancel.clone());
+            let worker_preparer = preparer.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                let _span = span.enter();
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    worker_preparer.prepare(&supergraph, &text, operation_name.as_deref(), &cancel)
+                }))
+                .unwrap_or_else(|_| {
+                    // A panic in a library stage: remembered like any other outcome, so
+                    // the same document does not run into it again.
+                    Err(PrepareError::Planning(
+                        "preparing the operation panicked".into(),
+                    ))
+                })
+                .map(Arc::new);
+                Prepared {
+                    text,
+                    operation_name,
+                    outcome,
+                }
+            });
+            let prepared = match tokio::time::timeout(budget, task).await {
+                Ok(Ok(prepared)) => prepared,
+                Ok(Err(error)) => {
+                    return Err(PrepareError::Planning(error.to_string()));
+                }
+                Err(_elapsed) => {
+                    return Err(PrepareError::TimedOut {
+                        budget_ms: preparer.limits().preparation_budget_ms,
+                    });
+                }
+            };
+            match &prepared.outcome {
+                Err(error) if error.is_transient() => Err(error.clone()),
+                _ => Ok(Arc::new(prepared)),
+            }
+        }
+    }
+}
+
+/// The cache key of a text and operation name; entries keep both to tell collisions apart.
+fn cache_key(text: &str, operation_name: Option<&str>) -> u64 {
+    let mut hasher = Xxh3::new();
+    text.hash(&mut hasher);
+    operation_name.hash(&mut hasher);
+    hasher.finish()
+}
