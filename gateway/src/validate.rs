@@ -81,6 +81,7 @@ pub(crate) enum Validation {
 
 /// Validates `document` against the API schema with the standard rules; `keep_going` is
 /// asked before each rule. Errors come in document order.
+#[tracing::instrument(name = "validate", skip_all)]
 pub(crate) fn validate(
     schema: &ApiSchema,
     document: &Document,
