@@ -20,6 +20,7 @@ mod operators;
 mod partial_data;
 mod persisted;
 mod posts;
+mod read_replica;
 mod replicas;
 mod schema;
 mod users;
