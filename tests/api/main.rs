@@ -19,6 +19,7 @@ mod observability;
 mod operators;
 mod partial_data;
 mod persisted;
+mod pgbouncer;
 mod posts;
 mod read_replica;
 mod replicas;
