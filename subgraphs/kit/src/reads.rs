@@ -12,8 +12,9 @@
 //!   `gantry_database_replica_up` is 0, and a warning names why, once per change).
 //!
 //! The choice is made once per request, by [`ReadRoutingExtension`], and handed to the
-//! resolvers as a [`ReadChoice`]; they ask [`ReadRouting::connection`] for the pool. Reads
-//! in flight when a replica dies fail until the next check has moved reads to the primary.
+//! resolvers as a [`ReadChoice`]; they ask [`ReadRouting::connection`] for the pool. A read
+//! that fails on the replica (one in flight when it died, before the next check skips it)
+//! is run again on the primary.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -155,6 +156,14 @@ impl ReadRouting {
         }
     }
 
+    /// Records a read that failed on the replica and is run again on the primary
+    /// (`gantry_database_replica_fallbacks_total`): a replica that died fails the reads
+    /// in flight before the next check skips it, and those must not fail the request.
+    pub fn replica_read_failed(&self) {
+        metrics::counter!("gantry_database_replica_fallbacks_total").increment(1);
+        tracing::debug!("a read failed on the read replica; running it on the primary");
+    }
+
     /// Where the reads of a request by `viewer` go: the primary when there is no replica
     /// or the viewer wrote lately.
     pub async fn choose(&self, viewer: Option<Uuid>) -> ReadFrom {
@@ -230,8 +239,9 @@ impl Replica {
     /// Applies a check's verdict, logging a change of state once.
     fn record(&self, verdict: Result<(), String>) {
         let usable = verdict.is_ok();
-        let was = self.usable.swap(usable, Ordering::Relaxed);
+        // The gauge first: whoever sees the new state (`/ready`) finds the gauge set.
         metrics::gauge!("gantry_database_replica_up").set(if usable { 1.0 } else { 0.0 });
+        let was = self.usable.swap(usable, Ordering::Relaxed);
         let mut because = self
             .skipped_because
             .lock()

@@ -34,6 +34,43 @@ impl ContentLoader {
     }
 }
 
+/// The replica's loader with the primary's behind it: a batch the replica fails (it went
+/// away since its last check) is loaded again from the primary, so the request does not
+/// fail.
+#[derive(Debug, Clone)]
+pub struct ReplicaFirst {
+    replica: ContentLoader,
+    primary: ContentLoader,
+}
+
+impl ReplicaFirst {
+    pub fn new(reads: ReadRouting) -> Self {
+        Self {
+            replica: ContentLoader::new(reads.clone(), ReadFrom::Replica),
+            primary: ContentLoader::new(reads, ReadFrom::Primary),
+        }
+    }
+}
+
+impl<K> Loader<K> for ReplicaFirst
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    ContentLoader: Loader<K, Error = ApiError>,
+{
+    type Value = <ContentLoader as Loader<K>>::Value;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[K]) -> Loaded<K, Self::Value> {
+        match self.replica.load(keys).await {
+            Ok(loaded) => Ok(loaded),
+            Err(_) => {
+                self.replica.reads.replica_read_failed();
+                self.primary.load(keys).await
+            }
+        }
+    }
+}
+
 /// A post by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PostById(pub Uuid);

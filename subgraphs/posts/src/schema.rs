@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::domain::parse_id;
 use crate::loaders::{
     CommentCount, ContentLoader, FollowerCount, FollowingCount, LikeCount, ListKind, ListPage,
-    PageOf, PostById, ViewerFollows, ViewerLiked,
+    PageOf, PostById, ReplicaFirst, ViewerFollows, ViewerLiked,
 };
 use crate::pages::Page;
 use crate::service::PostsService;
@@ -36,16 +36,14 @@ pub type PostsSchema = Schema<Query, Mutation, EmptySubscription>;
 /// `batch_delay` is how long the loader gathers keys before it queries: long enough for a
 /// whole page's fields to ask, short enough not to show in latency.
 pub fn build(service: Arc<PostsService>, batch_delay: std::time::Duration) -> PostsSchema {
-    let loader = |from| {
-        DataLoader::new(
-            ContentLoader::new(service.reads().clone(), from),
+    let reads = service.reads().clone();
+    let loaders = Loaders {
+        primary: DataLoader::new(
+            ContentLoader::new(reads.clone(), ReadFrom::Primary),
             tokio::spawn,
         )
-        .delay(batch_delay)
-    };
-    let loaders = Loaders {
-        primary: loader(ReadFrom::Primary),
-        replica: loader(ReadFrom::Replica),
+        .delay(batch_delay),
+        replica: DataLoader::new(ReplicaFirst::new(reads), tokio::spawn).delay(batch_delay),
     };
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
@@ -60,7 +58,7 @@ pub fn build(service: Arc<PostsService>, batch_delay: std::time::Duration) -> Po
 /// The loader of each read route (see [`gantry_kit::reads`]).
 struct Loaders {
     primary: DataLoader<ContentLoader>,
-    replica: DataLoader<ContentLoader>,
+    replica: DataLoader<ReplicaFirst>,
 }
 
 fn service<'a>(ctx: &Context<'a>) -> &'a Arc<PostsService> {
@@ -76,11 +74,10 @@ where
     ContentLoader: Loader<K, Error = ApiError>,
 {
     let loaders = ctx.data_unchecked::<Loaders>();
-    let loader = match ReadChoice::of(ctx) {
-        ReadFrom::Primary => &loaders.primary,
-        ReadFrom::Replica => &loaders.replica,
-    };
-    loader.load_one(key).await
+    match ReadChoice::of(ctx) {
+        ReadFrom::Primary => loaders.primary.load_one(key).await,
+        ReadFrom::Replica => loaders.replica.load_one(key).await,
+    }
 }
 
 /// Validates `first`/`after` of a connection field.

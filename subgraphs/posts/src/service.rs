@@ -62,8 +62,26 @@ impl PostsService {
         first: u64,
         after: Option<Uuid>,
     ) -> ApiResult<Page<post::Model>> {
+        match self
+            .latest_on(self.reads.connection(from), first, after)
+            .await
+        {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                self.latest_on(&self.db, first, after).await
+            }
+            done => done,
+        }
+    }
+
+    async fn latest_on(
+        &self,
+        db: &DatabaseConnection,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
         page(
-            self.reads.connection(from),
+            db,
             post::Entity::find(),
             post::Column::Id,
             Direction::NewestFirst,
@@ -88,7 +106,25 @@ impl PostsService {
         first: u64,
         after: Option<Uuid>,
     ) -> ApiResult<Page<post::Model>> {
-        let db = self.reads.connection(from);
+        match self
+            .feed_on(self.reads.connection(from), viewer, first, after)
+            .await
+        {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                self.feed_on(&self.db, viewer, first, after).await
+            }
+            done => done,
+        }
+    }
+
+    async fn feed_on(
+        &self,
+        db: &DatabaseConnection,
+        viewer: Viewer,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
         if db.get_database_backend() == DbBackend::Postgres {
             let followees: Vec<Uuid> = follow::Entity::find()
                 .select_only()
