@@ -63,6 +63,22 @@ impl Primary {
             .unwrap_or_default()
     }
 
+    /// Drops `slot` once the primary has seen its user go (waits at most 10 s).
+    fn drop_slot(&self, slot: &str) {
+        let drop_slot = format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = '{slot}' AND NOT active"
+        );
+        let exists = format!("SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}'");
+        for _ in 0..100 {
+            self.psql(&drop_slot);
+            if self.psql(&exists).trim().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Drops the slots of replicas that earlier runs left behind (killed before their
     /// drop ran), so they do not hold WAL on the test server for ever.
     fn sweep_stale_slots(&self) {
@@ -120,7 +136,6 @@ impl StreamingReplica {
     async fn start() -> Self {
         let primary = Primary::from_admin_url();
         primary.sweep_stale_slots();
-        let slot = format!("{SLOT_PREFIX}{}", uuid::Uuid::now_v7().simple());
         let dir = tempfile::Builder::new()
             .prefix("gantry-replica-")
             .tempdir()
@@ -133,23 +148,31 @@ impl StreamingReplica {
         let _ = chown;
         let data = dir.path().join("data");
         let port = free_port();
-        let mut backup = pg_command("pg_basebackup");
-        backup
-            .args([
-                "-h",
-                &primary.host,
-                "-p",
-                &primary.port,
-                "-U",
-                &primary.user,
-            ])
-            .arg("-D")
-            .arg(&data)
-            .args(["-R", "-X", "stream", "-c", "fast", "-C", "-S", &slot]);
-        run_pg(
-            backup,
-            "pg_basebackup from the test server (is `host replication` allowed in pg_hba.conf? scripts/test adds it)",
-        );
+        // A base backup shares the server with other tests, whose database drops can end
+        // its stream: it is tried again (three times at most), each time with a new slot.
+        let mut attempts = 0;
+        let slot = loop {
+            attempts += 1;
+            let slot = format!("{SLOT_PREFIX}{}", uuid::Uuid::now_v7().simple());
+            let mut backup = pg_command("pg_basebackup");
+            backup
+                .args(["-h", &primary.host, "-p", &primary.port])
+                .args(["-U", &primary.user, "-D"])
+                .arg(&data)
+                .args(["-R", "-X", "stream", "-c", "fast", "-C", "-S", &slot]);
+            let output = backup.output().expect("pg_basebackup runs");
+            if output.status.success() {
+                break slot;
+            }
+            primary.drop_slot(&slot);
+            let _ = std::fs::remove_dir_all(&data);
+            assert!(
+                attempts < 3,
+                "pg_basebackup from the test server (is `host replication` allowed in \
+                 pg_hba.conf? scripts/test adds it): {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
         // Debian keeps the configuration in /etc: the copy needs its own.
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
@@ -206,23 +229,7 @@ impl StreamingReplica {
 impl Drop for StreamingReplica {
     fn drop(&mut self) {
         self.stop();
-        // The slot can be dropped once the primary has seen the replica go (at most 5 s).
-        let drop_slot = format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-             WHERE slot_name = '{}' AND NOT active",
-            self.slot
-        );
-        for _ in 0..50 {
-            let exists = format!(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = '{}'",
-                self.slot
-            );
-            self.primary.psql(&drop_slot);
-            if self.primary.psql(&exists).trim().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.primary.drop_slot(&self.slot);
     }
 }
 
@@ -328,6 +335,16 @@ async fn serve_with_replica(
     database: &str,
     max_lag_ms: &str,
 ) -> Process {
+    serve_checking_every(replica, data_dir, database, max_lag_ms, "100").await
+}
+
+async fn serve_checking_every(
+    replica: &StreamingReplica,
+    data_dir: &TempDir,
+    database: &str,
+    max_lag_ms: &str,
+    check_ms: &str,
+) -> Process {
     let data = data_dir.path().display().to_string();
     let read_url = replica.url_of(database);
     start(
@@ -337,7 +354,7 @@ async fn serve_with_replica(
             ("DATABASE_URL", database),
             ("DATABASE_READ_URL", read_url.as_str()),
             ("GANTRY_DATABASE_READ_MAX_LAG_MS", max_lag_ms),
-            ("GANTRY_DATABASE_READ_CHECK_MS", "100"),
+            ("GANTRY_DATABASE_READ_CHECK_MS", check_ms),
             // Every read reaches the subgraphs, so what they read from shows.
             ("GANTRY_RESPONSE_CACHE", "false"),
         ],
@@ -347,9 +364,9 @@ async fn serve_with_replica(
 
 #[tokio::test]
 async fn while_the_replica_lags_public_reads_lag_but_a_writer_reads_their_own_write_at_once() {
-    let replica = StreamingReplica::start().await;
     let data_dir = tempfile::tempdir().unwrap();
     let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
     let serve = serve_with_replica(&replica, &data_dir, &database, "600000").await;
     replica_in_use(&serve).await;
     let alice = register(&serve, "alice").await;
@@ -399,9 +416,9 @@ async fn while_the_replica_lags_public_reads_lag_but_a_writer_reads_their_own_wr
 
 #[tokio::test]
 async fn a_replica_that_lags_past_its_bound_is_skipped_and_ready_says_so() {
-    let replica = StreamingReplica::start().await;
     let data_dir = tempfile::tempdir().unwrap();
     let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
     let serve = serve_with_replica(&replica, &data_dir, &database, "200").await;
     let alice = register(&serve, "alice").await;
     create_post(&serve, &alice, "first").await;
@@ -438,9 +455,9 @@ async fn a_replica_that_lags_past_its_bound_is_skipped_and_ready_says_so() {
 
 #[tokio::test]
 async fn when_the_replica_stops_reads_keep_working_from_the_primary_and_ready_says_degraded() {
-    let replica = StreamingReplica::start().await;
     let data_dir = tempfile::tempdir().unwrap();
     let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
     let serve = serve_with_replica(&replica, &data_dir, &database, "600000").await;
     replica_in_use(&serve).await;
     assert_eq!(
@@ -478,9 +495,9 @@ async fn when_the_replica_stops_reads_keep_working_from_the_primary_and_ready_sa
 /// read through the other at once, while the replica has not replayed the write.
 #[tokio::test]
 async fn a_writers_read_through_another_posts_process_sees_the_write_through_redis() {
-    let replica = StreamingReplica::start().await;
     let data_dir = tempfile::tempdir().unwrap();
     let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
     let data = data_dir.path().display().to_string();
     let read_url = replica.url_of(&database);
     let redis =
@@ -525,4 +542,34 @@ async fn a_writers_read_through_another_posts_process_sees_the_write_through_red
         Some("before the pause")
     );
     sql(&standby, "SELECT pg_wal_replay_resume()").await;
+}
+
+/// The replica dies between two checks (one check only, then none for ten minutes): the
+/// reads sent to it fail and are answered by the primary, so no request fails.
+#[tokio::test]
+async fn reads_the_stopped_replica_fails_before_the_next_check_are_answered_by_the_primary() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
+    let serve = serve_checking_every(&replica, &data_dir, &database, "600000", "600000").await;
+    replica_in_use(&serve).await;
+    let alice = register(&serve, "alice").await;
+    create_post(&serve, &alice, "written before the replica stopped").await;
+
+    replica.stop();
+    let response = graphql(
+        &serve,
+        "{ latestPosts(first: 1) { edges { node { body likeCount commentCount } } } }",
+        json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        response,
+        json!({ "data": { "latestPosts": { "edges": [{ "node": {
+            "body": "written before the replica stopped", "likeCount": 0, "commentCount": 0
+        } }] } } })
+    );
+    let fallbacks = metric(&serve, "gantry_database_replica_fallbacks_total").await;
+    assert!(fallbacks.is_some_and(|n| n > 0.0), "{fallbacks:?}");
 }
