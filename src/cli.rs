@@ -68,6 +68,20 @@ pub struct CommonArgs {
     /// Database pool size. Default: 10 for PostgreSQL, 5 for SQLite.
     #[arg(long, env = "GANTRY_DATABASE_MAX_CONNECTIONS", global = true)]
     pub database_max_connections: Option<u32>,
+    /// A streaming read replica of the database (`postgres://…`): public reads go there,
+    /// writes and a writer's own reads stay on `DATABASE_URL`. Default: none.
+    #[arg(long, env = "DATABASE_READ_URL", global = true, hide_env_values = true)]
+    pub database_read_url: Option<String>,
+    /// The replica is skipped while it lags more than this, in milliseconds. Default 5000.
+    #[arg(long, env = "GANTRY_DATABASE_READ_MAX_LAG_MS", global = true)]
+    pub database_read_max_lag_ms: Option<u64>,
+    /// How often the replica's health and lag are checked, in milliseconds. Default 1000.
+    #[arg(long, env = "GANTRY_DATABASE_READ_CHECK_MS", global = true)]
+    pub database_read_check_ms: Option<u64>,
+    /// How long after a write the writer's reads go to the primary, in milliseconds.
+    /// Default 5000.
+    #[arg(long, env = "GANTRY_READ_YOUR_WRITES_MS", global = true)]
+    pub read_your_writes_ms: Option<u64>,
     /// Ed25519 private key (PKCS#8 PEM) that signs access tokens.
     #[arg(
         long,
@@ -574,8 +588,10 @@ pub struct SubgraphArgs {
     #[arg(long, env = "GANTRY_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// The gateways' Redis. The posts subgraph uses it to drop cached responses about
-    /// entities an account deletion changed (the gateways see no mutation for those); the
-    /// users subgraph counts login attempts and registrations in it, for every replica.
+    /// entities an account deletion changed (the gateways see no mutation for those), and,
+    /// with `DATABASE_READ_URL`, to tell its other replicas who wrote lately (their reads
+    /// stay on the primary); the users subgraph counts login attempts and registrations in
+    /// it, for every replica.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// The gateways' Redis key prefix.

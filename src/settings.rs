@@ -6,6 +6,7 @@ use gantry_kit::client::TrustedProxies;
 use gantry_kit::db::DatabaseSettings;
 use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
+use gantry_kit::reads::ReadSettings;
 use gantry_kit::server::ServerLimits;
 use gantry_posts::PostsConfig;
 use gantry_users::{ThrottleSettings, UsersConfig};
@@ -18,6 +19,27 @@ impl CommonArgs {
             DatabaseSettings::from_url_or_data_dir(self.database_url.clone(), &self.data_dir);
         settings.max_connections = self.database_max_connections;
         settings
+    }
+
+    /// The read replica's pool settings, when `DATABASE_READ_URL` is set (same pool size
+    /// as the primary's).
+    pub fn read_replica(&self) -> Option<DatabaseSettings> {
+        self.database_read_url.as_ref().map(|url| DatabaseSettings {
+            url: url.clone(),
+            max_connections: self.database_max_connections,
+        })
+    }
+
+    pub fn reads(&self) -> ReadSettings {
+        let defaults = ReadSettings::default();
+        let millis =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+        ReadSettings {
+            max_lag: millis(self.database_read_max_lag_ms, defaults.max_lag),
+            read_your_writes: millis(self.read_your_writes_ms, defaults.read_your_writes),
+            check_every: millis(self.database_read_check_ms, defaults.check_every)
+                .max(Duration::from_millis(50)),
+        }
     }
 
     pub fn keys(&self) -> KeySettings {

@@ -46,6 +46,31 @@ pub async fn open_database(common: &CommonArgs) -> anyhow::Result<DatabaseConnec
     Ok(db)
 }
 
+/// Where reads go: with `DATABASE_READ_URL`, a replica pool beside `primary`, measured in
+/// the background by a task added to `tasks`; else the primary alone. A replica that does
+/// not answer at start does not stop it. `shared` spreads read-your-writes marks to the
+/// other processes.
+pub async fn read_routing(
+    common: &CommonArgs,
+    primary: DatabaseConnection,
+    shared: Option<gantry_kit::shared::SharedState>,
+    tasks: &mut BackgroundTasks,
+) -> anyhow::Result<gantry_kit::reads::ReadRouting> {
+    use gantry_kit::reads::ReadRouting;
+    let Some(settings) = common.read_replica() else {
+        return Ok(ReadRouting::primary_only(primary));
+    };
+    if settings.is_sqlite() {
+        anyhow::bail!("DATABASE_READ_URL must be a PostgreSQL replica (postgres://…)");
+    }
+    let replica = gantry_kit::db::connect_replica(&settings).await?;
+    tracing::info!(replica = %gantry_kit::db::redact(&settings.url), "public reads go to the read replica");
+    let routing = ReadRouting::new(primary, Some(replica), common.reads(), shared);
+    let watched = routing.clone();
+    tasks.spawn(move |stop| watched.watch_replica(stop));
+    Ok(routing)
+}
+
 /// Tasks that run beside a server (outbox consumers). They stop when asked, or when this
 /// value is dropped.
 #[derive(Debug)]

@@ -7,6 +7,9 @@
 //!   fails, so a ping alone is not enough. `gantry_database_up` at `/metrics` shows the
 //!   last probe's answer.
 //! - `subgraph:NAME`: a separate gateway's subgraphs answer at `/health`.
+//! - `database_replica` (with `DATABASE_READ_URL`): `ok`, or `degraded` with the reason
+//!   while the replica is down or lags past its bound; never a reason for `503`, since
+//!   reads then go to the primary. The last measured lag is in `lag_seconds`.
 //! - `redis`: `ok` or `degraded`, never a reason for `503`: without Redis requests still
 //!   succeed, with the shared caches bypassed until it answers again.
 //!
@@ -22,6 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gantry_gateway::Gateway;
 use gantry_gateway::shared::SharedState;
+use gantry_kit::reads::ReadRouting;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
 
@@ -34,6 +38,7 @@ pub struct Readiness {
     database: Option<DatabaseConnection>,
     subgraph_health: Vec<(String, String)>,
     redis: Option<SharedState>,
+    reads: Option<ReadRouting>,
     client: reqwest::Client,
     /// What failed at the last probe (empty: ready), to log changes only.
     last_failed: Mutex<Option<Vec<String>>>,
@@ -83,6 +88,12 @@ impl Readiness {
     /// Reports Redis as `ok` or `degraded`; `/ready` stays `200` either way.
     pub fn with_redis(mut self, redis: Option<SharedState>) -> Self {
         self.redis = redis;
+        self
+    }
+
+    /// Reports the read replica, when `reads` has one; `/ready` stays `200` either way.
+    pub fn with_reads(mut self, reads: ReadRouting) -> Self {
+        self.reads = Some(reads);
         self
     }
 
@@ -137,6 +148,16 @@ impl Readiness {
                 "redis".into(),
                 json!({ "status": if up { "ok" } else { "degraded" } }),
             );
+        }
+        if let Some(replica) = self.reads.as_ref().and_then(ReadRouting::replica_status) {
+            let mut check = json!({
+                "status": if replica.usable { "ok" } else { "degraded" },
+                "lag_seconds": replica.lag.as_secs_f64(),
+            });
+            if let Some(reason) = replica.skipped_because {
+                check["reason"] = Value::String(reason);
+            }
+            checks.insert("database_replica".into(), check);
         }
         let ready = failed.is_empty();
         self.log_change(failed);

@@ -65,6 +65,36 @@ impl InProcessSubgraphs {
         })
     }
 
+    /// As [`InProcessSubgraphs::new`], with the posts subgraph's reads routed by `reads`
+    /// (a read replica beside the primary).
+    pub fn with_reads(
+        common: &CommonArgs,
+        reads: gantry_kit::reads::ReadRouting,
+        key: SigningKey,
+        signal: Option<OutboxSignal>,
+        shared: Option<gantry_gateway::shared::SharedState>,
+    ) -> anyhow::Result<Self> {
+        let db = reads.primary().clone();
+        let revocations = Revocations::default();
+        let verifier = Arc::new(
+            TokenVerifier::new(std::slice::from_ref(&key.public), &common.jwt())?
+                .with_revocations(revocations.clone()),
+        );
+        let config = gantry_users::UsersConfig {
+            shared,
+            revocations: revocations.clone(),
+            ..common.users()
+        };
+        let users = UsersSubgraph::new(db.clone(), key, config, signal)?;
+        let posts = PostsSubgraph::with_reads(reads, verifier, common.posts());
+        Ok(Self {
+            users,
+            posts,
+            revocations,
+            db,
+        })
+    }
+
     /// Reads the revocations other processes on this database write (replicas of this
     /// server), every [`gantry_kit::revocation::POLL_EVERY`].
     pub fn follow_revocations(&self, tasks: &mut BackgroundTasks) {
@@ -138,9 +168,12 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
     let features = super::gateway::service_features(common, &args.gateway, true).await?;
-    let subgraphs = InProcessSubgraphs::new(
+    let mut tasks = BackgroundTasks::default();
+    let reads =
+        super::read_routing(common, db.clone(), features.shared.clone(), &mut tasks).await?;
+    let subgraphs = InProcessSubgraphs::with_reads(
         common,
-        db.clone(),
+        reads.clone(),
         key.clone(),
         Some(signal.clone()),
         features.shared.clone(),
@@ -162,14 +195,16 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
 
     // Account deletions clear what the caches hold about the entities they change.
-    let mut tasks = BackgroundTasks::default();
     subgraphs.follow_revocations(&mut tasks);
     let invalidations = Invalidations::new(Arc::new(service.caching().invalidator()));
     let consumer = subgraphs
         .posts
         .account_deletion_consumer(Some(signal), invalidations);
     tasks.spawn(|stop| consumer.run(stop));
-    let readiness = Readiness::new().with_gateway(gateway).with_database(db);
+    let readiness = Readiness::new()
+        .with_gateway(gateway)
+        .with_database(db)
+        .with_reads(reads);
     let (router, metrics) = http_app(
         common,
         service,

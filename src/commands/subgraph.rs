@@ -62,13 +62,14 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
                 TokenVerifier::new(std::slice::from_ref(&key.public), &common.jwt())?
                     .with_revocations(follow_revocations(&mut tasks, &db)),
             );
-            let posts = PostsSubgraph::new(db, verifier, common.posts());
             let shared = super::shared_redis(
                 args.redis_url.as_deref(),
                 &args.redis_prefix,
                 args.redis_timeout_ms,
             )?;
-            readiness = readiness.with_redis(shared.clone());
+            let reads = super::read_routing(common, db, shared.clone(), &mut tasks).await?;
+            let posts = PostsSubgraph::with_reads(reads.clone(), verifier, common.posts());
+            readiness = readiness.with_redis(shared.clone()).with_reads(reads);
             let consumer = posts.account_deletion_consumer(None, invalidations(shared));
             tasks.spawn(|stop| consumer.run(stop));
             posts.router()

@@ -11,6 +11,7 @@ use gantry::seed::{Progress, SeedOptions, seed};
 use gantry_entities::{follow, post};
 use gantry_kit::Viewer;
 use gantry_kit::db::DatabaseSettings;
+use gantry_kit::reads::ReadFrom;
 use gantry_migrations::{Migrator, MigratorTrait};
 use gantry_posts::loaders::POSTS_BY;
 use gantry_posts::pages::pages_per_parent;
@@ -130,7 +131,10 @@ async fn a_feed_pages_through_every_followed_post_newest_first_however_many_are_
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = service.feed(viewer, 9, after).await.expect("feed page");
+            let page = service
+                .feed(ReadFrom::Primary, viewer, 9, after)
+                .await
+                .expect("feed page");
             assert!(page.items.len() <= 9);
             seen.extend(page.items.iter().map(|p| p.id));
             if !page.has_next {

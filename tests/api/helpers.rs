@@ -469,6 +469,7 @@ fn gantry(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env("GANTRY_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_READ_URL")
         .env_remove("REDIS_URL")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -122,11 +122,51 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
             cause: err.to_string(),
         })?;
     }
+    let mut options = pool_options(settings);
+    options.min_connections(1);
+    let mut db = match Database::connect(options).await {
+        Ok(db) => db,
+        Err(err) => return Err(connect_error(settings, &err).await),
+    };
+    db.set_metric_callback(|_| {
+        STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
+/// How long a read waits for a replica connection before failing: a replica that went
+/// away holds reads up only this long before the lag check moves them to the primary.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens a read replica's pool without waiting for it: a replica that is down at start
+/// does not stop the start (reads go to the primary until it answers, see
+/// [`crate::reads`]). Only a URL the driver cannot parse fails.
+pub async fn connect_replica(
+    settings: &DatabaseSettings,
+) -> Result<DatabaseConnection, ConnectError> {
+    let mut options = pool_options(settings);
+    options
+        .min_connections(0)
+        .connect_lazy(true)
+        .connect_timeout(REPLICA_ACQUIRE_TIMEOUT)
+        .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT);
+    let mut db = Database::connect(options)
+        .await
+        .map_err(|err| ConnectError::Other {
+            url: redact(&settings.url),
+            message: describe(&err),
+        })?;
+    db.set_metric_callback(|_| {
+        STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
+fn pool_options(settings: &DatabaseSettings) -> ConnectOptions {
     let mut options = ConnectOptions::new(settings.url.clone());
     let default_pool = if settings.is_sqlite() { 5 } else { 10 };
     options
         .max_connections(settings.max_connections.unwrap_or(default_pool))
-        .min_connections(1)
         .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(CONNECT_TIMEOUT)
         .sqlx_logging(false)
@@ -136,14 +176,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         });
-    let mut db = match Database::connect(options).await {
-        Ok(db) => db,
-        Err(err) => return Err(connect_error(settings, &err).await),
-    };
-    db.set_metric_callback(|_| {
-        STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
-    });
-    Ok(db)
+    options
 }
 
 /// Says why [`connect`] failed. The pool reports a server that refuses connections as

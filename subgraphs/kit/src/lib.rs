@@ -7,6 +7,8 @@
 //!   and database errors into GraphQL errors.
 //! - [`db`]: opening SQLite (the default, in the data dir) or PostgreSQL with sane pool and
 //!   journal settings, and running migrations.
+//! - [`reads`]: which pool a read goes to, the primary or a read replica (lag checks,
+//!   read-your-writes).
 //! - [`keys`]: the Ed25519 signing key, from configuration or generated once into the data
 //!   dir, and the public JWKS.
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
@@ -36,6 +38,7 @@ pub mod keys;
 pub mod outbox;
 pub mod prometheus;
 pub mod rate_limit;
+pub mod reads;
 pub mod revocation;
 pub mod server;
 pub mod shared;

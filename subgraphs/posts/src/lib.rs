@@ -29,6 +29,7 @@ use axum::Router;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::reads::ReadRouting;
 use gantry_kit::server::{HttpAuth, graphql_router};
 use sea_orm::DatabaseConnection;
 
@@ -73,7 +74,18 @@ impl std::fmt::Debug for PostsSubgraph {
 
 impl PostsSubgraph {
     pub fn new(db: DatabaseConnection, verifier: Arc<TokenVerifier>, config: PostsConfig) -> Self {
-        let service = Arc::new(service::PostsService::new(db.clone()));
+        Self::with_reads(ReadRouting::primary_only(db), verifier, config)
+    }
+
+    /// Reads routed between the primary and a replica by `reads` (see
+    /// [`gantry_kit::reads`]); writes and the outbox consumer use its primary.
+    pub fn with_reads(
+        reads: ReadRouting,
+        verifier: Arc<TokenVerifier>,
+        config: PostsConfig,
+    ) -> Self {
+        let db = reads.primary().clone();
+        let service = Arc::new(service::PostsService::with_reads(reads));
         Self {
             schema: schema::build(service, config.batch_delay),
             verifier,

@@ -8,20 +8,66 @@ use std::collections::{HashMap, HashSet};
 use async_graphql::dataloader::Loader;
 use gantry_entities::{comment, follow, like, post};
 use gantry_kit::ApiError;
+use gantry_kit::reads::{ReadFrom, ReadRouting};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use crate::pages::{Direction, Page, ParentList, pages_per_parent};
 
+/// Loads from the pool its requests were routed to: one loader reads where the replica
+/// may answer, another from the primary (for writers and mutations), so a batch never
+/// mixes the two.
 #[derive(Debug, Clone)]
 pub struct ContentLoader {
-    db: DatabaseConnection,
+    reads: ReadRouting,
+    from: ReadFrom,
 }
 
 impl ContentLoader {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(reads: ReadRouting, from: ReadFrom) -> Self {
+        Self { reads, from }
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        self.reads.connection(self.from)
+    }
+}
+
+/// The replica's loader with the primary's behind it: a batch the replica fails (it went
+/// away since its last check) is loaded again from the primary, so the request does not
+/// fail.
+#[derive(Debug, Clone)]
+pub struct ReplicaFirst {
+    replica: ContentLoader,
+    primary: ContentLoader,
+}
+
+impl ReplicaFirst {
+    pub fn new(reads: ReadRouting) -> Self {
+        Self {
+            replica: ContentLoader::new(reads.clone(), ReadFrom::Replica),
+            primary: ContentLoader::new(reads, ReadFrom::Primary),
+        }
+    }
+}
+
+impl<K> Loader<K> for ReplicaFirst
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    ContentLoader: Loader<K, Error = ApiError>,
+{
+    type Value = <ContentLoader as Loader<K>>::Value;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[K]) -> Loaded<K, Self::Value> {
+        match self.replica.load(keys).await {
+            Ok(loaded) => Ok(loaded),
+            Err(_) => {
+                self.replica.reads.replica_read_failed();
+                self.primary.load(keys).await
+            }
+        }
     }
 }
 
@@ -92,7 +138,7 @@ impl Loader<PostById> for ContentLoader {
     async fn load(&self, keys: &[PostById]) -> Loaded<PostById, post::Model> {
         let rows = post::Entity::find()
             .filter(post::Column::Id.is_in(keys.iter().map(|k| k.0)))
-            .all(&self.db)
+            .all(self.db())
             .await?;
         Ok(rows.into_iter().map(|p| (PostById(p.id), p)).collect())
     }
@@ -126,7 +172,8 @@ macro_rules! count_loader {
             type Error = ApiError;
 
             async fn load(&self, keys: &[$key]) -> Loaded<$key, i64> {
-                let counts = counts::<$entity>(&self.db, $column, keys.iter().map(|k| k.0)).await?;
+                let counts =
+                    counts::<$entity>(self.db(), $column, keys.iter().map(|k| k.0)).await?;
                 Ok(counts.into_iter().map(|(id, n)| ($key(id), n)).collect())
             }
         }
@@ -166,7 +213,7 @@ impl Loader<ViewerLiked> for ContentLoader {
     async fn load(&self, keys: &[ViewerLiked]) -> Loaded<ViewerLiked, bool> {
         let pairs = keys.iter().map(|k| (k.viewer, k.post));
         let found = existing_pairs::<like::Entity>(
-            &self.db,
+            self.db(),
             like::Column::UserId,
             like::Column::PostId,
             pairs,
@@ -186,7 +233,7 @@ impl Loader<ViewerFollows> for ContentLoader {
     async fn load(&self, keys: &[ViewerFollows]) -> Loaded<ViewerFollows, bool> {
         let pairs = keys.iter().map(|k| (k.viewer, k.user));
         let found = existing_pairs::<follow::Entity>(
-            &self.db,
+            self.db(),
             follow::Column::FollowerId,
             follow::Column::FolloweeId,
             pairs,
@@ -243,19 +290,19 @@ impl Loader<PageOf> for ContentLoader {
         for ((kind, first, after), parents) in groups {
             let pages: Vec<(Uuid, ListPage)> = match kind {
                 ListKind::Comments => wrap(
-                    pages_per_parent(&self.db, &COMMENTS, &parents, first, after).await?,
+                    pages_per_parent(self.db(), &COMMENTS, &parents, first, after).await?,
                     ListPage::Comments,
                 ),
                 ListKind::PostsBy => wrap(
-                    pages_per_parent(&self.db, &POSTS_BY, &parents, first, after).await?,
+                    pages_per_parent(self.db(), &POSTS_BY, &parents, first, after).await?,
                     ListPage::Posts,
                 ),
                 ListKind::Followers => wrap(
-                    pages_per_parent(&self.db, &FOLLOWERS, &parents, first, after).await?,
+                    pages_per_parent(self.db(), &FOLLOWERS, &parents, first, after).await?,
                     ListPage::Follows,
                 ),
                 ListKind::Following => wrap(
-                    pages_per_parent(&self.db, &FOLLOWING, &parents, first, after).await?,
+                    pages_per_parent(self.db(), &FOLLOWING, &parents, first, after).await?,
                     ListPage::Follows,
                 ),
             };

@@ -18,6 +18,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use gantry_entities::{comment, follow, post};
+use gantry_kit::reads::{ReadChoice, ReadFrom, ReadRoutingExtension};
 use gantry_kit::viewer::viewer_state;
 use gantry_kit::{ApiError, cursor};
 use uuid::Uuid;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 use crate::domain::parse_id;
 use crate::loaders::{
     CommentCount, ContentLoader, FollowerCount, FollowingCount, LikeCount, ListKind, ListPage,
-    PageOf, PostById, ViewerFollows, ViewerLiked,
+    PageOf, PostById, ReplicaFirst, ViewerFollows, ViewerLiked,
 };
 use crate::pages::Page;
 use crate::service::PostsService;
@@ -35,15 +36,29 @@ pub type PostsSchema = Schema<Query, Mutation, EmptySubscription>;
 /// `batch_delay` is how long the loader gathers keys before it queries: long enough for a
 /// whole page's fields to ask, short enough not to show in latency.
 pub fn build(service: Arc<PostsService>, batch_delay: std::time::Duration) -> PostsSchema {
-    let loader =
-        DataLoader::new(ContentLoader::new(service.db().clone()), tokio::spawn).delay(batch_delay);
+    let reads = service.reads().clone();
+    let loaders = Loaders {
+        primary: DataLoader::new(
+            ContentLoader::new(reads.clone(), ReadFrom::Primary),
+            tokio::spawn,
+        )
+        .delay(batch_delay),
+        replica: DataLoader::new(ReplicaFirst::new(reads), tokio::spawn).delay(batch_delay),
+    };
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
-        .data(loader)
+        .extension(ReadRoutingExtension(service.reads().clone()))
+        .data(loaders)
         .data(service)
         .limit_depth(32)
         .limit_complexity(10_000)
         .finish()
+}
+
+/// The loader of each read route (see [`gantry_kit::reads`]).
+struct Loaders {
+    primary: DataLoader<ContentLoader>,
+    replica: DataLoader<ReplicaFirst>,
 }
 
 fn service<'a>(ctx: &Context<'a>) -> &'a Arc<PostsService> {
@@ -58,9 +73,11 @@ where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
     ContentLoader: Loader<K, Error = ApiError>,
 {
-    ctx.data_unchecked::<DataLoader<ContentLoader>>()
-        .load_one(key)
-        .await
+    let loaders = ctx.data_unchecked::<Loaders>();
+    match ReadChoice::of(ctx) {
+        ReadFrom::Primary => loaders.primary.load_one(key).await,
+        ReadFrom::Replica => loaders.replica.load_one(key).await,
+    }
 }
 
 /// Validates `first`/`after` of a connection field.
@@ -452,7 +469,12 @@ impl Query {
     ) -> Result<Option<PostConnection>> {
         let viewer = viewer_state(ctx).require()?;
         let (first, after) = page_args(first, after.as_deref())?;
-        Ok(Some(service(ctx).feed(viewer, first, after).await?.into()))
+        Ok(Some(
+            service(ctx)
+                .feed(ReadChoice::of(ctx), viewer, first, after)
+                .await?
+                .into(),
+        ))
     }
 
     /// Everyone's posts, newest first. Null, with an error, when the posts subgraph cannot
@@ -465,7 +487,12 @@ impl Query {
         after: Option<String>,
     ) -> Result<Option<PostConnection>> {
         let (first, after) = page_args(first, after.as_deref())?;
-        Ok(Some(service(ctx).latest(first, after).await?.into()))
+        Ok(Some(
+            service(ctx)
+                .latest(ReadChoice::of(ctx), first, after)
+                .await?
+                .into(),
+        ))
     }
 
     #[graphql(entity)]

@@ -5,6 +5,7 @@ use chrono::Utc;
 use gantry_entities::{comment, follow, like, post};
 use gantry_kit::db::begin_write;
 use gantry_kit::error::ApiResult;
+use gantry_kit::reads::{ReadFrom, ReadRouting};
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
@@ -26,23 +27,61 @@ pub const FEED_MERGE_MAX_FOLLOWEES: u64 = 64;
 
 #[derive(Debug, Clone)]
 pub struct PostsService {
+    /// The primary: writes, and the reads they make.
     db: DatabaseConnection,
+    reads: ReadRouting,
 }
 
 impl PostsService {
+    /// Every read from `db`.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self::with_reads(ReadRouting::primary_only(db))
+    }
+
+    /// Reads routed by `reads` (writes always go to its primary).
+    pub fn with_reads(reads: ReadRouting) -> Self {
+        Self {
+            db: reads.primary().clone(),
+            reads,
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
+    pub fn reads(&self) -> &ReadRouting {
+        &self.reads
+    }
+
     /// Everyone's posts, newest first.
     #[tracing::instrument(skip(self))]
-    pub async fn latest(&self, first: u64, after: Option<Uuid>) -> ApiResult<Page<post::Model>> {
+    pub async fn latest(
+        &self,
+        from: ReadFrom,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
+        match self
+            .latest_on(self.reads.connection(from), first, after)
+            .await
+        {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                self.latest_on(&self.db, first, after).await
+            }
+            done => done,
+        }
+    }
+
+    async fn latest_on(
+        &self,
+        db: &DatabaseConnection,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
         page(
-            &self.db,
+            db,
             post::Entity::find(),
             post::Column::Id,
             Direction::NewestFirst,
@@ -62,23 +101,43 @@ impl PostsService {
     #[tracing::instrument(skip(self))]
     pub async fn feed(
         &self,
+        from: ReadFrom,
         viewer: Viewer,
         first: u64,
         after: Option<Uuid>,
     ) -> ApiResult<Page<post::Model>> {
-        if self.db.get_database_backend() == DbBackend::Postgres {
+        match self
+            .feed_on(self.reads.connection(from), viewer, first, after)
+            .await
+        {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                self.feed_on(&self.db, viewer, first, after).await
+            }
+            done => done,
+        }
+    }
+
+    async fn feed_on(
+        &self,
+        db: &DatabaseConnection,
+        viewer: Viewer,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
+        if db.get_database_backend() == DbBackend::Postgres {
             let followees: Vec<Uuid> = follow::Entity::find()
                 .select_only()
                 .column(follow::Column::FolloweeId)
                 .filter(follow::Column::FollowerId.eq(viewer.user_id))
                 .limit(FEED_MERGE_MAX_FOLLOWEES + 1)
                 .into_tuple()
-                .all(&self.db)
+                .all(db)
                 .await?;
             if followees.len() as u64 <= FEED_MERGE_MAX_FOLLOWEES {
                 let mut authors = followees;
                 authors.push(viewer.user_id);
-                return merged_page_lateral(&self.db, &POSTS_BY, &authors, first, after).await;
+                return merged_page_lateral(db, &POSTS_BY, &authors, first, after).await;
             }
         }
         let followed = Query::select()
@@ -92,7 +151,7 @@ impl PostsService {
                 .add(post::Column::AuthorId.in_subquery(followed)),
         );
         page(
-            &self.db,
+            db,
             select,
             post::Column::Id,
             Direction::NewestFirst,
