@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gantry_gateway::GatewayConfig;
 use gantry_gateway::cost::CostSettings;
 
+mod cors;
+pub use cors::CorsArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gantry",
@@ -334,6 +337,8 @@ pub struct GatewayOptions {
     /// The most representations one `_entities` fetch may carry. Default: 10000.
     #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS")]
     pub max_entity_representations: Option<usize>,
+    #[command(flatten)]
+    pub cors: CorsArgs,
 }
 
 /// Operations in progress per core when `--max-concurrent-operations` is not given: on 2
@@ -371,6 +376,7 @@ impl Default for GatewayOptions {
             cost_default_list_size: None,
             max_response_bytes: None,
             max_entity_representations: None,
+            cors: CorsArgs::default(),
         }
     }
 }

@@ -31,6 +31,7 @@
 //! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
 //! - [`rate_limit`]: rate limits per user, client address and client name (Redis-shared).
 //! - [`pipeline`]: [`execute_operation`], the request path.
+//! - [`cors`]: which web origins may call the gateway, answered before any GraphQL work.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
 //! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
@@ -41,6 +42,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cors;
 pub mod cost;
 pub mod execute;
 pub mod graphql;

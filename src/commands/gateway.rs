@@ -42,13 +42,20 @@ use crate::cli::{CommonArgs, GatewayArgs, GatewayOptions, SubgraphUrl};
 /// The gateway's HTTP app: the GraphQL endpoint and playground, `/ready`, `/health`,
 /// request ids and tracing, the JWKS when this process holds the signing key, and
 /// `/metrics` — or, with `--metrics-listen`, `/metrics` apart, as the second router.
+/// CORS sits outside the request limits, so a preflight is answered before any of them
+/// counts it; the request id and tracing layers stay outermost, so preflights are logged.
 pub fn http_app(
     common: &CommonArgs,
     service: Arc<GatewayService>,
     options: &GatewayOptions,
     readiness: Readiness,
     public_key: Option<PublicKey>,
-) -> (Router, Option<Router>) {
+) -> anyhow::Result<(Router, Option<Router>)> {
+    let cors = options
+        .cors
+        .settings()
+        .layer()
+        .context("the CORS settings")?;
     let defaults = HttpSettings::default();
     let settings = HttpSettings {
         max_body_bytes: options.max_body_bytes,
@@ -75,7 +82,11 @@ pub fn http_app(
         options.max_body_bytes,
         false,
     );
-    (with_common_layers(router), metrics)
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    Ok((with_common_layers(router), metrics))
 }
 
 /// Subgraph transports, wrapped for in-flight de-duplication and the entity cache when
@@ -242,7 +253,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         let gateway = gateway.clone();
         tasks.spawn(move |stop| recompose(gateway, client, subgraphs, every, stop));
     }
-    let (router, metrics) = http_app(common, service, &args.gateway, readiness, None);
+    let (router, metrics) = http_app(common, service, &args.gateway, readiness, None)?;
     Ok(GatewayApp {
         router,
         metrics,

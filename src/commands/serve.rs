@@ -176,7 +176,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         &args.gateway,
         readiness,
         Some(key.public.clone()),
-    );
+    )?;
     Ok(ServeApp {
         router,
         metrics,

@@ -7,6 +7,7 @@ mod accounts;
 mod batching;
 mod browser;
 mod caching;
+mod cors;
 mod demand;
 mod deploy;
 mod e2e;
