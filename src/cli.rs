@@ -484,6 +484,10 @@ pub struct GatewayArgs {
     /// Requests in flight to one subgraph at once; more wait at the gateway.
     #[arg(long, env = "GANTRY_SUBGRAPH_MAX_IN_FLIGHT", default_value_t = 100)]
     pub subgraph_max_in_flight: usize,
+    /// A YAML or JSON file of header rules: which client headers reach which subgraph
+    /// (propagate, rename, insert, remove). Default: client name and version only.
+    #[arg(long, env = "GANTRY_HEADERS_CONFIG")]
+    pub headers_config: Option<PathBuf>,
     #[command(flatten)]
     pub gateway: GatewayOptions,
 }

@@ -34,6 +34,8 @@
 //! - [`cors`]: which web origins may call the gateway, answered before any GraphQL work.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
+//! - [`header_rules`]: which client headers reach which subgraph (propagate, rename,
+//!   insert, remove), applied by a transport wrapper.
 //! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
 //!   time.
 //! - [`telemetry`]: the gateway's metrics and the headers that join subgraph logs and
@@ -47,6 +49,7 @@ pub mod cost;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
+pub mod header_rules;
 pub mod persisted;
 pub mod pipeline;
 pub mod plan;

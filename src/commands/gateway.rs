@@ -23,6 +23,7 @@ use gantry_gateway::cache::CacheSettings;
 use gantry_gateway::cache::backend::CacheBackend;
 use gantry_gateway::cache::entities::EntityCacheTransport;
 use gantry_gateway::graphql_http::{self, HttpSettings};
+use gantry_gateway::header_rules::{HeaderRules, HeaderRulesTransport};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
@@ -198,6 +199,10 @@ pub struct GatewayApp {
 }
 
 pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<GatewayApp> {
+    let rules = Arc::new(match &args.headers_config {
+        Some(path) => HeaderRules::load(path).context("loading the header rules")?,
+        None => HeaderRules::default(),
+    });
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -218,8 +223,10 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         max_response_bytes: config.max_response_bytes,
         ..HttpTransportConfig::default()
     };
-    let features = service_features(common, &args.gateway, false).await?;
-    let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?;
+    let mut features = service_features(common, &args.gateway, false).await?;
+    features.header_rules = rules.clone();
+    let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?
+        .wrapped(|inner| Arc::new(HeaderRulesTransport::new(inner, rules.clone())));
     let gateway = Arc::new(Gateway::new(
         supergraph,
         deduplicated(transports, &features),

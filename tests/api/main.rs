@@ -15,6 +15,7 @@ mod edge;
 mod federation;
 mod feed;
 mod gateway;
+mod header_rules;
 mod helpers;
 mod observability;
 mod operators;
