@@ -488,6 +488,17 @@ pub struct GatewayArgs {
     /// (propagate, rename, insert, remove). Default: client name and version only.
     #[arg(long, env = "GANTRY_HEADERS_CONFIG")]
     pub headers_config: Option<PathBuf>,
+    /// PEM file of CA certificates subgraphs' `https://` certificates may chain to, besides
+    /// the public roots. Default: public roots only.
+    #[arg(long, env = "GANTRY_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain the gateway presents to subgraphs that ask for one (needs
+    /// `--tls-client-key`). Default: none.
+    #[arg(long, env = "GANTRY_TLS_CLIENT_CERT", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-client-cert`.
+    #[arg(long, env = "GANTRY_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     #[command(flatten)]
     pub gateway: GatewayOptions,
 }

@@ -29,6 +29,7 @@ use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
 use gantry_gateway::revocations::RemoteRevocations;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
+use gantry_gateway::transport::{ClientTls, ClientTlsFiles};
 use gantry_gateway::{Gateway, HttpTransportConfig, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
@@ -203,8 +204,19 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         Some(path) => HeaderRules::load(path).context("loading the header rules")?,
         None => HeaderRules::default(),
     });
-    let client = reqwest::Client::builder()
+    let tls = ClientTls::load(&ClientTlsFiles {
+        ca_file: args.tls_ca_file.clone(),
+        client_cert: args.tls_client_cert.clone(),
+        client_key: args.tls_client_key.clone(),
+    })
+    .context("loading the subgraph TLS certificates")?;
+    let client = tls
+        .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(10))
+        .build()?;
+    let probes = tls
+        .apply(reqwest::Client::builder())
+        .timeout(Duration::from_secs(2))
         .build()?;
     let supergraph = match &args.supergraph {
         Some(path) => {
@@ -221,6 +233,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
         max_response_bytes: config.max_response_bytes,
+        tls,
         ..HttpTransportConfig::default()
     };
     let mut features = service_features(common, &args.gateway, false).await?;
@@ -247,6 +260,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let auth = Arc::new(keys.authenticator(common, revocations.clone()).await?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new()
+        .with_client(probes)
         .with_gateway(gateway.clone())
         .with_subgraphs(&args.subgraph);
 

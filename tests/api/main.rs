@@ -24,4 +24,5 @@ mod persisted;
 mod posts;
 mod replicas;
 mod schema;
+mod tls;
 mod users;
