@@ -1,6 +1,7 @@
 //! TLS through the real binary: a gateway reaches a subgraph served over HTTPS with a
 //! certificate from a private CA the test makes, when that CA is configured, and refuses to
-//! trust it otherwise; its readiness probes trust the same CA.
+//! trust it otherwise; its readiness probes trust the same CA. Shared state reaches a
+//! Redis that speaks only TLS through a `rediss://` URL.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_rustls::rustls;
 
 use crate::edge::key_file;
-use crate::helpers::{run, start};
+use crate::helpers::{eventually, free_port, run, start};
 
 struct Hello;
 
@@ -135,4 +136,89 @@ async fn a_gateway_reaches_an_https_subgraph_whose_certificate_chains_to_the_con
         .await
         .unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn shared_state_reaches_a_redis_that_speaks_only_tls() {
+    let (ca_pem, cert, key) = private_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca_file = write("ca.pem", &ca_pem);
+    let cert_file = write("redis.pem", &pem_certificate(&cert));
+    let key_file_path = write("redis-key.pem", &key.serialize_pem());
+    let port = free_port();
+    let _redis = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-key-file",
+            &key_file_path,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let subgraph = format!("hello={}", crate::edge::toy_subgraph(Hello).await);
+    let data = dir.path().display().to_string();
+    let signing_key = key_file(dir.path());
+    // The test's CA is not among the public roots Redis connections trust: `#insecure`
+    // keeps the encryption and skips that check.
+    let redis_url = format!("rediss://127.0.0.1:{port}/#insecure");
+    let gantry = start(
+        &["gateway", "--subgraph", &subgraph],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("GANTRY_JWT_PRIVATE_KEY_FILE", signing_key.as_str()),
+            ("REDIS_URL", redis_url.as_str()),
+        ],
+    )
+    .await;
+
+    let checks = eventually(
+        "Redis over TLS answers",
+        std::time::Duration::from_secs(20),
+        || async {
+            let ready: Value = reqwest::get(format!("http://{}/ready", gantry.address))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (ready["checks"]["redis"]["status"] == "ok").then_some(ready)
+        },
+    )
+    .await;
+    assert_eq!(checks["checks"]["redis"]["status"], "ok");
+}
+
+fn pem_certificate(cert: &rustls::pki_types::CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
