@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gantry_gateway::GatewayConfig;
 use gantry_gateway::cost::CostSettings;
 
+mod cors;
+pub use cors::CorsArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gantry",
@@ -350,6 +353,8 @@ pub struct GatewayOptions {
     pub max_entity_representations: Option<usize>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
+    #[command(flatten)]
+    pub cors: CorsArgs,
 }
 
 /// What one operation may ask for; past a limit it is refused with `400`,
@@ -455,6 +460,7 @@ impl Default for GatewayOptions {
             max_response_bytes: None,
             max_entity_representations: None,
             limits: OperationLimitArgs::default(),
+            cors: CorsArgs::default(),
         }
     }
 }
@@ -563,6 +569,21 @@ pub struct GatewayArgs {
     /// Requests in flight to one subgraph at once; more wait at the gateway.
     #[arg(long, env = "GANTRY_SUBGRAPH_MAX_IN_FLIGHT", default_value_t = 100)]
     pub subgraph_max_in_flight: usize,
+    /// A YAML or JSON file of header rules: which client headers reach which subgraph
+    /// (propagate, rename, insert, remove). Default: client name and version only.
+    #[arg(long, env = "GANTRY_HEADERS_CONFIG")]
+    pub headers_config: Option<PathBuf>,
+    /// PEM file of CA certificates subgraphs' `https://` certificates may chain to, besides
+    /// the public roots. Default: public roots only.
+    #[arg(long, env = "GANTRY_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain the gateway presents to subgraphs that ask for one (needs
+    /// `--tls-client-key`). Default: none.
+    #[arg(long, env = "GANTRY_TLS_CLIENT_CERT", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-client-cert`.
+    #[arg(long, env = "GANTRY_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     #[command(flatten)]
     pub gateway: GatewayOptions,
 }

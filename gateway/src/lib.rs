@@ -37,8 +37,11 @@
 //! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
 //! - [`rate_limit`]: rate limits per user, client address and client name (Redis-shared).
 //! - [`pipeline`]: [`execute_operation`], the request path.
+//! - [`cors`]: which web origins may call the gateway, answered before any GraphQL work.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
+//! - [`header_rules`]: which client headers reach which subgraph (propagate, rename,
+//!   insert, remove), applied by a transport wrapper.
 //! - [`playground`]: the GraphiQL page and its bundled assets, built from npm at compile
 //!   time.
 //! - [`telemetry`]: the gateway's metrics and the headers that join subgraph logs and
@@ -47,10 +50,12 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cors;
 pub mod cost;
 pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
+pub mod header_rules;
 pub mod limits;
 pub mod persisted;
 pub mod pipeline;

@@ -29,6 +29,7 @@ use crate::graphql;
 use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
 };
+use crate::header_rules::HeaderRules;
 use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
 use crate::prepare::PrepareError;
@@ -62,6 +63,9 @@ pub struct ServiceFeatures {
     pub request_timeout: Option<Duration>,
     /// Rate limits per user or client address and per client name (each off unless set).
     pub rate_limits: Arc<RateLimits>,
+    /// Which client headers the request path carries for the subgraphs' header rules.
+    /// Default: client name and version.
+    pub header_rules: Arc<HeaderRules>,
 }
 
 /// How long past the deadline an operation may still take to shape what it has, before it
@@ -78,6 +82,7 @@ pub struct GatewayService {
     caching: Caching,
     request_timeout: Option<Duration>,
     rate_limits: Arc<RateLimits>,
+    header_rules: Arc<HeaderRules>,
 }
 
 impl GatewayService {
@@ -102,6 +107,7 @@ impl GatewayService {
             persisted,
             request_timeout: features.request_timeout,
             rate_limits: features.rate_limits,
+            header_rules: features.header_rules,
         }
     }
 
@@ -137,13 +143,15 @@ fn unauthenticated(message: String) -> GraphQLResponse {
 
 /// What every subgraph hears about the client: its token (HTTP subgraphs verify it again)
 /// and its address; and the request id and trace context, so the subgraphs' log lines of
-/// this request carry the same ones.
+/// this request carry the same ones; and the client headers the header rules may send.
 fn forwarded_headers(
+    rules: &HeaderRules,
     headers: &HeaderMap,
     client: Option<ClientAddr>,
     request_id: &str,
 ) -> HeaderMap {
-    let mut forwarded = crate::telemetry::correlation_headers(headers, request_id);
+    let mut forwarded = rules.client_headers(headers);
+    forwarded.extend(crate::telemetry::correlation_headers(headers, request_id));
     if let Some(value) = headers.get(AUTHORIZATION) {
         forwarded.insert(AUTHORIZATION, value.clone());
     }
@@ -203,7 +211,12 @@ impl GatewayService {
         let client = context.client_addr.map(ClientAddr);
         let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let pipeline_context = pipeline::RequestContext {
-            forwarded_headers: forwarded_headers(&context.headers, client, &context.request_id),
+            forwarded_headers: forwarded_headers(
+                &self.header_rules,
+                &context.headers,
+                client,
+                &context.request_id,
+            ),
             context: Some(Arc::new(Caller { viewer, client })),
             request_id: Some(context.request_id.clone()),
             deadline,

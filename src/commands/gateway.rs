@@ -23,11 +23,13 @@ use gantry_gateway::cache::CacheSettings;
 use gantry_gateway::cache::backend::CacheBackend;
 use gantry_gateway::cache::entities::EntityCacheTransport;
 use gantry_gateway::graphql_http::{self, HttpSettings};
+use gantry_gateway::header_rules::{HeaderRules, HeaderRulesTransport};
 use gantry_gateway::persisted::{PersistedQueries, PersistedSettings};
 use gantry_gateway::playground::PlaygroundSettings;
 use gantry_gateway::rate_limit::{RateLimitSettings, RateLimits};
 use gantry_gateway::revocations::RemoteRevocations;
 use gantry_gateway::service::{GatewayService, ServiceFeatures};
+use gantry_gateway::transport::{ClientTls, ClientTlsFiles};
 use gantry_gateway::{Gateway, HttpTransportConfig, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::keys::{PublicKey, SigningKey, jwks};
@@ -42,13 +44,20 @@ use crate::cli::{CommonArgs, GatewayArgs, GatewayOptions, SubgraphUrl};
 /// The gateway's HTTP app: the GraphQL endpoint and playground, `/ready`, `/health`,
 /// request ids and tracing, the JWKS when this process holds the signing key, and
 /// `/metrics` — or, with `--metrics-listen`, `/metrics` apart, as the second router.
+/// CORS sits outside the request limits, so a preflight is answered before any of them
+/// counts it; the request id and tracing layers stay outermost, so preflights are logged.
 pub fn http_app(
     common: &CommonArgs,
     service: Arc<GatewayService>,
     options: &GatewayOptions,
     readiness: Readiness,
     public_key: Option<PublicKey>,
-) -> (Router, Option<Router>) {
+) -> anyhow::Result<(Router, Option<Router>)> {
+    let cors = options
+        .cors
+        .settings()
+        .layer()
+        .context("the CORS settings")?;
     let defaults = HttpSettings::default();
     let settings = HttpSettings {
         max_body_bytes: options.max_body_bytes,
@@ -75,7 +84,11 @@ pub fn http_app(
         options.max_body_bytes,
         false,
     );
-    (with_common_layers(router), metrics)
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    Ok((with_common_layers(router), metrics))
 }
 
 /// Subgraph transports, wrapped for in-flight de-duplication and the entity cache when
@@ -187,8 +200,23 @@ pub struct GatewayApp {
 }
 
 pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<GatewayApp> {
-    let client = reqwest::Client::builder()
+    let rules = Arc::new(match &args.headers_config {
+        Some(path) => HeaderRules::load(path).context("loading the header rules")?,
+        None => HeaderRules::default(),
+    });
+    let tls = ClientTls::load(&ClientTlsFiles {
+        ca_file: args.tls_ca_file.clone(),
+        client_cert: args.tls_client_cert.clone(),
+        client_key: args.tls_client_key.clone(),
+    })
+    .context("loading the subgraph TLS certificates")?;
+    let client = tls
+        .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(10))
+        .build()?;
+    let probes = tls
+        .apply(reqwest::Client::builder())
+        .timeout(Duration::from_secs(2))
         .build()?;
     let supergraph = match &args.supergraph {
         Some(path) => {
@@ -205,10 +233,13 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
         max_response_bytes: config.max_response_bytes,
+        tls,
         ..HttpTransportConfig::default()
     };
-    let features = service_features(common, &args.gateway, false).await?;
-    let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?;
+    let mut features = service_features(common, &args.gateway, false).await?;
+    features.header_rules = rules.clone();
+    let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?
+        .wrapped(|inner| Arc::new(HeaderRulesTransport::new(inner, rules.clone())));
     let gateway = Arc::new(Gateway::new(
         supergraph,
         deduplicated(transports, &features),
@@ -229,6 +260,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let auth = Arc::new(keys.authenticator(common, revocations.clone()).await?);
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new()
+        .with_client(probes)
         .with_gateway(gateway.clone())
         .with_subgraphs(&args.subgraph);
 
@@ -242,7 +274,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         let gateway = gateway.clone();
         tasks.spawn(move |stop| recompose(gateway, client, subgraphs, every, stop));
     }
-    let (router, metrics) = http_app(common, service, &args.gateway, readiness, None);
+    let (router, metrics) = http_app(common, service, &args.gateway, readiness, None)?;
     Ok(GatewayApp {
         router,
         metrics,

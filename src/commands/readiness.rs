@@ -76,6 +76,12 @@ impl Readiness {
         self
     }
 
+    /// Probes subgraphs with `client` (one trusting the subgraphs' CA).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
     /// Ready only while each subgraph's `/health` answers.
     pub fn with_subgraphs(mut self, subgraphs: &[SubgraphUrl]) -> Self {
         self.subgraph_health = subgraphs

@@ -211,7 +211,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         &args.gateway,
         readiness,
         Some(key.public.clone()),
-    );
+    )?;
     Ok(ServeApp {
         router,
         metrics,

@@ -19,7 +19,7 @@ async fn serve() -> TestApp {
 }
 
 /// Runs `node tests/node/SCRIPT ARGS`; scripts/test installs its packages.
-async fn node(script: &str, args: &[&str]) -> (bool, String) {
+pub(crate) async fn node(script: &str, args: &[&str]) -> (bool, String) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     assert!(
         dir.join("node_modules").exists(),

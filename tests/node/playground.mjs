@@ -3,31 +3,7 @@
 // Fails when the page requests anything from another host, when the page throws, or when
 // the result pane does not show the expected text. Prints a JSON summary on success.
 // Chromium is $CHROMIUM_PATH, else the first of the usual names found on PATH.
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_NAMES = ['chromium', 'chromium-browser', 'google-chrome-stable', 'google-chrome', 'chrome'];
-
-function findChromium() {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  const folders = (process.env.PATH || '').split(delimiter).filter(Boolean);
-  for (const name of CHROMIUM_NAMES) {
-    for (const folder of folders) {
-      const candidate = join(folder, name);
-      try {
-        accessSync(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not here
-      }
-    }
-  }
-  throw new Error(
-    `no Chromium found: set CHROMIUM_PATH, or put one of ${CHROMIUM_NAMES.join(', ')} on PATH ` +
-      '(scripts/test installs Debian\'s chromium as root)',
-  );
-}
+import { launchChromium } from './chromium.mjs';
 
 function parseArgs(argv) {
   const options = { query: '{ hello }', expect: '"hello": "world"', screenshot: null };
@@ -45,22 +21,7 @@ function parseArgs(argv) {
 
 const options = parseArgs(process.argv.slice(2));
 const pageUrl = new URL(options.url);
-const executablePath = findChromium();
-
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-  ],
-});
+const browser = await launchChromium();
 
 const requests = [];
 const foreign = [];

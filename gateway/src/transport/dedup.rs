@@ -1,12 +1,11 @@
 //! In-flight de-duplication of subgraph fetches: identical concurrent query fetches (same
-//! subgraph, query, variables and forwarded `Authorization`) share one request. Mutations
-//! always go through, each on its own.
+//! subgraph, query, variables and forwarded headers, but for the ones that name the request
+//! or the client's address) share one request. Mutations always go through, each on its own.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use reqwest::header::AUTHORIZATION;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
 use crate::cache::inflight::{self, InFlight, InFlightKey};
@@ -44,21 +43,39 @@ fn is_mutation(query: &str) -> bool {
     query.starts_with("mutation") || query.starts_with("subscription")
 }
 
+/// Headers that differ on every request without changing its answer.
+const PER_REQUEST_HEADERS: [&str; 4] = [
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-forwarded-for",
+];
+
 fn key(request: &SubgraphRequest) -> InFlightKey {
     let variables = serde_json::to_string(&request.variables).unwrap_or_default();
     let extensions = serde_json::to_string(&request.extensions).unwrap_or_default();
-    let authorization = request
+    // The token, and whatever header rules send (a tenant, a locale), may change the
+    // answer; the request id, trace context and client address only label the request.
+    let mut headers: Vec<(&str, &[u8])> = request
         .headers
-        .get(AUTHORIZATION)
-        .map(|value| value.as_bytes())
-        .unwrap_or_default();
+        .iter()
+        .filter(|(name, _)| !PER_REQUEST_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    headers.sort_unstable();
+    let headers: Vec<u8> = headers
+        .into_iter()
+        .flat_map(|(name, value)| [name.as_bytes(), b":", value, b"\n"])
+        .flatten()
+        .copied()
+        .collect();
     inflight::key(&[
         request.subgraph_name.as_bytes(),
         request.query.as_bytes(),
         request.operation_name.as_deref().unwrap_or("").as_bytes(),
         variables.as_bytes(),
         extensions.as_bytes(),
-        authorization,
+        &headers,
     ])
 }
 
@@ -135,5 +152,36 @@ mod tests {
         let dedup = DedupTransport::new(counting.clone(), Arc::default());
         futures::future::join_all((0..3).map(|_| dedup.execute(request("mutation { a }")))).await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
+    }
+
+    fn with_headers(pairs: &[(&'static str, &'static str)]) -> SubgraphRequest {
+        let mut request = request("{ a }");
+        for (name, value) in pairs {
+            request
+                .headers
+                .insert(*name, reqwest::header::HeaderValue::from_static(value));
+        }
+        request
+    }
+
+    #[test]
+    fn fetches_differing_in_a_forwarded_header_are_not_shared() {
+        let acme = key(&with_headers(&[("x-tenant", "acme")]));
+        assert_ne!(acme, key(&with_headers(&[("x-tenant", "globex")])));
+        assert_ne!(acme, key(&with_headers(&[])));
+    }
+
+    #[test]
+    fn fetches_differing_only_in_request_labels_are_shared() {
+        assert_eq!(
+            key(&with_headers(&[
+                ("x-request-id", "1"),
+                ("x-forwarded-for", "10.0.0.1")
+            ])),
+            key(&with_headers(&[
+                ("x-request-id", "2"),
+                ("x-forwarded-for", "10.0.0.2")
+            ])),
+        );
     }
 }

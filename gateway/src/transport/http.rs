@@ -25,6 +25,8 @@ pub struct HttpTransportConfig {
     /// The longest answer read from a subgraph, in bytes; past it the read stops and the
     /// fetch fails with `RESPONSE_TOO_LARGE`. Default: 32 MiB.
     pub max_response_bytes: usize,
+    /// Extra root certificates and the client certificate. Default: public roots only.
+    pub tls: super::ClientTls,
 }
 
 /// The default of [`HttpTransportConfig::max_response_bytes`] and of the client response cap.
@@ -38,6 +40,7 @@ impl Default for HttpTransportConfig {
             pool_max_idle_per_host: 32,
             max_in_flight: 100,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            tls: super::ClientTls::default(),
         }
     }
 }
@@ -80,7 +83,9 @@ impl HttpTransport {
     }
 
     pub fn client(config: &HttpTransportConfig) -> Result<reqwest::Client, TransportError> {
-        reqwest::Client::builder()
+        config
+            .tls
+            .apply(reqwest::Client::builder())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)

@@ -8,6 +8,7 @@ mod dedup;
 mod http;
 mod in_process;
 mod measured;
+mod tls;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub use self::dedup::DedupTransport;
 pub use self::http::{DEFAULT_MAX_RESPONSE_BYTES, HttpTransport, HttpTransportConfig};
 pub use self::in_process::InProcessTransport;
 pub use self::measured::MeasuredTransport;
+pub use self::tls::{ClientTls, ClientTlsError, ClientTlsFiles};
 
 /// One GraphQL request to one subgraph.
 #[derive(Clone)]

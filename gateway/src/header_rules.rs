@@ -1,0 +1,483 @@
+//! Which client headers reach which subgraph: rules for every subgraph and per subgraph
+//! that propagate (by name or pattern, optionally renamed or with a default), insert a
+//! static value, or remove headers, read from a YAML or JSON file.
+//!
+//! The service keeps, of the client's headers, those some propagate rule could send
+//! ([`HeaderRules::client_headers`]); [`HeaderRulesTransport`], the wrapper nearest the
+//! subgraph transports, then builds each subgraph's set from them
+//! ([`HeaderRules::for_subgraph`]). Client name and version
+//! (`apollographql-client-name`/`-version`) are propagated to every subgraph unless a rule
+//! removes them. The headers the gateway sets itself (the token, the client address, the
+//! request id and trace context) are always sent unless a rule removes them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::transport::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
+
+/// Why a header rules file was refused at start.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderRulesError {
+    #[error("cannot read the header rules {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the header rules are not valid YAML or JSON of the expected shape: {0}")]
+    Syntax(#[from] serde_norway::Error),
+    #[error("{0:?} is not a valid header name")]
+    Name(String),
+    #[error("{0:?} is not a valid header value")]
+    Value(String),
+    #[error("{pattern:?} is not a valid regular expression: {source}")]
+    Pattern {
+        pattern: String,
+        source: Box<regex::Error>,
+    },
+    #[error(
+        "a rule needs exactly one of `named` and `matching` (`rename` and `default` only with `named`)"
+    )]
+    Selector,
+    #[error("a rule is exactly one of `propagate`, `insert` and `remove`")]
+    Kind,
+}
+
+/// Headers forwarded to every subgraph unless a rule removes them, so subgraph logs and
+/// metrics can tell client apps and their releases apart.
+pub const CLIENT_IDENTITY_HEADERS: [&str; 2] =
+    ["apollographql-client-name", "apollographql-client-version"];
+
+/// Headers the gateway itself sets on subgraph requests; rules never drop them by omission.
+const GATEWAY_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-forwarded-for",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
+
+/// The file: `all` applies to every subgraph, then `subgraphs.NAME` to that one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    all: Vec<RuleSpec>,
+    #[serde(default)]
+    subgraphs: HashMap<String, Vec<RuleSpec>>,
+}
+
+/// One rule: exactly one of `propagate`, `insert` and `remove` (a one-key map, so the
+/// file reads the same in YAML and JSON).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    propagate: Option<PropagateSpec>,
+    insert: Option<InsertSpec>,
+    remove: Option<SelectorSpec>,
+}
+
+/// Copy matching client headers, optionally under another name (`rename`, only with
+/// `named`) or with a value used when the client sent none (`default`, only with `named`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PropagateSpec {
+    named: Option<String>,
+    matching: Option<String>,
+    rename: Option<String>,
+    default: Option<String>,
+}
+
+/// Set a header to a static value, replacing what an earlier rule put there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InsertSpec {
+    name: String,
+    value: String,
+}
+
+/// Drop matching headers, whoever set them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectorSpec {
+    named: Option<String>,
+    matching: Option<String>,
+}
+
+/// A header name, or a regular expression matched against lowercase header names
+/// (unanchored: write `^…$` for whole names).
+#[derive(Debug, Clone)]
+enum Matcher {
+    Name(HeaderName),
+    Pattern(Regex),
+}
+
+impl Matcher {
+    fn parse(named: Option<String>, matching: Option<String>) -> Result<Self, HeaderRulesError> {
+        match (named, matching) {
+            (Some(name), None) => Ok(Self::Name(header_name(&name)?)),
+            (None, Some(pattern)) => Regex::new(&pattern).map(Self::Pattern).map_err(|source| {
+                HeaderRulesError::Pattern {
+                    pattern,
+                    source: Box::new(source),
+                }
+            }),
+            _ => Err(HeaderRulesError::Selector),
+        }
+    }
+
+    fn matches(&self, name: &HeaderName) -> bool {
+        match self {
+            Self::Name(own) => own == name,
+            Self::Pattern(pattern) => pattern.is_match(name.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Propagate {
+        from: Matcher,
+        rename: Option<HeaderName>,
+        default: Option<HeaderValue>,
+    },
+    Insert {
+        name: HeaderName,
+        value: HeaderValue,
+    },
+    Remove(Matcher),
+}
+
+fn header_name(text: &str) -> Result<HeaderName, HeaderRulesError> {
+    HeaderName::from_bytes(text.trim().as_bytes())
+        .map_err(|_| HeaderRulesError::Name(text.to_owned()))
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, HeaderRulesError> {
+    HeaderValue::from_str(text).map_err(|_| HeaderRulesError::Value(text.to_owned()))
+}
+
+impl TryFrom<RuleSpec> for Rule {
+    type Error = HeaderRulesError;
+
+    fn try_from(spec: RuleSpec) -> Result<Self, Self::Error> {
+        Ok(match (spec.propagate, spec.insert, spec.remove) {
+            (Some(propagate), None, None) => {
+                if (propagate.rename.is_some() || propagate.default.is_some())
+                    && propagate.named.is_none()
+                {
+                    return Err(HeaderRulesError::Selector);
+                }
+                Self::Propagate {
+                    from: Matcher::parse(propagate.named, propagate.matching)?,
+                    rename: propagate.rename.as_deref().map(header_name).transpose()?,
+                    default: propagate.default.as_deref().map(header_value).transpose()?,
+                }
+            }
+            (None, Some(insert), None) => Self::Insert {
+                name: header_name(&insert.name)?,
+                value: header_value(&insert.value)?,
+            },
+            (None, None, Some(remove)) => {
+                Self::Remove(Matcher::parse(remove.named, remove.matching)?)
+            }
+            _ => return Err(HeaderRulesError::Kind),
+        })
+    }
+}
+
+/// The rules for every subgraph and per subgraph, in the order they apply.
+#[derive(Debug, Clone)]
+pub struct HeaderRules {
+    all: Vec<Rule>,
+    subgraphs: HashMap<String, Vec<Rule>>,
+}
+
+impl Default for HeaderRules {
+    /// Client name and version to every subgraph, nothing else from the client.
+    fn default() -> Self {
+        let all = CLIENT_IDENTITY_HEADERS
+            .iter()
+            .map(|name| Rule::Propagate {
+                from: Matcher::Name(HeaderName::from_static(name)),
+                rename: None,
+                default: None,
+            })
+            .collect();
+        Self {
+            all,
+            subgraphs: HashMap::new(),
+        }
+    }
+}
+
+impl HeaderRules {
+    /// Reads a rules file (YAML, or JSON, which YAML includes); its rules apply after the
+    /// defaults.
+    pub fn load(path: &Path) -> Result<Self, HeaderRulesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| HeaderRulesError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, HeaderRulesError> {
+        let file: RulesFile = serde_norway::from_str(text)?;
+        let mut rules = Self::default();
+        for spec in file.all {
+            rules.all.push(spec.try_into()?);
+        }
+        for (subgraph, specs) in file.subgraphs {
+            let compiled = specs
+                .into_iter()
+                .map(Rule::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.subgraphs.insert(subgraph, compiled);
+        }
+        Ok(rules)
+    }
+
+    fn propagated_by_any(&self, name: &HeaderName) -> bool {
+        self.all
+            .iter()
+            .chain(self.subgraphs.values().flatten())
+            .any(|rule| matches!(rule, Rule::Propagate { from, .. } if from.matches(name)))
+    }
+
+    /// The client's headers that some propagate rule may send to some subgraph: what the
+    /// request path carries for [`Self::for_subgraph`] to choose from.
+    pub fn client_headers(&self, client: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::new();
+        for (name, value) in client {
+            if self.propagated_by_any(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        kept
+    }
+
+    /// The headers `subgraph` gets: the gateway's own, then each rule for all and for this
+    /// subgraph in order, applied to `forwarded` (the gateway's own headers and
+    /// [`Self::client_headers`]).
+    pub fn for_subgraph(&self, subgraph: &str, forwarded: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for (name, value) in forwarded {
+            if GATEWAY_HEADERS.contains(&name.as_str()) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        let own = self.subgraphs.get(subgraph).into_iter().flatten();
+        for rule in self.all.iter().chain(own) {
+            match rule {
+                Rule::Propagate {
+                    from,
+                    rename,
+                    default,
+                } => {
+                    let mut found = false;
+                    for (name, value) in forwarded {
+                        if from.matches(name) {
+                            found = true;
+                            out.append(
+                                rename.clone().unwrap_or_else(|| name.clone()),
+                                value.clone(),
+                            );
+                        }
+                    }
+                    if let (false, Some(default), Matcher::Name(name)) = (found, default, from) {
+                        out.insert(
+                            rename.clone().unwrap_or_else(|| name.clone()),
+                            default.clone(),
+                        );
+                    }
+                }
+                Rule::Insert { name, value } => {
+                    out.insert(name.clone(), value.clone());
+                }
+                Rule::Remove(matcher) => {
+                    let names: Vec<HeaderName> = out
+                        .keys()
+                        .filter(|name| matcher.matches(name))
+                        .cloned()
+                        .collect();
+                    for name in names {
+                        out.remove(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Gives each subgraph request the headers its rules make.
+pub struct HeaderRulesTransport {
+    inner: Arc<dyn SubgraphTransport>,
+    rules: Arc<HeaderRules>,
+}
+
+impl std::fmt::Debug for HeaderRulesTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderRulesTransport")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeaderRulesTransport {
+    pub fn new(inner: Arc<dyn SubgraphTransport>, rules: Arc<HeaderRules>) -> Self {
+        Self { inner, rules }
+    }
+}
+
+#[async_trait]
+impl SubgraphTransport for HeaderRulesTransport {
+    async fn execute(
+        &self,
+        mut request: SubgraphRequest,
+    ) -> Result<SubgraphResponse, TransportError> {
+        request.headers = self
+            .rules
+            .for_subgraph(&request.subgraph_name, &request.headers);
+        self.inner.execute(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn sent(rules: &HeaderRules, subgraph: &str, client: &HeaderMap) -> Vec<(String, String)> {
+        let mut forwarded = rules.client_headers(client);
+        if let Some(token) = client.get("authorization") {
+            forwarded.insert("authorization", token.clone());
+        }
+        let mut pairs: Vec<_> = rules
+            .for_subgraph(subgraph, &forwarded)
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn by_default_only_the_client_identity_and_the_gateways_own_headers_go_out() {
+        let client = headers(&[
+            ("apollographql-client-name", "web"),
+            ("apollographql-client-version", "1.2"),
+            ("authorization", "Bearer t"),
+            ("cookie", "session=1"),
+            ("x-tenant", "acme"),
+        ]);
+        assert_eq!(
+            sent(&HeaderRules::default(), "users", &client),
+            pairs(&[
+                ("apollographql-client-name", "web"),
+                ("apollographql-client-version", "1.2"),
+                ("authorization", "Bearer t"),
+            ])
+        );
+    }
+
+    #[test]
+    fn rules_for_one_subgraph_apply_to_that_subgraph_only() {
+        let rules = HeaderRules::parse(
+            "
+all:
+  - propagate: { matching: '^x-feature-' }
+subgraphs:
+  posts:
+    - propagate: { named: x-tenant, rename: x-posts-tenant }
+    - insert: { name: x-caller, value: gantry }
+    - remove: { named: apollographql-client-version }
+",
+        )
+        .unwrap();
+        let client = headers(&[
+            ("apollographql-client-name", "web"),
+            ("apollographql-client-version", "1.2"),
+            ("x-feature-dark", "on"),
+            ("x-tenant", "acme"),
+        ]);
+        assert_eq!(
+            sent(&rules, "posts", &client),
+            pairs(&[
+                ("apollographql-client-name", "web"),
+                ("x-caller", "gantry"),
+                ("x-feature-dark", "on"),
+                ("x-posts-tenant", "acme"),
+            ])
+        );
+        assert_eq!(
+            sent(&rules, "users", &client),
+            pairs(&[
+                ("apollographql-client-name", "web"),
+                ("apollographql-client-version", "1.2"),
+                ("x-feature-dark", "on"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_default_is_sent_when_the_client_sent_none() {
+        let rules =
+            HeaderRules::parse("all: [{ propagate: { named: x-tenant, default: public } }]")
+                .unwrap();
+        assert_eq!(
+            sent(&rules, "users", &HeaderMap::new()),
+            pairs(&[("x-tenant", "public")])
+        );
+    }
+
+    #[test]
+    fn a_remove_rule_can_drop_the_token() {
+        let rules = HeaderRules::parse(
+            r#"{"subgraphs": {"posts": [{"remove": {"named": "authorization"}}]}}"#,
+        )
+        .unwrap();
+        let client = headers(&[("authorization", "Bearer t")]);
+        assert_eq!(sent(&rules, "posts", &client), pairs(&[]));
+        assert_eq!(
+            sent(&rules, "users", &client),
+            pairs(&[("authorization", "Bearer t")])
+        );
+    }
+
+    #[test]
+    fn malformed_rules_are_refused() {
+        for text in [
+            "all: [{ propagate: {} }]",
+            "all: [{ propagate: { named: a, matching: b } }]",
+            "all: [{ propagate: { matching: '^x-', rename: y } }]",
+            "all: [{ propagate: { matching: '(' } }]",
+            "all: [{ insert: { name: 'bad name', value: v } }]",
+            "all: [{ copy: { named: a } }]",
+            "all: [{ insert: { name: a, value: b }, remove: { named: a } }]",
+            "all: [{}]",
+            "everything: []",
+        ] {
+            assert!(HeaderRules::parse(text).is_err(), "{text}");
+        }
+    }
+}
