@@ -32,7 +32,9 @@
 //!   introspection).
 //! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
 //!   then the request path).
-//! - [`cache`]: the response cache, in-flight de-duplication and their metrics.
+//! - [`cache`]: the response cache, in-flight de-duplication of operations and their metrics.
+//! - [`inflight`]: sharing one run between identical concurrent work (client operations and
+//!   subgraph fetches), with its counters; a leaf, so the cache and the transports both use it.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
 //! - [`rate_limit`]: rate limits per user, client address and client name (Redis-shared).
@@ -56,6 +58,7 @@ pub mod execute;
 pub mod graphql;
 pub mod graphql_http;
 pub mod header_rules;
+pub mod inflight;
 pub mod limits;
 pub mod persisted;
 pub mod pipeline;

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::inflight::DedupMetrics;
+
 /// One cache's counters.
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
@@ -26,15 +28,6 @@ impl CacheMetrics {
             hits / (hits + misses)
         }
     }
-}
-
-/// One de-duplicator's counters.
-#[derive(Debug, Default)]
-pub struct DedupMetrics {
-    /// Requests that ran.
-    pub executed: AtomicU64,
-    /// Requests that waited for an identical one already running instead.
-    pub shared: AtomicU64,
 }
 
 /// Every counter of one gateway process.

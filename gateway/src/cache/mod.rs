@@ -16,12 +16,10 @@
 //! - [`backend`]: moka in this process, or Redis shared by every replica.
 //! - [`entities`]: the entity cache, per `_entities` result, on the same backend and tags.
 //! - [`tags`]: which entity ids a response or a mutation touches.
-//! - [`inflight`]: sharing one run between identical concurrent requests.
 //! - [`metrics`]: counters, rendered at `/metrics`.
 
 pub mod backend;
 pub mod entities;
-pub mod inflight;
 pub mod metrics;
 pub mod policy;
 pub mod tags;
@@ -43,13 +41,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
-use self::inflight::{InFlight, InFlightKey};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
 use crate::graphql;
 use crate::graphql::OperationKind;
 use crate::graphql_http::GraphQLResponse;
+use crate::inflight::{self, InFlight, InFlightKey};
 use crate::pipeline::{self, execute_prepared};
 use crate::prepare::PreparedOperation;
 use crate::runtime::SupergraphRuntime;

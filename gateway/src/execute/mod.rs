@@ -354,7 +354,7 @@ impl<'a> Executor<'a> {
         match answered {
             Ok(response) => {
                 // An empty entry stands for a fetch without a hint, which makes the whole
-                // response uncacheable (see `crate::cache::CachePolicy`).
+                // response uncacheable (see the response cache's `CachePolicy`).
                 self.cache_control
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

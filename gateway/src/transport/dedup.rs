@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
-use crate::cache::inflight::{self, InFlight, InFlightKey};
-use crate::cache::metrics::DedupMetrics;
+use crate::inflight::{self, DedupMetrics, InFlight, InFlightKey};
 
 /// Shared behind an `Arc`: every party to a shared future gets a clone of its output, and
 /// the response tree is copied only when someone actually shared it.

@@ -198,7 +198,7 @@ impl Transports {
     }
 
     /// Every transport wrapped in a [`DedupTransport`].
-    pub fn deduplicated(self, metrics: &Arc<crate::cache::metrics::DedupMetrics>) -> Self {
+    pub fn deduplicated(self, metrics: &Arc<crate::inflight::DedupMetrics>) -> Self {
         self.wrapped(|inner| Arc::new(DedupTransport::new(inner, metrics.clone())))
     }
 

@@ -5,14 +5,13 @@
 //! waiting still drive it to the end.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use rand::RngCore;
 use xxhash_rust::xxh3::Xxh3Builder;
-
-use super::metrics::{DedupMetrics, inc};
 
 /// A key: everything that makes two pieces of work identical, built by [`key`]. Keys are
 /// compared whole, so different requests never share work however their hashes fall (a
@@ -39,6 +38,15 @@ pub fn extend(key: InFlightKey, part: &[u8]) -> InFlightKey {
 }
 
 type Running<V> = HashMap<InFlightKey, Shared<BoxFuture<'static, V>>, Xxh3Builder>;
+
+/// One de-duplicator's counters.
+#[derive(Debug, Default)]
+pub struct DedupMetrics {
+    /// Requests that ran.
+    pub executed: AtomicU64,
+    /// Requests that waited for an identical one already running instead.
+    pub shared: AtomicU64,
+}
 
 /// Work in flight, by key.
 pub struct InFlight<V: Clone> {
@@ -83,10 +91,10 @@ impl<V: Clone + Send + Sync + 'static> InFlight<V> {
             }
         };
         if !first {
-            inc(&metrics.shared);
+            metrics.shared.fetch_add(1, Ordering::Relaxed);
             return future.await;
         }
-        inc(&metrics.executed);
+        metrics.executed.fetch_add(1, Ordering::Relaxed);
         let _unregister = Unregister {
             running: &self.running,
             key,
