@@ -92,10 +92,11 @@ pub async fn execute_prepared(
             return GraphQLResponse::request_errors(truncate_errors(errors, max_errors));
         }
     };
-    if let Err(refusal) = gateway
-        .cost()
-        .admit(runtime.supergraph().costs(), prepared, &variables)
-    {
+    if let Err(refusal) = gateway.cost().admit(
+        runtime.supergraph().costs(),
+        prepared.for_cost(),
+        &variables,
+    ) {
         return GraphQLResponse::request_errors(vec![*refusal]);
     }
 

@@ -16,7 +16,7 @@
 //! so it runs per request, right after the variables are coerced ([`crate::cost`]), on an
 //! operation these steps bounded.
 //!
-//! It runs on a blocking thread (see [`crate::runtime`]) under a cancellation token that
+//! It runs on a blocking thread (see the supergraph runtime) under a cancellation token that
 //! carries the preparation's time budget and is cancelled when no client waits any more;
 //! every long loop asks it whether to go on.
 
@@ -61,6 +61,14 @@ impl PreparedOperation {
         match self.document.definitions.get(self.operation_index) {
             Some(Definition::Operation(operation)) => Some(operation),
             _ => None,
+        }
+    }
+
+    /// What demand control estimates: the document and the selected operation.
+    pub(crate) fn for_cost(&self) -> crate::cost::Operation<'_> {
+        crate::cost::Operation {
+            document: &self.document,
+            name: self.operation_name.as_deref(),
         }
     }
 

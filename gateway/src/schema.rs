@@ -139,7 +139,7 @@ impl ApiSchema {
 
     /// Whether a value of type `runtime_type` satisfies a fragment's type condition.
     /// `runtime_type` is usually an object type; it is an interface when a value's concrete
-    /// type is unknown (see `crate::response`), which satisfies itself and the interfaces
+    /// type is unknown (see the response shaper), which satisfies itself and the interfaces
     /// it implements.
     pub fn satisfies(&self, runtime_type: &str, condition: &str) -> bool {
         runtime_type == condition

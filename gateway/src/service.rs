@@ -268,7 +268,7 @@ impl GatewayService {
         let cost = self.gateway.cost();
         let estimated = cost.estimate(
             operation.runtime.supergraph().costs(),
-            &operation.prepared,
+            operation.prepared.for_cost(),
             variables.unwrap_or(&no_variables),
         );
         let max = cost.settings().max_operation_cost;
@@ -399,5 +399,26 @@ impl OperationExecutor for GatewayService {
         let registrar = registrar(&client, true);
         self.persisted.settle(resolved, &request, &registrar).await;
         GetAnswer::Response(Box::new(self.run(operation, request, context).await))
+    }
+}
+
+/// `GET /metrics` of a process serving `service`: the process's recorder, with the service's
+/// own counters copied in at each scrape.
+pub fn metrics_router(service: Arc<GatewayService>) -> axum::Router {
+    gantry_kit::prometheus::handle();
+    crate::telemetry::describe();
+    gantry_kit::prometheus::router(Some(Arc::new(move || publish_metrics(&service))))
+}
+
+/// Copies what the service's parts count themselves into the recorder, for a scrape: the
+/// caches' and de-duplication's counters, the persisted queries' and whether Redis answers.
+fn publish_metrics(service: &GatewayService) {
+    service.caching().metrics().publish();
+    crate::telemetry::publish_lookup_ratios();
+    for (name, value) in service.persisted().metrics() {
+        metrics::counter!(format!("gantry_{name}_total")).absolute(value);
+    }
+    if let Some(redis) = service.shared_state() {
+        metrics::gauge!("gantry_redis_up").set(f64::from(u8::from(redis.is_healthy())));
     }
 }

@@ -5,16 +5,12 @@
 //! Metrics recorded at their source: per-subgraph fetches (in
 //! [`transport::MeasuredTransport`](crate::transport::MeasuredTransport)), plan-cache and
 //! prepared-operation lookups ([`lookup`]). Counters the caches and persisted queries keep
-//! themselves are copied in before each scrape by [`publish`].
+//! themselves are copied in before each scrape (`service::metrics_router`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use gantry_kit::server::trace_context::TRACEPARENT;
-
-use crate::service::GatewayService;
 
 /// The request id header, as forwarded to subgraphs.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -89,10 +85,8 @@ pub fn correlation_headers(client_headers: &HeaderMap, request_id: &str) -> Head
     headers
 }
 
-/// Copies what the service's parts count themselves into the recorder, for a scrape: the
-/// caches' and de-duplication's counters, the persisted queries' and whether Redis answers.
-pub fn publish(service: &GatewayService) {
-    service.caching().metrics().publish();
+/// Sets the plan and prepared-operation caches' hit ratios, for a scrape.
+pub fn publish_lookup_ratios() {
     for cache in [Lookup::Plan, Lookup::Validation] {
         let lookups = cache.lookups();
         let hits = lookups.hits.load(Ordering::Relaxed) as f64;
@@ -100,24 +94,10 @@ pub fn publish(service: &GatewayService) {
         let ratio = if all == 0.0 { 0.0 } else { hits / all };
         metrics::gauge!("gantry_cache_hit_ratio", "cache" => cache.label()).set(ratio);
     }
-    for (name, value) in service.persisted().metrics() {
-        metrics::counter!(format!("gantry_{name}_total")).absolute(value);
-    }
-    if let Some(redis) = service.shared_state() {
-        metrics::gauge!("gantry_redis_up").set(f64::from(u8::from(redis.is_healthy())));
-    }
-}
-
-/// `GET /metrics` of a process serving `service`: the process's recorder, with the service's
-/// own counters copied in at each scrape.
-pub fn metrics_router(service: Arc<GatewayService>) -> Router {
-    gantry_kit::prometheus::handle();
-    describe();
-    gantry_kit::prometheus::router(Some(Arc::new(move || publish(&service))))
 }
 
 /// Help texts of the metrics the gateway records.
-fn describe() {
+pub fn describe() {
     metrics::describe_counter!("gantry_cache_hits_total", "Lookups the cache answered.");
     metrics::describe_counter!(
         "gantry_cache_misses_total",

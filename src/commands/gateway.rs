@@ -70,7 +70,7 @@ pub fn http_app(
         ..defaults
     };
     let readiness = readiness.with_redis(service.shared_state().cloned());
-    let metrics = gantry_gateway::telemetry::metrics_router(service.clone());
+    let metrics = gantry_gateway::service::metrics_router(service.clone());
     let router = graphql_http::router(service, settings).merge(readiness.router());
     let (mut router, metrics) = super::place_metrics(common, router, metrics);
     if let Some(key) = public_key {

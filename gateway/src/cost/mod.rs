@@ -28,13 +28,13 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+use graphql_tools::static_graphql::query::Document;
 use serde_json::{Map, Value, json};
 
 pub(crate) use self::estimate::estimate;
 pub(crate) use self::model::CostModel;
 pub use self::model::DEFAULT_LIST_SIZE;
 use crate::graphql::GraphQLError;
-use crate::prepare::PreparedOperation;
 use crate::validate::GRAPHQL_VALIDATION_FAILED;
 
 /// The code of an operation refused because its estimated cost is over the maximum.
@@ -96,6 +96,13 @@ impl Default for CostSettings {
     }
 }
 
+/// The operation to estimate: a document and the name of the operation it selects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operation<'a> {
+    pub document: &'a Document,
+    pub name: Option<&'a str>,
+}
+
 /// The gateway's demand control: its settings and the estimates it has seen.
 #[derive(Debug, Default)]
 pub struct CostControl {
@@ -107,12 +114,13 @@ impl CostControl {
         Self { settings }
     }
 
-    /// Estimates a prepared operation with the request's variables, records the estimate,
-    /// and refuses it when over the maximum. The estimate, when admitted.
+    /// Estimates a prepared operation (its document and selected operation) with the
+    /// request's variables, records the estimate, and refuses it when over the maximum. The
+    /// estimate, when admitted.
     pub(crate) fn admit(
         &self,
         costs: &CostModel,
-        operation: &PreparedOperation,
+        operation: Operation<'_>,
         variables: &Map<String, Value>,
     ) -> Result<u64, Box<GraphQLError>> {
         let estimated = self
@@ -120,7 +128,7 @@ impl CostControl {
             .map_err(|error| Box::new(error.into_graphql_error()))?;
         metrics::histogram!(COST_METRIC).record(estimated as f64);
         tracing::debug!(
-            operation_name = operation.operation_name.as_deref(),
+            operation_name = operation.name,
             cost = estimated,
             "estimated the operation's cost"
         );
@@ -135,13 +143,13 @@ impl CostControl {
     pub(crate) fn estimate(
         &self,
         costs: &CostModel,
-        operation: &PreparedOperation,
+        operation: Operation<'_>,
         variables: &Map<String, Value>,
     ) -> Result<u64, CostError> {
         estimate(
             costs,
-            operation.document(),
-            operation.operation_name.as_deref(),
+            operation.document,
+            operation.name,
             variables,
             self.settings.default_list_size,
         )
