@@ -265,8 +265,12 @@ async fn gantry_config_prints_no_secret_and_loads_back_to_the_same_settings() {
     let printed = run(&["config", "--config", file.path()], &env).await;
     assert!(printed.status.success(), "{}", stderr_of(&printed));
     let printed = String::from_utf8(printed.stdout).unwrap();
+    let help = run(&["serve", "--config", file.path(), "--help"], &env).await;
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--redis-url"), "{help}");
 
     for secret in SECRETS {
+        assert!(!help.contains(secret), "{secret} in --help:\n{help}");
         assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
     }
     assert!(
