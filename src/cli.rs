@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use gantry_kit::server::ServerLimits;
+use gantry_users::ThrottleSettings;
 
 mod cors;
 pub mod file;
@@ -191,17 +193,17 @@ pub struct CommonArgs {
     #[arg(long, env = "GANTRY_ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = values::seconds, help_heading = heading::AUTH)]
     pub access_token_ttl_secs: u64,
     /// Login attempts on one account before back-off starts (a success starts over).
-    #[arg(long, env = "GANTRY_LOGIN_ACCOUNT_THRESHOLD", default_value_t = 5, help_heading = heading::AUTH)]
+    #[arg(long, env = "GANTRY_LOGIN_ACCOUNT_THRESHOLD", default_value_t = ThrottleSettings::default().account_threshold, help_heading = heading::AUTH)]
     pub login_account_threshold: u32,
     /// Login attempts from one client address before back-off starts.
-    #[arg(long, env = "GANTRY_LOGIN_ADDRESS_THRESHOLD", default_value_t = 20, help_heading = heading::AUTH)]
+    #[arg(long, env = "GANTRY_LOGIN_ADDRESS_THRESHOLD", default_value_t = ThrottleSettings::default().address_threshold, help_heading = heading::AUTH)]
     pub login_address_threshold: u32,
     /// First back-off wait (a bare number is milliseconds); it doubles with each further
     /// failure.
-    #[arg(long, env = "GANTRY_LOGIN_BACKOFF_BASE_MS", default_value = "1000", value_parser = values::millis, help_heading = heading::AUTH)]
+    #[arg(long, env = "GANTRY_LOGIN_BACKOFF_BASE_MS", default_value_t = values::whole_millis(ThrottleSettings::default().base_delay), value_parser = values::millis, help_heading = heading::AUTH)]
     pub login_backoff_base_ms: u64,
     /// Longest back-off wait (a bare number is seconds).
-    #[arg(long, env = "GANTRY_LOGIN_BACKOFF_MAX_SECS", default_value = "900", value_parser = values::seconds, help_heading = heading::AUTH)]
+    #[arg(long, env = "GANTRY_LOGIN_BACKOFF_MAX_SECS", default_value_t = ThrottleSettings::default().max_delay.as_secs(), value_parser = values::seconds, help_heading = heading::AUTH)]
     pub login_backoff_max_secs: u64,
     /// Accounts one client address may register per hour. Default 20.
     #[arg(long, env = "GANTRY_REGISTRATIONS_PER_HOUR", help_heading = heading::AUTH)]
@@ -267,7 +269,7 @@ pub struct ServerArgs {
     pub startup_wait_secs: u64,
     /// How long in-flight requests may run on after SIGTERM or Ctrl-C (a bare number is
     /// seconds).
-    #[arg(long, env = "GANTRY_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = values::seconds, help_heading = heading::SERVER)]
+    #[arg(long, env = "GANTRY_SHUTDOWN_GRACE_SECS", default_value_t = ServerLimits::default().shutdown_grace.as_secs(), value_parser = values::seconds, help_heading = heading::SERVER)]
     pub shutdown_grace_secs: u64,
 }
 

@@ -33,6 +33,11 @@ pub fn seconds(text: &str) -> Result<u64, String> {
     Ok(duration.as_secs())
 }
 
+/// A library default in the milliseconds a `*-ms` flag counts.
+pub fn whole_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn duration(text: &str, bare: fn(u64) -> Duration) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(number) = text.parse::<u64>() {
