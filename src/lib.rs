@@ -3,7 +3,8 @@
 //! crates.
 //!
 //! # Layout
-//! - [`cli`] — commands and settings (flags with environment variables and defaults).
+//! - [`cli`] — commands and the settings tree: flags, environment variables, the
+//!   configuration file and `gantry config`.
 //! - [`settings`] — turns those settings into each library's typed settings.
 //! - [`commands`] — one module per command; each builds an app and serves it.
 //! - [`seed`] — realistic, deterministic, idempotent demo and benchmark data.

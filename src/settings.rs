@@ -1,4 +1,5 @@
-//! Turns command-line settings into the typed settings of each library.
+//! Turns the settings (flags, environment, configuration file) into the typed settings of
+//! each library.
 
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ use crate::cli::CommonArgs;
 
 impl CommonArgs {
     pub fn database(&self) -> DatabaseSettings {
-        let mut settings =
-            DatabaseSettings::from_url_or_data_dir(self.database_url.clone(), &self.data_dir);
-        settings.max_connections = self.database_max_connections;
+        let mut settings = DatabaseSettings::from_url_or_data_dir(
+            self.database.database_url.clone(),
+            &self.database.data_dir,
+        );
+        settings.max_connections = self.database.database_max_connections;
         settings
     }
 
@@ -26,7 +29,7 @@ impl CommonArgs {
     pub fn read_replica(&self) -> Option<DatabaseSettings> {
         self.database_read_url.as_ref().map(|url| DatabaseSettings {
             url: url.clone(),
-            max_connections: self.database_max_connections,
+            max_connections: self.database.database_max_connections,
         })
     }
 
@@ -46,7 +49,7 @@ impl CommonArgs {
         KeySettings {
             private_key_pem: self.jwt_private_key.clone(),
             private_key_file: self.jwt_private_key_file.clone(),
-            data_dir: self.data_dir.clone(),
+            data_dir: self.database.data_dir.clone(),
         }
     }
 
@@ -90,7 +93,10 @@ impl CommonArgs {
     /// `--trusted-proxies`, else every peer with `--trust-forwarded-for`, else `default`
     /// (nobody for the gateway, loopback for a subgraph).
     pub fn trusted_proxies(&self, default: TrustedProxies) -> TrustedProxies {
-        match (&self.trusted_proxies, self.trust_forwarded_for) {
+        match (
+            &self.server.trusted_proxies,
+            self.server.trust_forwarded_for,
+        ) {
             (Some(proxies), _) => proxies.clone(),
             (None, true) => TrustedProxies::any(),
             (None, false) => default,
@@ -122,10 +128,10 @@ impl CommonArgs {
     }
 
     pub fn startup_wait(&self) -> Duration {
-        Duration::from_secs(self.startup_wait_secs)
+        Duration::from_secs(self.server.startup_wait_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+        Duration::from_secs(self.server.shutdown_grace_secs)
     }
 }

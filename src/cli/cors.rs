@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use axum::http::{HeaderName, Method};
-use clap::Args;
+use clap::{ArgAction, Args};
 use gantry_gateway::cors::{CorsSettings, OriginPattern};
+
+use super::{heading, values};
 
 /// Which web origins may call the gateway from a browser.
 #[derive(Debug, Args, Clone, Default)]
@@ -13,25 +15,25 @@ pub struct CorsArgs {
     /// Origins whose pages may call the gateway, comma-separated: exact
     /// (`https://app.example.com`), every subdomain (`https://*.example.com`), or `*` for
     /// any (not with credentials). Default: none, so browsers keep other origins out.
-    #[arg(long, env = "GANTRY_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = "GANTRY_CORS_ALLOW_ORIGINS", value_delimiter = ',', help_heading = heading::CORS)]
     pub cors_allow_origins: Vec<OriginPattern>,
     /// Methods allowed cross-origin, comma-separated. Default: GET,POST.
-    #[arg(long, env = "GANTRY_CORS_ALLOW_METHODS", value_delimiter = ',', value_parser = method)]
+    #[arg(long, env = "GANTRY_CORS_ALLOW_METHODS", value_delimiter = ',', value_parser = method, help_heading = heading::CORS)]
     pub cors_allow_methods: Option<Vec<Method>>,
     /// Request headers allowed cross-origin, comma-separated. Default: whichever headers
     /// the preflight asks for.
-    #[arg(long, env = "GANTRY_CORS_ALLOW_HEADERS", value_delimiter = ',')]
+    #[arg(long, env = "GANTRY_CORS_ALLOW_HEADERS", value_delimiter = ',', help_heading = heading::CORS)]
     pub cors_allow_headers: Vec<HeaderName>,
     /// Response headers a page's script may read, comma-separated. Default: none beyond
     /// the CORS-safelisted ones.
-    #[arg(long, env = "GANTRY_CORS_EXPOSE_HEADERS", value_delimiter = ',')]
+    #[arg(long, env = "GANTRY_CORS_EXPOSE_HEADERS", value_delimiter = ',', help_heading = heading::CORS)]
     pub cors_expose_headers: Vec<HeaderName>,
     /// Let pages send cookies and read the answer. Default: false.
-    #[arg(long, env = "GANTRY_CORS_ALLOW_CREDENTIALS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "GANTRY_CORS_ALLOW_CREDENTIALS", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = heading::CORS)]
     pub cors_allow_credentials: Option<bool>,
-    /// How long, in seconds, a browser may reuse a preflight's answer. Default: the
-    /// browser's own.
-    #[arg(long, env = "GANTRY_CORS_MAX_AGE")]
+    /// How long a browser may reuse a preflight's answer (a bare number is seconds).
+    /// Default: the browser's own.
+    #[arg(long, env = "GANTRY_CORS_MAX_AGE", value_parser = values::seconds, help_heading = heading::CORS)]
     pub cors_max_age: Option<u64>,
 }
 

@@ -123,9 +123,9 @@ pub async fn service_features(
 ) -> anyhow::Result<ServiceFeatures> {
     let mut features = ServiceFeatures {
         shared: super::shared_redis(
-            options.redis_url.as_deref(),
-            &options.redis_prefix,
-            options.redis_timeout_ms,
+            options.redis.redis_url.as_deref(),
+            &options.redis.redis_prefix,
+            options.redis.redis_timeout_ms,
         )?,
         max_concurrent_operations: options.concurrent_operations(),
         request_timeout: Some(common.server_limits().request_timeout),

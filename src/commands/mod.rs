@@ -15,18 +15,21 @@ pub mod subgraph;
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 
-use crate::cli::{Cli, Command, CommonArgs, ServeArgs};
+use crate::cli::{Cli, Command, CommonArgs};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve::run(&cli.common, args).await,
-        Command::Gateway(args) => gateway::run(&cli.common, args).await,
-        Command::Subgraph(args) => subgraph::run(&cli.common, args).await,
+    match cli.command {
+        Command::Serve(args) => serve::run(&args.common.clone(), args).await,
+        Command::Gateway(args) => gateway::run(&args.common.clone(), args).await,
+        Command::Subgraph(args) => subgraph::run(&args.common.clone(), args).await,
         Command::Compose(args) => compose::run(args).await,
-        Command::Schema => schema::run(&cli.common).await,
-        Command::Migrate(args) => migrate::run(&cli.common, args).await,
-        Command::Seed(args) => seed::run(&cli.common, args).await,
+        Command::Schema => schema::run(&CommonArgs::default()).await,
+        Command::Migrate(args) => {
+            migrate::run(&CommonArgs::with_database(&args.database), args).await
+        }
+        Command::Seed(args) => seed::run(&CommonArgs::with_database(&args.database), args).await,
         Command::Manifest(args) => manifest::run(&args),
+        Command::Config => Ok(crate::cli::print::run(cli.config.as_deref())?),
     }
 }
 

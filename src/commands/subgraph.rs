@@ -43,9 +43,9 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
             let shared = super::shared_redis(
-                args.redis_url.as_deref(),
-                &args.redis_prefix,
-                args.redis_timeout_ms,
+                args.redis.redis_url.as_deref(),
+                &args.redis.redis_prefix,
+                args.redis.redis_timeout_ms,
             )?;
             readiness = readiness.with_redis(shared.clone());
             let config = gantry_users::UsersConfig {
@@ -63,9 +63,9 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
                     .with_revocations(follow_revocations(&mut tasks, &db)),
             );
             let shared = super::shared_redis(
-                args.redis_url.as_deref(),
-                &args.redis_prefix,
-                args.redis_timeout_ms,
+                args.redis.redis_url.as_deref(),
+                &args.redis.redis_prefix,
+                args.redis.redis_timeout_ms,
             )?;
             let reads = super::read_routing(common, db, shared.clone(), &mut tasks).await?;
             let posts = PostsSubgraph::with_reads(reads.clone(), verifier, common.posts());

@@ -47,19 +47,19 @@ impl ThreeProcesses {
         let gateway_dir = Arc::new(tempfile::tempdir().unwrap());
         let cli = Cli::try_parse_from([
             "gantry",
+            "gateway",
             "--data-dir",
             &gateway_dir.path().display().to_string(),
-            "gateway",
             "--subgraph",
             &users,
             "--subgraph",
             &posts,
         ])
         .unwrap();
-        let Some(Command::Gateway(args)) = &cli.command else {
+        let Command::Gateway(args) = &cli.command else {
             unreachable!()
         };
-        let app = gantry::commands::gateway::build(&cli.common, args)
+        let app = gantry::commands::gateway::build(&args.common, args)
             .await
             .unwrap();
         let gateway = TestApp::serve(

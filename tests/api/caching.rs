@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry::cli::{GatewayOptions, ServeArgs};
+use gantry::cli::{GatewayOptions, RedisArgs, ServeArgs};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -22,6 +22,7 @@ async fn replica(data_dir: Arc<TempDir>, url: TestDatabase, options: GatewayOpti
     let common = settings(data_dir.path(), &url, &["--registrations-per-hour", "1000"]);
     let args = ServeArgs {
         listen: None,
+        common: common.clone(),
         gateway: options,
     };
     let app = gantry::commands::serve::build(&common, &args)
@@ -32,9 +33,11 @@ async fn replica(data_dir: Arc<TempDir>, url: TestDatabase, options: GatewayOpti
 
 fn with_redis(port: u16, prefix: &str) -> GatewayOptions {
     GatewayOptions {
-        redis_url: Some(format!("redis://127.0.0.1:{port}")),
-        redis_prefix: prefix.to_owned(),
-        redis_timeout_ms: 200,
+        redis: RedisArgs {
+            redis_url: Some(format!("redis://127.0.0.1:{port}")),
+            redis_prefix: prefix.to_owned(),
+            redis_timeout_ms: 200,
+        },
         response_cache: Some(true),
         ..GatewayOptions::default()
     }

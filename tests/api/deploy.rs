@@ -93,11 +93,10 @@ fn parse(what: &str, args: &[String], env: &BTreeMap<String, Option<String>>) ->
 /// The address a parsed command listens on (each command's default when not given).
 fn listen(cli: &Cli) -> SocketAddr {
     let given = match &cli.command {
-        None => None,
-        Some(Command::Serve(args)) => args.listen,
-        Some(Command::Gateway(args)) => args.listen,
-        Some(Command::Subgraph(args)) => args.listen,
-        Some(_) => panic!("not a server command"),
+        Command::Serve(args) => args.listen,
+        Command::Gateway(args) => args.listen,
+        Command::Subgraph(args) => args.listen,
+        _ => panic!("not a server command"),
     };
     given.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000)))
 }
@@ -105,14 +104,14 @@ fn listen(cli: &Cli) -> SocketAddr {
 fn is_server(cli: &Cli) -> bool {
     matches!(
         cli.command,
-        None | Some(Command::Serve(_) | Command::Gateway(_) | Command::Subgraph(_))
+        Command::Serve(_) | Command::Gateway(_) | Command::Subgraph(_)
     )
 }
 
 /// The `--subgraph NAME=URL` values of a gateway command.
 fn subgraph_urls(cli: &Cli) -> Vec<reqwest::Url> {
     match &cli.command {
-        Some(Command::Gateway(args)) => args
+        Command::Gateway(args) => args
             .subgraph
             .iter()
             .map(|s| reqwest::Url::parse(&s.url).unwrap())
@@ -128,13 +127,13 @@ struct Probes(BTreeSet<(&'static str, String)>);
 impl Probes {
     fn add(&mut self, cli: &Cli, path: &str) {
         let kind = match &cli.command {
-            None | Some(Command::Serve(_)) => "serve",
-            Some(Command::Gateway(_)) => "gateway",
-            Some(Command::Subgraph(args)) => match args.name {
+            Command::Serve(_) => "serve",
+            Command::Gateway(_) => "gateway",
+            Command::Subgraph(args) => match args.name {
                 gantry::cli::SubgraphName::Users => "users",
                 gantry::cli::SubgraphName::Posts => "posts",
             },
-            Some(_) => panic!("a probe on a command that serves nothing"),
+            _ => panic!("a probe on a command that serves nothing"),
         };
         self.0.insert((kind, path.to_owned()));
     }
@@ -147,19 +146,19 @@ impl Probes {
             let posts = format!("posts={}", stack.posts.url("/graphql"));
             let cli = Cli::try_parse_from([
                 "gantry",
+                "gateway",
                 "--data-dir",
                 &stack.users.data_dir.path().display().to_string(),
-                "gateway",
                 "--subgraph",
                 &users,
                 "--subgraph",
                 &posts,
             ])
             .unwrap();
-            let Some(Command::Gateway(args)) = &cli.command else {
+            let Command::Gateway(args) = &cli.command else {
                 unreachable!()
             };
-            let app = gantry::commands::gateway::build(&cli.common, args)
+            let app = gantry::commands::gateway::build(&args.common, args)
                 .await
                 .unwrap();
             TestApp::serve(

@@ -28,18 +28,18 @@ pub(crate) async fn serve_with(flags: &[&str]) -> TestApp {
     let data = data_dir.path().display().to_string();
     let mut args = vec![
         "gantry",
+        "serve",
         "--data-dir",
         &data,
         "--database-url",
         &url,
-        "serve",
     ];
     args.extend_from_slice(flags);
     let cli = Cli::try_parse_from(args).unwrap();
-    let Some(Command::Serve(serve)) = cli.command else {
+    let Command::Serve(serve) = cli.command else {
         unreachable!()
     };
-    let app = gantry::commands::serve::build(&cli.common, &serve)
+    let app = gantry::commands::serve::build(&serve.common, &serve)
         .await
         .unwrap();
     TestApp::serve(app.router, Some(app.tasks), data_dir, url).await

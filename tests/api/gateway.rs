@@ -24,6 +24,7 @@ async fn serve(options: GatewayOptions) -> TestApp {
     let common = settings(data_dir.path(), &url, &[]);
     let args = ServeArgs {
         listen: None,
+        common: common.clone(),
         gateway: options,
     };
     let app = gantry::commands::serve::build(&common, &args)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use gantry::cli::{Cli, CommonArgs, SubgraphName};
+use gantry::cli::{Cli, CommonArgs, RedisArgs, SubgraphName};
 use gantry::commands::BackgroundTasks;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -164,15 +164,20 @@ pub async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> Tes
 pub fn settings(data_dir: &std::path::Path, database_url: &str, extra: &[&str]) -> CommonArgs {
     let mut args = vec![
         "gantry".to_owned(),
+        "serve".to_owned(),
         "--data-dir".to_owned(),
         data_dir.display().to_string(),
         "--database-url".to_owned(),
         database_url.to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Cli::try_parse_from(args)
+    match Cli::try_parse_from(args)
         .expect("valid test settings")
-        .common
+        .command
+    {
+        gantry::cli::Command::Serve(serve) => serve.common,
+        _ => unreachable!("parsed as serve"),
+    }
 }
 
 pub struct TestApp {
@@ -220,9 +225,8 @@ impl TestApp {
         let args = gantry::cli::SubgraphArgs {
             name,
             listen: None,
-            redis_url: None,
-            redis_prefix: "gantry:".into(),
-            redis_timeout_ms: 50,
+            common: common.clone(),
+            redis: RedisArgs::default(),
         };
         let app = gantry::commands::subgraph::build(&common, &args)
             .await
@@ -462,7 +466,7 @@ impl Process {
 
 /// `gantry` with the environment every test starts it in: JSON logs at `info`, no
 /// `DATABASE_URL` from the caller's environment, and `env` on top.
-fn gantry(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn gantry(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
         .args(args)
@@ -471,6 +475,7 @@ fn gantry(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_READ_URL")
         .env_remove("REDIS_URL")
+        .env_remove("GANTRY_CONFIG")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     for (key, value) in env {

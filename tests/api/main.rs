@@ -7,6 +7,7 @@ mod accounts;
 mod batching;
 mod browser;
 mod caching;
+mod configuration;
 mod cors;
 mod demand;
 mod deploy;

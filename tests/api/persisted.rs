@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry::cli::{GatewayOptions, ServeArgs};
+use gantry::cli::{GatewayOptions, RedisArgs, ServeArgs};
 use gantry_gateway::persisted::sha256_hex;
 use serde_json::{Value, json};
 
@@ -21,6 +21,7 @@ async fn serve(options: GatewayOptions) -> TestApp {
     let common = settings(data_dir.path(), &url, &[]);
     let args = ServeArgs {
         listen: None,
+        common: common.clone(),
         gateway: options,
     };
     let app = gantry::commands::serve::build(&common, &args)
@@ -330,6 +331,7 @@ async fn a_bad_manifest_or_a_safelist_without_one_stops_the_start() {
     let common = settings(data_dir.path(), &url, &[]);
     let args = ServeArgs {
         listen: None,
+        common: common.clone(),
         gateway: with_manifest(&path, false),
     };
     let error = gantry::commands::serve::build(&common, &args)
@@ -390,12 +392,14 @@ async fn gantry_manifest_prints_a_manifest_the_gateway_serves() {
 
 fn redis_options() -> GatewayOptions {
     GatewayOptions {
-        redis_url: Some(
-            std::env::var("GANTRY_TEST_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        ),
-        redis_prefix: format!("test-{}:", uuid::Uuid::now_v7()),
-        redis_timeout_ms: 2000,
+        redis: RedisArgs {
+            redis_url: Some(
+                std::env::var("GANTRY_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            redis_prefix: format!("test-{}:", uuid::Uuid::now_v7()),
+            redis_timeout_ms: 2000,
+        },
         ..GatewayOptions::default()
     }
 }
