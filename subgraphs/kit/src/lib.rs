@@ -14,9 +14,11 @@
 //! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
 //! - [`revocation`]: ended sessions and deleted accounts, whose tokens every verifier
 //!   refuses; written with the change, read by every process within a second.
+//! - [`revocation_store`]: the revocations table those are written to and read from.
 //! - [`text`]: the rules every piece of user text follows (no control characters, no
 //!   text made only of invisible characters).
 //! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
+//! - [`context`]: the viewer as a resolver reads it from the async-graphql context.
 //! - [`client`]: the client's address, through trusted proxies only.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`rate_limit`]: GCRA rate limits, atomic in Redis, in process when Redis is away.
@@ -29,6 +31,7 @@
 //!   viewer and client address to resolvers.
 
 pub mod client;
+pub mod context;
 pub mod cursor;
 pub mod db;
 pub mod error;
@@ -40,6 +43,7 @@ pub mod prometheus;
 pub mod rate_limit;
 pub mod reads;
 pub mod revocation;
+pub mod revocation_store;
 pub mod server;
 pub mod shared;
 pub mod text;
