@@ -9,17 +9,15 @@
 //!   journal settings, and running migrations.
 //! - [`reads`]: which pool a read goes to, the primary or a read replica (lag checks,
 //!   read-your-writes).
-//! - [`keys`]: the Ed25519 signing key, from configuration or generated once into the data
-//!   dir, and the public JWKS.
-//! - [`jwt`]: access-token claims and their verification (issuer, audience, expiry, `kid`).
+//! - [`keys`], [`jwt`], [`client`]: re-exported from `gantry-identity` (signing keys and
+//!   JWKS, access tokens, the client's address through trusted proxies).
 //! - [`revocation`]: ended sessions and deleted accounts, whose tokens every verifier
-//!   refuses; written with the change, read by every process within a second.
-//! - [`revocation_store`]: the revocations table those are written to and read from.
+//!   refuses (from `gantry-identity`), with the revocations table they are written to and
+//!   read from ([`revocation_store`]).
 //! - [`text`]: the rules every piece of user text follows (no control characters, no
 //!   text made only of invisible characters).
-//! - [`viewer`]: who is asking, read from the `Authorization` header of a request.
-//! - [`context`]: the viewer as a resolver reads it from the async-graphql context.
-//! - [`client`]: the client's address, through trusted proxies only.
+//! - [`viewer`]: who is asking (from `gantry-identity`), with the viewer as a resolver reads
+//!   it from the async-graphql context ([`context`]).
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`rate_limit`]: GCRA rate limits, atomic in Redis, in process when Redis is away.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
@@ -30,24 +28,33 @@
 //!   request ids, tracing and graceful shutdown, and the GraphQL handler that hands the
 //!   viewer and client address to resolvers.
 
-pub mod client;
 pub mod context;
 pub mod cursor;
 pub mod db;
 pub mod error;
 pub mod invalidation;
-pub mod jwt;
-pub mod keys;
 pub mod outbox;
 pub mod prometheus;
 pub mod rate_limit;
 pub mod reads;
-pub mod revocation;
 pub mod revocation_store;
 pub mod server;
 pub mod shared;
 pub mod text;
-pub mod viewer;
+
+pub use gantry_identity::{client, jwt, keys};
+
+/// What a revocation is and how a process follows them, with the table they live in.
+pub mod revocation {
+    pub use crate::revocation_store::{DatabaseRevocations, after, record};
+    pub use gantry_identity::revocation::*;
+}
+
+/// Who is asking, and the viewer as a resolver reads it.
+pub mod viewer {
+    pub use crate::context::{RequireViewer, viewer_state};
+    pub use gantry_identity::viewer::*;
+}
 
 pub use error::{ApiError, ErrorCode};
 pub use viewer::{Viewer, ViewerState};

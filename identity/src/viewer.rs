@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
 pub use crate::client::ClientAddr;
-pub use crate::context::{RequireViewer, viewer_state};
 use crate::jwt::{TokenError, TokenVerifier};
 
 /// A verified signed-in user.

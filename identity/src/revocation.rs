@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use crate::revocation_store::{DatabaseRevocations, after, record};
-
 /// How often a process asks for revocations written elsewhere.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
