@@ -20,6 +20,7 @@
 //!   it from the async-graphql context ([`context`]).
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.
 //! - [`rate_limit`]: GCRA rate limits, atomic in Redis, in process when Redis is away.
+//! - [`url`]: connection URLs with their passwords hidden, for logs and errors.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
@@ -30,22 +31,27 @@
 
 pub mod context;
 pub mod cursor;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod error;
 pub mod invalidation;
 pub mod outbox;
 pub mod prometheus;
 pub mod rate_limit;
+#[cfg(feature = "db")]
 pub mod reads;
+#[cfg(feature = "db")]
 pub mod revocation_store;
 pub mod server;
 pub mod shared;
 pub mod text;
+pub mod url;
 
 pub use gantry_identity::{client, jwt, keys};
 
 /// What a revocation is and how a process follows them, with the table they live in.
 pub mod revocation {
+    #[cfg(feature = "db")]
     pub use crate::revocation_store::{DatabaseRevocations, after, record};
     pub use gantry_identity::revocation::*;
 }
