@@ -119,4 +119,3 @@ fn expiry(now: DateTime<Utc>, token_lifetime: Duration) -> DateTime<Utc> {
         .and_then(|at| at.checked_add_signed(chrono::Duration::seconds(crate::jwt::LEEWAY_SECS)))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
-
