@@ -11,7 +11,7 @@ use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
 use gantry_kit::server::readiness::{DatabaseCheck, Readiness, ReplicaCheck};
-use gantry_kit::server::{with_common_layers, with_request_limits};
+use gantry_kit::server::{place_metrics, with_common_layers, with_request_limits};
 use gantry_kit::shared::SharedState;
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
@@ -70,14 +70,17 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
     // the whole budget of bytes in flight.
     let limits = common.server_limits();
     let router = with_request_limits(router, &limits, limits.body_bytes_in_flight, true);
-    let router = router.merge(readiness.router());
-    Ok(App::new(
-        with_common_layers(router),
+    let (router, metrics) = place_metrics(
+        router.merge(readiness.router()),
         gantry_kit::prometheus::router(None),
         common.server.metrics_listen,
+    );
+    Ok(App {
+        router: with_common_layers(router),
+        metrics,
         tasks,
         limits,
-    ))
+    })
 }
 
 /// The revocations this subgraph refuses tokens of, read from its database every

@@ -49,7 +49,8 @@ use gantry_identity::keys::{PublicKey, jwks};
 use gantry_identity::revocation::{self, RevocationError, Revocations};
 use gantry_kit::server::readiness::{Readiness, ReadinessCheck};
 use gantry_kit::server::{
-    App, BackgroundTasks, RunError, ServerLimits, with_common_layers, with_request_limits,
+    App, BackgroundTasks, RunError, ServerLimits, place_metrics, with_common_layers,
+    with_request_limits,
 };
 use gantry_kit::shared::{RedisSettings, SharedState, SharedStateError};
 use tokio::net::TcpListener;
@@ -414,10 +415,7 @@ impl GatewayBuilder {
             let set = jwks(std::slice::from_ref(&key));
             router = router.route(JWKS_PATH, get(move || async move { Json(set.clone()) }));
         }
-        let (router, metrics) = match settings.metrics_listen {
-            Some(_) => (router, metrics),
-            None => (router.merge(metrics), Router::new()),
-        };
+        let (router, metrics) = place_metrics(router, metrics, settings.metrics_listen);
         // The gateway answers its own deadline, with the data that is complete.
         let router = with_request_limits(
             router,
@@ -429,13 +427,12 @@ impl GatewayBuilder {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        let app = App::new(
-            with_common_layers(router),
+        let app = App {
+            router: with_common_layers(router),
             metrics,
-            settings.metrics_listen,
             tasks,
-            settings.server.clone(),
-        );
+            limits: settings.server.clone(),
+        };
         Ok(GatewayApp { app, service })
     }
 }

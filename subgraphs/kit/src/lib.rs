@@ -1,6 +1,18 @@
-//! Plumbing every Gantry subgraph shares, so that the users and posts subgraphs agree on
-//! how a viewer is recognised, how errors are coded, how cursors look and how a database
-//! is opened.
+//! Plumbing every Gantry server shares, so that the gateway and the users and posts
+//! subgraphs agree on how they serve, report readiness and metrics, share state through
+//! Redis and rate-limit, and so that the subgraphs agree on how errors are coded, how
+//! cursors look and how a database is opened.
+//!
+//! # The `db` feature
+//!
+//! Everything that touches a database — [`db`], [`reads`], [`revocation_store`], turning
+//! database errors into client errors, the SQL statement counter at `/metrics`, the
+//! database checks of `/ready` — is behind the default feature `db`. The gateway takes
+//! kit without it and so links no ORM (`cargo tree -p gantry-gateway -e normal` lists no
+//! sea-orm or sqlx). One crate with a feature rather than a second crate: the boundary is
+//! the database alone, the DB-free modules are used by every server, and the subgraphs
+//! keep their imports. Who is asking (tokens, keys, revocations, the viewer, the client
+//! address) is the separate crate `gantry-identity`, re-exported here.
 //!
 //! # Layout
 //! - [`error`]: the stable `extensions.code` values and the one place that turns domain

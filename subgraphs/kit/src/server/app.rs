@@ -71,32 +71,21 @@ pub struct App {
     pub limits: ServerLimits,
 }
 
-impl App {
-    /// An app whose `/metrics` (`metrics`) is served apart on `metrics_listen`, or merged
-    /// into `router` when that is `None`.
-    pub fn new(
-        router: Router,
-        metrics: Router,
-        metrics_listen: Option<SocketAddr>,
-        tasks: BackgroundTasks,
-        limits: ServerLimits,
-    ) -> Self {
-        match metrics_listen {
-            Some(address) => Self {
-                router,
-                metrics: Some((address, metrics)),
-                tasks,
-                limits,
-            },
-            None => Self {
-                router: router.merge(metrics),
-                metrics: None,
-                tasks,
-                limits,
-            },
-        }
+/// Where `/metrics` goes: into `router` when `metrics_listen` is `None`, else apart, on a
+/// listener of its own at that address (the second value, for [`App::metrics`]). Call it
+/// before the common layers, so `/metrics` gets them either way.
+pub fn place_metrics(
+    router: Router,
+    metrics: Router,
+    metrics_listen: Option<SocketAddr>,
+) -> (Router, Option<(SocketAddr, Router)>) {
+    match metrics_listen {
+        Some(address) => (router, Some((address, metrics))),
+        None => (router.merge(metrics), None),
     }
+}
 
+impl App {
     /// Serves on `listener` (and `/metrics` on its own listener, when it has one) until
     /// `shutdown` completes; then stops accepting, lets in-flight requests finish within
     /// [`ServerLimits::shutdown_grace`], and stops the background tasks.

@@ -40,7 +40,7 @@ use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use self::app::{App, BackgroundTasks, RunError};
+pub use self::app::{App, BackgroundTasks, RunError, place_metrics};
 pub use self::body::BodyLimits;
 pub use self::limits::ServerLimits;
 use crate::client::TrustedProxies;
