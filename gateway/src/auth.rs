@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use gantry_kit::jwt::{JwtSettings, TokenError, TokenVerifier};
-use gantry_kit::keys::{JwkSet, PublicKey};
-use gantry_kit::revocation::Revocations;
-use gantry_kit::viewer::ViewerState;
+use gantry_identity::jwt::{JwtSettings, TokenError, TokenVerifier};
+use gantry_identity::keys::{JwkSet, PublicKey};
+use gantry_identity::revocation::Revocations;
+use gantry_identity::viewer::ViewerState;
 
 /// The least time between two JWKS fetches triggered by unknown key ids.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);

@@ -5,8 +5,12 @@
 //!
 //! [`execute_operation`] runs those stages top to bottom for one request.
 //!
+//! [`app::GatewayApp::builder`] builds the gateway as a server (supergraph, transports,
+//! keys, readiness, metrics) for the `gantry` binary and for an operator's own program.
+//!
 //! # Layout
 //!
+//! - [`app`]: the builder of the gateway server, and composing from subgraph URLs.
 //! - [`auth`]: JWT verification at the gateway (configured keys or the users JWKS).
 //! - [`revocations`]: ended sessions and deleted accounts, read from the users subgraph.
 //! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
@@ -50,6 +54,7 @@
 //!   traces to the client request.
 //! - `values`: GraphQL literal → JSON conversions.
 
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod cors;

@@ -1,12 +1,12 @@
 //! Revocations for a gateway, which has no database: it asks the users subgraph's
 //! `/revocations` for the ones after the last it saw, every second (through
-//! [`gantry_kit::revocation::follow`]), and its [`crate::auth::Authenticator`] refuses the
+//! [`gantry_identity::revocation::follow`]), and its [`crate::auth::Authenticator`] refuses the
 //! tokens they name. The users subgraph's URL comes from the same place as its JWKS (the
 //! supergraph's `join__Graph`, or `--subgraph users=…`).
 
 use std::time::Duration;
 
-use gantry_kit::revocation::{Revocation, RevocationError, RevocationSource};
+use gantry_identity::revocation::{Revocation, RevocationError, RevocationSource};
 
 /// The path the users subgraph lists revocations at.
 pub const REVOCATIONS_PATH: &str = "/revocations";

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
-use gantry_kit::viewer::{Caller, ClientAddr, ViewerState};
+use gantry_identity::viewer::{Caller, ClientAddr, ViewerState};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 

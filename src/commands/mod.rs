@@ -1,18 +1,20 @@
-//! One module per command; each builds its app from the settings and serves it. The
-//! `build_*` functions are public so tests can run the real wiring on port 0.
+//! One module per command. The server commands (`serve`, `gateway`, `subgraph`) map their
+//! arguments to the libraries' settings, build an [`App`] and hand it to [`run_server`];
+//! their `build` functions are public so tests can run the real wiring on port 0.
 
 pub mod compose;
-pub mod composition;
 pub mod gateway;
 pub mod manifest;
 pub mod migrate;
-pub mod readiness;
 pub mod schema;
 pub mod seed;
 pub mod serve;
 pub mod subgraph;
 
+use std::net::SocketAddr;
+
 use anyhow::Context;
+pub use gantry_kit::server::{App, BackgroundTasks};
 use sea_orm::DatabaseConnection;
 
 use crate::cli::{Cli, Command, CommonArgs};
@@ -74,79 +76,19 @@ pub async fn read_routing(
     Ok(routing)
 }
 
-/// Tasks that run beside a server (outbox consumers). They stop when asked, or when this
-/// value is dropped.
-#[derive(Debug)]
-pub struct BackgroundTasks {
-    stop: tokio::sync::watch::Sender<bool>,
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Default for BackgroundTasks {
-    fn default() -> Self {
-        Self {
-            stop: tokio::sync::watch::channel(false).0,
-            handles: Vec::new(),
-        }
-    }
-}
-
-impl BackgroundTasks {
-    pub fn spawn<F, Fut>(&mut self, task: F)
-    where
-        F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.handles.push(tokio::spawn(task(self.stop.subscribe())));
-    }
-
-    /// Asks every task to stop and waits for them.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        for handle in self.handles.drain(..) {
-            let _ = handle.await;
-        }
-    }
-}
-
-/// Where `/metrics` goes: into `router`, or, with `--metrics-listen`, apart (the second
-/// router, for [`serve_metrics`]).
-pub fn place_metrics(
-    common: &CommonArgs,
-    router: axum::Router,
-    metrics: axum::Router,
-) -> (axum::Router, Option<axum::Router>) {
-    match common.server.metrics_listen {
-        Some(_) => (router, Some(metrics)),
-        None => (router.merge(metrics), None),
-    }
-}
-
-/// Serves `/metrics` on `--metrics-listen` beside the server, until the tasks stop.
-pub async fn serve_metrics(
-    common: &CommonArgs,
-    metrics: Option<axum::Router>,
-    tasks: &mut BackgroundTasks,
+/// Serves `app` on `listen` until Ctrl-C or SIGTERM, then finishes in-flight requests and
+/// stops its tasks: the one run of every server command. `listening` is told the address.
+pub async fn run_server(
+    app: App,
+    listen: SocketAddr,
+    listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let (Some(listen), Some(metrics)) = (common.server.metrics_listen, metrics) else {
-        return Ok(());
-    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding the metrics listener {listen}"))?;
-    let metrics_address = listener.local_addr()?;
-    tracing::info!(%metrics_address, "metrics at http://{metrics_address}/metrics");
-    tasks.spawn(move |mut stop| async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(err) = axum::serve(listener, metrics)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %err, "the metrics listener failed");
-        }
-    });
+        .with_context(|| format!("binding {listen}"))?;
+    listening(listener.local_addr()?);
+    app.run(listener, gantry_kit::server::shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -157,20 +99,28 @@ pub fn shared_redis(
     url: Option<&str>,
     key_prefix: &str,
     timeout_ms: u64,
-) -> anyhow::Result<Option<gantry_gateway::shared::SharedState>> {
-    let Some(url) = url else {
+) -> anyhow::Result<Option<gantry_kit::shared::SharedState>> {
+    let Some(settings) = redis_settings(url, key_prefix, timeout_ms) else {
         return Ok(None);
     };
-    let settings = gantry_gateway::shared::RedisSettings {
-        url: url.to_owned(),
-        key_prefix: key_prefix.to_owned(),
-        timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
-    };
-    let shared = gantry_gateway::shared::SharedState::new(settings).map_err(|err| {
+    let shared = gantry_kit::shared::SharedState::new(settings.clone()).map_err(|err| {
         anyhow::anyhow!(
             "REDIS_URL `{}` is not usable: {err}",
-            gantry_kit::db::redact(url)
+            gantry_kit::url::redact(&settings.url)
         )
     })?;
     Ok(Some(shared))
+}
+
+/// The Redis settings of `REDIS_URL`, when one is configured.
+pub fn redis_settings(
+    url: Option<&str>,
+    key_prefix: &str,
+    timeout_ms: u64,
+) -> Option<gantry_kit::shared::RedisSettings> {
+    url.map(|url| gantry_kit::shared::RedisSettings {
+        url: url.to_owned(),
+        key_prefix: key_prefix.to_owned(),
+        timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+    })
 }

@@ -1,30 +1,25 @@
 //! `gantry serve`: the whole product in one process. Pending migrations are applied, both
 //! subgraphs run in-process (called directly, no sockets), the gateway composes their SDLs
-//! and serves the API, the playground, the JWKS, `/health` and `/ready`.
+//! and serves the API, the playground, the JWKS, `/health` and `/ready` (with the
+//! database), built by the gateway's builder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use gantry_gateway::auth::Authenticator;
-use gantry_gateway::service::GatewayService;
-use gantry_gateway::{
-    Gateway, InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions, Transports,
-};
+use gantry_gateway::app::{GatewayApp, RevocationFeed, SupergraphSource, TokenKeys};
+use gantry_gateway::{InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
-use gantry_kit::server::{serve, shutdown_signal};
+use gantry_kit::server::readiness::{DatabaseCheck, ReplicaCheck};
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 use sea_orm::DatabaseConnection;
 
-use super::BackgroundTasks;
-use super::gateway::http_app;
-use super::readiness::Readiness;
+use super::{App, BackgroundTasks};
 use crate::cli::{CommonArgs, ServeArgs};
 
 /// Both subgraphs over one database, wired for in-process use.
@@ -43,7 +38,7 @@ impl InProcessSubgraphs {
         db: DatabaseConnection,
         key: SigningKey,
         signal: Option<OutboxSignal>,
-        shared: Option<gantry_gateway::shared::SharedState>,
+        shared: Option<gantry_kit::shared::SharedState>,
     ) -> anyhow::Result<Self> {
         let revocations = Revocations::default();
         let verifier = Arc::new(
@@ -72,7 +67,7 @@ impl InProcessSubgraphs {
         reads: gantry_kit::reads::ReadRouting,
         key: SigningKey,
         signal: Option<OutboxSignal>,
-        shared: Option<gantry_gateway::shared::SharedState>,
+        shared: Option<gantry_kit::shared::SharedState>,
     ) -> anyhow::Result<Self> {
         let db = reads.primary().clone();
         let revocations = Revocations::default();
@@ -154,93 +149,65 @@ fn service_sdl(response: &async_graphql::Response) -> anyhow::Result<String> {
         .with_context(|| format!("a subgraph did not give its SDL: {:?}", response.errors))
 }
 
-/// The all-in-one app and the tasks beside it.
-#[derive(Debug)]
-pub struct ServeApp {
-    pub router: Router,
-    /// `/metrics`, when it has a listener of its own (`--metrics-listen`).
-    pub metrics: Option<Router>,
-    pub tasks: BackgroundTasks,
-}
-
-pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeApp> {
+pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<App> {
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
-    let features = super::gateway::service_features(common, &args.gateway, true).await?;
+    let settings = super::gateway::settings(common, &args.gateway, true);
+    let shared = super::shared_redis(
+        args.gateway.redis.redis_url.as_deref(),
+        &args.gateway.redis.redis_prefix,
+        args.gateway.redis.redis_timeout_ms,
+    )?;
     let mut tasks = BackgroundTasks::default();
-    let reads =
-        super::read_routing(common, db.clone(), features.shared.clone(), &mut tasks).await?;
+    let reads = super::read_routing(common, db.clone(), shared.clone(), &mut tasks).await?;
     let subgraphs = InProcessSubgraphs::with_reads(
         common,
         reads.clone(),
         key.clone(),
         Some(signal.clone()),
-        features.shared.clone(),
+        shared.clone(),
     )?;
+    subgraphs.follow_revocations(&mut tasks);
 
     let supergraph = subgraphs.supergraph().await?;
-    let config = args.gateway.gateway_config();
-    let transports = subgraphs.transports(config.max_response_bytes);
-    let gateway = Arc::new(Gateway::new(
-        supergraph,
-        super::gateway::deduplicated(transports, &features),
-        config,
-    ));
-    let auth = Arc::new(Authenticator::with_keys(
-        std::slice::from_ref(&key.public),
-        common.jwt(),
-        subgraphs.revocations.clone(),
-    )?);
-    let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
+    let transports = subgraphs.transports(settings.gateway.max_response_bytes);
+    let gateway = GatewayApp::builder(settings)
+        .supergraph(SupergraphSource::Composed {
+            supergraph: Box::new(supergraph),
+            transports,
+        })
+        .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
+        .revocations(RevocationFeed::Shared(subgraphs.revocations.clone()))
+        .shared_state(shared)
+        .publish_jwks(key.public.clone())
+        .readiness_check(Arc::new(DatabaseCheck(db)))
+        .readiness_check(Arc::new(ReplicaCheck(reads)))
+        .background_tasks(tasks)
+        .build()
+        .await?;
 
     // Account deletions clear what the caches hold about the entities they change.
-    subgraphs.follow_revocations(&mut tasks);
-    let invalidations = Invalidations::new(Arc::new(service.caching().invalidator()));
+    let mut app = gateway.app;
+    let invalidations = Invalidations::new(Arc::new(gateway.service.caching().invalidator()));
     let consumer = subgraphs
         .posts
         .account_deletion_consumer(Some(signal), invalidations);
-    tasks.spawn(|stop| consumer.run(stop));
-    let readiness = Readiness::new()
-        .with_gateway(gateway)
-        .with_database(db)
-        .with_reads(reads);
-    let (router, metrics) = http_app(
-        common,
-        service,
-        &args.gateway,
-        readiness,
-        Some(key.public.clone()),
-    )?;
-    Ok(ServeApp {
-        router,
-        metrics,
-        tasks,
-    })
+    app.tasks.spawn(|stop| consumer.run(stop));
+    Ok(app)
 }
 
 pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
-    let mut app = build(common, &args).await?;
-    super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
+    let app = build(common, &args).await?;
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "Gantry is serving the API at http://{address}/graphql");
-    if args.gateway.playground {
-        println!("Playground: http://{address}/");
-    }
-    serve(
-        listener,
-        app.router,
-        shutdown_signal(),
-        &common.server_limits(),
-    )
-    .await?;
-    app.tasks.stop().await;
-    tracing::info!("stopped");
-    Ok(())
+    let playground = args.gateway.playground;
+    super::run_server(app, listen, |address| {
+        tracing::info!(%address, "Gantry is serving the API at http://{address}/graphql");
+        if playground {
+            println!("Playground: http://{address}/");
+        }
+    })
+    .await
 }

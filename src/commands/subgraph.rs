@@ -5,40 +5,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::Router;
 use gantry_gateway::cache::CacheInvalidator;
-use gantry_gateway::shared::SharedState;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
 use gantry_kit::keys::SigningKey;
 use gantry_kit::revocation::{self, DatabaseRevocations, Revocations};
-use gantry_kit::server::{serve, shutdown_signal, with_common_layers, with_request_limits};
+use gantry_kit::server::readiness::{DatabaseCheck, Readiness, ReplicaCheck};
+use gantry_kit::server::{place_metrics, with_common_layers, with_request_limits};
+use gantry_kit::shared::SharedState;
 use gantry_posts::PostsSubgraph;
 use gantry_users::UsersSubgraph;
 use sea_orm::DatabaseConnection;
 
-use super::BackgroundTasks;
-use super::readiness::Readiness;
+use super::{App, BackgroundTasks};
 use crate::cli::{CommonArgs, SubgraphArgs, SubgraphName};
-
-/// A subgraph's HTTP app and the tasks that run beside it (they stop when it is dropped).
-#[derive(Debug)]
-pub struct SubgraphApp {
-    pub router: Router,
-    /// `/metrics`, when it has a listener of its own (`--metrics-listen`).
-    pub metrics: Option<Router>,
-    pub tasks: BackgroundTasks,
-}
 
 /// Builds the subgraph with migrations applied, routes and layers in place, and its
 /// background tasks started. Only the users subgraph generates a signing key (into the
 /// data dir) when none is configured; the posts subgraph waits for that one.
-pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<SubgraphApp> {
+pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<App> {
     let name = args.name;
     let db = super::open_database(common).await?;
     let mut tasks = BackgroundTasks::default();
-    let mut readiness = Readiness::new().with_database(db.clone());
+    let mut readiness = Readiness::new().with(Arc::new(DatabaseCheck(db.clone())));
     let router = match name {
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
@@ -69,7 +58,9 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
             )?;
             let reads = super::read_routing(common, db, shared.clone(), &mut tasks).await?;
             let posts = PostsSubgraph::with_reads(reads.clone(), verifier, common.posts());
-            readiness = readiness.with_redis(shared.clone()).with_reads(reads);
+            readiness = readiness
+                .with_redis(shared.clone())
+                .with(Arc::new(ReplicaCheck(reads)));
             let consumer = posts.account_deletion_consumer(None, invalidations(shared));
             tasks.spawn(|stop| consumer.run(stop));
             posts.router()
@@ -79,13 +70,16 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
     // the whole budget of bytes in flight.
     let limits = common.server_limits();
     let router = with_request_limits(router, &limits, limits.body_bytes_in_flight, true);
-    let router = router.merge(readiness.router());
-    let (router, metrics) =
-        super::place_metrics(common, router, gantry_kit::prometheus::router(None));
-    Ok(SubgraphApp {
+    let (router, metrics) = place_metrics(
+        router.merge(readiness.router()),
+        gantry_kit::prometheus::router(None),
+        common.server.metrics_listen,
+    );
+    Ok(App {
         router: with_common_layers(router),
         metrics,
         tasks,
+        limits,
     })
 }
 
@@ -113,8 +107,7 @@ fn invalidations(shared: Option<SharedState>) -> Invalidations {
 }
 
 pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> {
-    let mut app = build(common, &args).await?;
-    super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
+    let app = build(common, &args).await?;
     let default_port = match args.name {
         SubgraphName::Users => 4001,
         SubgraphName::Posts => 4002,
@@ -122,18 +115,9 @@ pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> 
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, subgraph = ?args.name, "subgraph listening");
-    serve(
-        listener,
-        app.router,
-        shutdown_signal(),
-        &common.server_limits(),
-    )
-    .await?;
-    app.tasks.stop().await;
-    tracing::info!("stopped");
-    Ok(())
+    let subgraph = args.name;
+    super::run_server(app, listen, |address| {
+        tracing::info!(%address, subgraph = ?subgraph, "subgraph listening");
+    })
+    .await
 }

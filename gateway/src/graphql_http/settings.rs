@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use gantry_kit::client::TrustedProxies;
+use gantry_identity::client::TrustedProxies;
 
 use crate::playground::PlaygroundSettings;
 

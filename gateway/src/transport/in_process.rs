@@ -6,7 +6,7 @@
 
 use async_graphql::{ObjectType, Schema, SubscriptionType, Variables};
 use async_trait::async_trait;
-use gantry_kit::viewer::Caller;
+use gantry_identity::viewer::Caller;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
 

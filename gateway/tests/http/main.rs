@@ -1,8 +1,10 @@
 //! The GraphQL-over-HTTP layer and the playground, over real sockets, with a stub executor
-//! (a tiny async-graphql schema) behind them. One binary for every file, to keep link time
-//! down.
+//! (a tiny async-graphql schema) behind them; the gateway built by operator code; and what
+//! the gateway crate links. One binary for every file, to keep link time down.
 
 mod audit;
 mod browser;
+mod builder;
+mod dependencies;
 mod protocol;
 mod support;

@@ -3,6 +3,7 @@
 //! their cause and the client sees a generic message.
 
 use async_graphql::ErrorExtensions;
+#[cfg(feature = "db")]
 use sea_orm::{DbErr, SqlErr};
 
 /// The stable `errors[].extensions.code` values of the public contract.
@@ -98,6 +99,7 @@ impl ApiError {
     }
 }
 
+#[cfg(feature = "db")]
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         Self::internal("database error", err)
@@ -123,6 +125,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Turns a unique-constraint violation into a client error built by `on_unique`; any other
 /// database error stays internal.
+#[cfg(feature = "db")]
 pub fn on_unique_violation(err: DbErr, on_unique: impl FnOnce(&str) -> ApiError) -> ApiError {
     match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(detail)) => on_unique(&detail),

@@ -113,6 +113,7 @@ pub type Collect = Arc<dyn Fn() + Send + Sync>;
 /// The current metrics in the Prometheus text format, after `collect`.
 pub fn render(collect: Option<&Collect>) -> String {
     let handle = handle();
+    #[cfg(feature = "db")]
     metrics::counter!("gantry_sql_statements_total").absolute(crate::db::statements_executed());
     if let Some(collect) = collect {
         collect();

@@ -19,7 +19,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use gantry_entities::{comment, follow, post};
 use gantry_kit::reads::{ReadChoice, ReadFrom, ReadRoutingExtension};
-use gantry_kit::viewer::viewer_state;
+use gantry_kit::viewer::{RequireViewer, viewer_state};
 use gantry_kit::{ApiError, cursor};
 use uuid::Uuid;
 

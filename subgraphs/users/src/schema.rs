@@ -9,7 +9,7 @@ use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result,
 use chrono::{DateTime, Utc};
 use gantry_entities::user;
 use gantry_kit::text::{Lines, refuse_control_characters};
-use gantry_kit::viewer::{ClientAddr, viewer_state};
+use gantry_kit::viewer::{ClientAddr, RequireViewer, viewer_state};
 use gantry_kit::{ApiError, ViewerState};
 use uuid::Uuid;
 

@@ -4,7 +4,10 @@
 //! finishes in-flight requests within a bounded time.
 //!
 //! # Layout
+//! - [`app`]: [`App`], a built server with its background tasks, and [`App::run`], how
+//!   every server command runs.
 //! - [`limits`]: [`ServerLimits`], every default documented.
+//! - [`readiness`]: `GET /ready`, from the checks a server is built with.
 //! - [`connection`]: the accept loop (connection cap, idle and header-read timeouts).
 //! - [`body`]: request bodies under a deadline and a budget of bytes held at once.
 //! - [`access_log`]: one log line per request, and the request metrics.
@@ -13,10 +16,12 @@
 //! - this file: the subgraph GraphQL handler, the common layers, [`serve`].
 
 pub mod access_log;
+pub mod app;
 pub mod body;
 pub mod connection;
 pub mod labels;
 pub mod limits;
+pub mod readiness;
 pub mod trace_context;
 
 use std::future::Future;
@@ -35,6 +40,7 @@ use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use self::app::{App, BackgroundTasks, RunError, place_metrics};
 pub use self::body::BodyLimits;
 pub use self::limits::ServerLimits;
 use crate::client::TrustedProxies;

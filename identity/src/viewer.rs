@@ -1,13 +1,13 @@
 //! Who is asking. Over HTTP the viewer is read from `Authorization: Bearer <token>`; when
 //! the gateway calls a subgraph in-process it hands over a [`ViewerState`] it verified
-//! itself. Resolvers ask for the viewer through [`ViewerState::require`] (fields that need
-//! one) or [`ViewerState::viewer`] (public fields, where a bad token reads as anonymous).
+//! itself. Public fields ask [`ViewerState::viewer`] (a bad token reads as anonymous);
+//! fields that need a viewer ask through `gantry_kit::context`, which turns its absence into
+//! `UNAUTHENTICATED`.
 
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
 pub use crate::client::ClientAddr;
-use crate::error::ApiError;
 use crate::jwt::{TokenError, TokenVerifier};
 
 /// A verified signed-in user.
@@ -54,15 +54,6 @@ impl ViewerState {
         }
     }
 
-    /// The viewer, or `UNAUTHENTICATED` saying why there is none.
-    pub fn require(&self) -> Result<Viewer, ApiError> {
-        match self {
-            Self::Authenticated(viewer) => Ok(*viewer),
-            Self::Anonymous => Err(ApiError::unauthenticated("sign in to do this")),
-            Self::Rejected(err) => Err(ApiError::unauthenticated(err.to_string())),
-        }
-    }
-
     /// The viewer if the token was good; public data treats anything else as anonymous.
     pub fn viewer(&self) -> Option<Viewer> {
         match self {
@@ -78,12 +69,6 @@ impl ViewerState {
 pub struct Caller {
     pub viewer: ViewerState,
     pub client: Option<ClientAddr>,
-}
-
-/// Reads the viewer a request handed to the resolvers (anonymous when none was).
-pub fn viewer_state<'a>(ctx: &async_graphql::Context<'a>) -> &'a ViewerState {
-    static ANONYMOUS: ViewerState = ViewerState::Anonymous;
-    ctx.data_opt::<ViewerState>().unwrap_or(&ANONYMOUS)
 }
 
 #[cfg(test)]
@@ -107,7 +92,6 @@ mod tests {
     fn a_header_without_bearer_is_malformed() {
         let state = ViewerState::from_authorization(Some("Basic abc"), &verifier());
         assert_eq!(state, ViewerState::Rejected(TokenError::Malformed));
-        assert!(state.require().is_err());
         assert_eq!(state.viewer(), None);
     }
 }

@@ -1,13 +1,15 @@
 //! Fetching each subgraph's SDL (`_service { sdl }`) and composing them into a supergraph.
 //! At start a gateway waits for subgraphs that do not answer yet, so the gateway and its
-//! subgraphs may be started in any order, or all at once.
+//! subgraphs may be started in any order, or all at once; then it composes again on SIGHUP
+//! and at an interval ([`recompose`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_gateway::{SubgraphSdl, Supergraph, SupergraphError, SupergraphOptions};
 use serde_json::{Value, json};
 
-use crate::cli::SubgraphUrl;
+use super::SubgraphUrl;
+use crate::{Gateway, SubgraphSdl, Supergraph, SupergraphError, SupergraphOptions};
 
 /// Why a subgraph's SDL could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -165,4 +167,50 @@ pub fn http_cause(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     err.to_string()
+}
+
+/// Composes again on SIGHUP and every `every` (`None`: SIGHUP only); swaps in a changed
+/// supergraph, keeps the last good one when composition fails.
+pub(crate) async fn recompose(
+    gateway: Arc<Gateway>,
+    client: reqwest::Client,
+    subgraphs: Vec<SubgraphUrl>,
+    every: Option<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let hangup_signal = async {
+            #[cfg(unix)]
+            if let Some(signal) = hangup.as_mut() {
+                signal.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        let tick = async {
+            match every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let reason = tokio::select! {
+            () = hangup_signal => "SIGHUP",
+            () = tick => "interval",
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match compose_from(&client, &subgraphs).await {
+            Ok(supergraph) if supergraph.sdl() == gateway.supergraph().sdl() => {
+                tracing::debug!(reason, "recomposed: the supergraph is unchanged");
+            }
+            Ok(supergraph) => {
+                gateway.replace_supergraph(supergraph);
+                tracing::info!(reason, "recomposed: serving the new supergraph");
+            }
+            Err(err) => {
+                tracing::error!(reason, error = %err, "recomposition failed; keeping the last good supergraph");
+            }
+        }
+    }
 }
