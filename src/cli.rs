@@ -134,6 +134,11 @@ pub struct CommonArgs {
     /// `subgraph`). Default: none for `serve` and `gateway`, loopback for `subgraph`.
     #[arg(long, env = "GANTRY_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<gantry_kit::client::TrustedProxies>,
+    /// PEM file of CA certificates that `https://` subgraphs and JWKS may chain to,
+    /// besides the public roots; a `rediss://` Redis must chain to one of them (for Redis
+    /// the file replaces the public roots). Default: public roots only.
+    #[arg(long, env = "GANTRY_TLS_CA_FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
     /// Login attempts on one account before back-off starts (a success starts over).
@@ -235,6 +240,17 @@ pub struct ServerArgs {
     /// the scraper reaches). Default: on the main listener.
     #[arg(long, env = "GANTRY_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain to serve over TLS (needs `--tls-key`): the API (or the
+    /// subgraph) then answers HTTPS only, HTTP/2 or HTTP/1.1 as the client's ALPN asks.
+    /// Default: plain HTTP.
+    #[arg(long, env = "GANTRY_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, env = "GANTRY_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Milliseconds a client has to finish the TLS handshake. Default 10000.
+    #[arg(long, env = "GANTRY_TLS_HANDSHAKE_TIMEOUT_MS", global = true)]
+    pub tls_handshake_timeout_ms: Option<u64>,
     /// OTLP/HTTP collector to export traces to (its base URL, e.g. `http://otel:4318`;
     /// spans go to `/v1/traces`), when built with the `otel` feature. Default: no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
@@ -351,6 +367,12 @@ pub struct GatewayOptions {
     /// The most representations one `_entities` fetch may carry. Default: 10000.
     #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS")]
     pub max_entity_representations: Option<usize>,
+    /// A request header in which clients name progressive override labels to activate
+    /// (comma-separated, e.g. `x-override-labels: beta,new-posts`): fields the supergraph
+    /// moves with `@override(label: "beta")` then come from the new subgraph for that
+    /// request. `percent(x)` labels need no header. Default: none.
+    #[arg(long, env = "GANTRY_OVERRIDE_LABELS_HEADER")]
+    pub override_labels_header: Option<axum::http::HeaderName>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -459,6 +481,7 @@ impl Default for GatewayOptions {
             cost_default_list_size: None,
             max_response_bytes: None,
             max_entity_representations: None,
+            override_labels_header: None,
             limits: OperationLimitArgs::default(),
             cors: CorsArgs::default(),
         }
@@ -573,10 +596,12 @@ pub struct GatewayArgs {
     /// (propagate, rename, insert, remove). Default: client name and version only.
     #[arg(long, env = "GANTRY_HEADERS_CONFIG")]
     pub headers_config: Option<PathBuf>,
-    /// PEM file of CA certificates subgraphs' `https://` certificates may chain to, besides
-    /// the public roots. Default: public roots only.
-    #[arg(long, env = "GANTRY_TLS_CA_FILE")]
-    pub tls_ca_file: Option<PathBuf>,
+    /// Speak HTTP/2 to every subgraph from the first byte (prior knowledge), also over
+    /// plain `http://` (h2c): one connection per subgraph carries all requests at once.
+    /// Every subgraph must speak HTTP/2 (Gantry's own do). Without it, `https://`
+    /// subgraphs get HTTP/2 when their ALPN offers it. Default: false.
+    #[arg(long, env = "GANTRY_SUBGRAPH_HTTP2", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub subgraph_http2: bool,
     /// PEM certificate chain the gateway presents to subgraphs that ask for one (needs
     /// `--tls-client-key`). Default: none.
     #[arg(long, env = "GANTRY_TLS_CLIENT_CERT", requires = "tls_client_key")]

@@ -123,12 +123,14 @@ pub async fn service_features(
 ) -> anyhow::Result<ServiceFeatures> {
     let mut features = ServiceFeatures {
         shared: super::shared_redis(
+            common,
             options.redis_url.as_deref(),
             &options.redis_prefix,
             options.redis_timeout_ms,
         )?,
         max_concurrent_operations: options.concurrent_operations(),
         request_timeout: Some(common.server_limits().request_timeout),
+        override_labels_header: options.override_labels_header.clone(),
         ..ServiceFeatures::default()
     };
     if features.shared.is_some() {
@@ -205,7 +207,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         None => HeaderRules::default(),
     });
     let tls = ClientTls::load(&ClientTlsFiles {
-        ca_file: args.tls_ca_file.clone(),
+        ca_file: common.tls_ca_file.clone(),
         client_cert: args.tls_client_cert.clone(),
         client_key: args.tls_client_key.clone(),
     })
@@ -217,6 +219,10 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let probes = tls
         .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(2))
+        .build()?;
+    let jwks_client = tls
+        .apply(reqwest::Client::builder())
+        .timeout(JWKS_TIMEOUT)
         .build()?;
     let supergraph = match &args.supergraph {
         Some(path) => {
@@ -234,6 +240,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         max_in_flight: args.subgraph_max_in_flight,
         max_response_bytes: config.max_response_bytes,
         tls,
+        http2_prior_knowledge: args.subgraph_http2,
         ..HttpTransportConfig::default()
     };
     let mut features = service_features(common, &args.gateway, false).await?;
@@ -248,7 +255,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
 
     let revocations = Revocations::default();
     let revocation_source = match supergraph_users_url(&gateway) {
-        Some(url) => Some(RemoteRevocations::beside(&url)?),
+        Some(url) => Some(RemoteRevocations::beside(&url, jwks_client.clone())?),
         None => {
             tracing::warn!(
                 "the supergraph has no `users` subgraph: ended sessions are refused only \
@@ -257,7 +264,10 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
             None
         }
     };
-    let auth = Arc::new(keys.authenticator(common, revocations.clone()).await?);
+    let auth = Arc::new(
+        keys.authenticator(common, jwks_client, revocations.clone())
+            .await?,
+    );
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new()
         .with_client(probes)
@@ -320,6 +330,7 @@ impl KeySource {
     async fn authenticator(
         self,
         common: &CommonArgs,
+        client: reqwest::Client,
         revocations: Revocations,
     ) -> anyhow::Result<Authenticator> {
         match self {
@@ -333,7 +344,7 @@ impl KeySource {
             }
             Self::Jwks(url) => {
                 tracing::info!(%url, "verifying access tokens with the keys at this JWKS");
-                Ok(Authenticator::with_jwks(url, common.jwt(), revocations).await?)
+                Ok(Authenticator::with_jwks(url, client, common.jwt(), revocations).await?)
             }
         }
     }
@@ -350,6 +361,8 @@ fn supergraph_users_url(gateway: &Gateway) -> Option<String> {
 
 /// The subgraph whose JWKS verifies tokens when nothing else is configured.
 const USERS_SUBGRAPH: &str = "users";
+/// The longest one JWKS fetch may take.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the users subgraph serves its public keys.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -400,6 +413,7 @@ async fn recompose(
 }
 
 pub async fn run(common: &CommonArgs, args: GatewayArgs) -> anyhow::Result<()> {
+    let tls = common.server_tls()?;
     let mut app = build(common, &args).await?;
     super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let listen = args
@@ -409,12 +423,14 @@ pub async fn run(common: &CommonArgs, args: GatewayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "gateway serving the API at http://{address}/graphql");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, "gateway serving the API at {scheme}://{address}/graphql");
     serve(
         listener,
         app.router,
         shutdown_signal(),
         &common.server_limits(),
+        tls,
     )
     .await?;
     app.tasks.stop().await;

@@ -147,10 +147,12 @@ pub async fn serve_metrics(
     Ok(())
 }
 
-/// The shared Redis at `url`, when one is configured. Redis need not answer yet: the
+/// The shared Redis at `url`, when one is configured; a `rediss://` one must chain to the
+/// CA of `--tls-ca-file` when that is set. Redis need not answer yet: the
 /// connection is made (and remade) in the background, and until then the shared caches
 /// are bypassed. Only a URL that is not a Redis URL stops the start.
 pub fn shared_redis(
+    common: &CommonArgs,
     url: Option<&str>,
     key_prefix: &str,
     timeout_ms: u64,
@@ -158,10 +160,18 @@ pub fn shared_redis(
     let Some(url) = url else {
         return Ok(None);
     };
+    let root_certificates = match &common.tls_ca_file {
+        Some(path) if url.starts_with("rediss://") => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+        ),
+        _ => None,
+    };
     let settings = gantry_gateway::shared::RedisSettings {
         url: url.to_owned(),
         key_prefix: key_prefix.to_owned(),
         timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+        root_certificates,
     };
     let shared = gantry_gateway::shared::SharedState::new(settings).map_err(|err| {
         anyhow::anyhow!(

@@ -220,6 +220,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
 }
 
 pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let tls = common.server_tls()?;
     let mut app = build(common, &args).await?;
     super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let listen = args
@@ -229,15 +230,17 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "Gantry is serving the API at http://{address}/graphql");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, "Gantry is serving the API at {scheme}://{address}/graphql");
     if args.gateway.playground {
-        println!("Playground: http://{address}/");
+        println!("Playground: {scheme}://{address}/");
     }
     serve(
         listener,
         app.router,
         shutdown_signal(),
         &common.server_limits(),
+        tls,
     )
     .await?;
     app.tasks.stop().await;

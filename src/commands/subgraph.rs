@@ -43,6 +43,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
             let shared = super::shared_redis(
+                common,
                 args.redis_url.as_deref(),
                 &args.redis_prefix,
                 args.redis_timeout_ms,
@@ -63,6 +64,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
                     .with_revocations(follow_revocations(&mut tasks, &db)),
             );
             let shared = super::shared_redis(
+                common,
                 args.redis_url.as_deref(),
                 &args.redis_prefix,
                 args.redis_timeout_ms,
@@ -113,6 +115,7 @@ fn invalidations(shared: Option<SharedState>) -> Invalidations {
 }
 
 pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> {
+    let tls = common.server_tls()?;
     let mut app = build(common, &args).await?;
     super::serve_metrics(common, app.metrics.take(), &mut app.tasks).await?;
     let default_port = match args.name {
@@ -125,12 +128,13 @@ pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, subgraph = ?args.name, "subgraph listening");
+    tracing::info!(address = %listener.local_addr()?, subgraph = ?args.name, tls = tls.is_some(), "subgraph listening");
     serve(
         listener,
         app.router,
         shutdown_signal(),
         &common.server_limits(),
+        tls,
     )
     .await?;
     app.tasks.stop().await;
