@@ -258,6 +258,23 @@ pub struct ServerArgs {
     /// the scraper reaches). Default: on the main listener.
     #[arg(long, env = "GANTRY_METRICS_LISTEN", help_heading = heading::SERVER)]
     pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain to serve over TLS (needs `--tls-key`): the API (or the
+    /// subgraph) then answers HTTPS only, HTTP/2 or HTTP/1.1 as the client's ALPN asks.
+    /// Default: plain HTTP.
+    #[arg(long, env = "GANTRY_TLS_CERT", help_heading = heading::SERVER)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, env = "GANTRY_TLS_KEY", help_heading = heading::SERVER)]
+    pub tls_key: Option<PathBuf>,
+    /// How long a client has to finish the TLS handshake (a bare number is milliseconds).
+    /// Default 10000.
+    #[arg(long, env = "GANTRY_TLS_HANDSHAKE_TIMEOUT_MS", value_parser = values::millis, help_heading = heading::SERVER)]
+    pub tls_handshake_timeout_ms: Option<u64>,
+    /// PEM file of CA certificates that `https://` subgraphs and JWKS may chain to,
+    /// besides the public roots; a `rediss://` Redis must chain to one of them (for Redis
+    /// the file replaces the public roots). Default: public roots only.
+    #[arg(long, env = "GANTRY_TLS_CA_FILE", help_heading = heading::SERVER)]
+    pub tls_ca_file: Option<PathBuf>,
     /// OTLP/HTTP collector to export traces to (its base URL, e.g. `http://otel:4318`;
     /// spans go to `/v1/traces`), when built with the `otel` feature. Default: no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", help_heading = heading::SERVER)]

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use gantry_kit::client::TrustedProxies;
 use gantry_kit::db::DatabaseSettings;
 use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
 use gantry_kit::reads::ReadSettings;
-use gantry_kit::server::ServerLimits;
+use gantry_kit::server::{ServerLimits, ServerTls, ServerTlsFiles};
 use gantry_posts::PostsConfig;
 use gantry_users::{ThrottleSettings, UsersConfig};
 
@@ -120,7 +121,18 @@ impl CommonArgs {
                 .body_bytes_in_flight
                 .unwrap_or(defaults.body_bytes_in_flight),
             shutdown_grace: self.shutdown_grace(),
+            tls_handshake_timeout: ms(s.tls_handshake_timeout_ms, defaults.tls_handshake_timeout),
         }
+    }
+
+    /// The server's certificate and key (`--tls-cert`, `--tls-key`), loaded; `None` serves
+    /// plain HTTP.
+    pub fn server_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let files = ServerTlsFiles {
+            cert: self.server.tls_cert.clone(),
+            key: self.server.tls_key.clone(),
+        };
+        ServerTls::load(&files).context("loading the server's TLS certificate and key")
     }
 
     pub fn batch_delay(&self) -> Duration {

@@ -76,15 +76,14 @@ impl Authenticator {
         })
     }
 
-    /// Trusts the keys published at `url`, fetched now and again on unknown key ids.
+    /// Trusts the keys published at `url`, fetched now and again on unknown key ids, with
+    /// `client` (which carries the TLS settings: a private CA, a client certificate).
     pub async fn with_jwks(
         url: String,
+        client: reqwest::Client,
         settings: JwtSettings,
         revocations: Revocations,
     ) -> Result<Self, KeyError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
         let auth = Self {
             verifier: RwLock::new(verifier(&[], &settings, &revocations)?),
             settings,

@@ -152,6 +152,9 @@ pub struct GraphQLResponse {
     /// policy from them. Not serialized.
     #[serde(skip)]
     pub subgraph_cache_control: Vec<String>,
+    /// Subgraph response headers the header rules pass on to the client. Not serialized.
+    #[serde(skip)]
+    pub subgraph_headers: reqwest::header::HeaderMap,
 }
 
 impl GraphQLResponse {
@@ -205,6 +208,7 @@ mod tests {
                 errors: vec![error],
                 extensions,
                 subgraph_cache_control: vec!["max-age=30".into()],
+                ..GraphQLResponse::default()
             },
             GraphQLResponse::request_errors(vec![GraphQLError::new("Syntax error")]),
             GraphQLResponse {

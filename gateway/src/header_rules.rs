@@ -9,6 +9,13 @@
 //! (`apollographql-client-name`/`-version`) are propagated to every subgraph unless a rule
 //! removes them. The headers the gateway sets itself (the token, the client address, the
 //! request id and trace context) are always sent unless a rule removes them.
+//!
+//! Headers of subgraph *responses* reach the client only by a `responses` rule (none by
+//! default), e.g. `Set-Cookie` from `users`, whose `login` sets the session cookie. Headers
+//! about the HTTP exchange itself (`Content-Type`, `Content-Length`, `Cache-Control`, …)
+//! are the gateway's own and are never copied. A response that identical concurrent
+//! requests shared, or that came from a cache, carries none: they belong to the request
+//! that made the fetch.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -46,6 +53,8 @@ pub enum HeaderRulesError {
     Selector,
     #[error("a rule is exactly one of `propagate`, `insert` and `remove`")]
     Kind,
+    #[error("{0:?} describes the gateway's own HTTP response and cannot be propagated")]
+    GatewayOwned(String),
 }
 
 /// Headers forwarded to every subgraph unless a rule removes them, so subgraph logs and
@@ -62,7 +71,23 @@ const GATEWAY_HEADERS: [&str; 5] = [
     "tracestate",
 ];
 
-/// The file: `all` applies to every subgraph, then `subgraphs.NAME` to that one.
+/// Response headers that describe the HTTP exchange between gateway and subgraph, not
+/// the answer: the gateway sets its own.
+const EXCHANGE_HEADERS: [&str; 10] = [
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "keep-alive",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "vary",
+];
+
+/// The file: `all` applies to every subgraph, then `subgraphs.NAME` to that one; likewise
+/// `responses` for the headers of their answers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
@@ -70,6 +95,75 @@ struct RulesFile {
     all: Vec<RuleSpec>,
     #[serde(default)]
     subgraphs: HashMap<String, Vec<RuleSpec>>,
+    #[serde(default)]
+    responses: ResponseRulesFile,
+}
+
+/// Which headers of subgraph answers reach the client.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseRulesFile {
+    #[serde(default)]
+    all: Vec<ResponseRuleSpec>,
+    #[serde(default)]
+    subgraphs: HashMap<String, Vec<ResponseRuleSpec>>,
+}
+
+/// A response rule: `propagate` only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseRuleSpec {
+    propagate: ResponsePropagateSpec,
+}
+
+/// Copy matching response headers to the client, optionally renamed (only with `named`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponsePropagateSpec {
+    named: Option<String>,
+    matching: Option<String>,
+    rename: Option<String>,
+}
+
+/// A response header rule, compiled.
+#[derive(Debug, Clone)]
+struct ResponseRule {
+    from: Matcher,
+    rename: Option<HeaderName>,
+}
+
+impl TryFrom<ResponseRuleSpec> for ResponseRule {
+    type Error = HeaderRulesError;
+
+    fn try_from(spec: ResponseRuleSpec) -> Result<Self, Self::Error> {
+        let ResponsePropagateSpec {
+            named,
+            matching,
+            rename,
+        } = spec.propagate;
+        if rename.is_some() && named.is_none() {
+            return Err(HeaderRulesError::Selector);
+        }
+        let from = Matcher::parse(named, matching)?;
+        let rename = rename.as_deref().map(header_name).transpose()?;
+        for name in [&from]
+            .into_iter()
+            .filter_map(|matcher| match matcher {
+                Matcher::Name(name) => Some(name),
+                Matcher::Pattern(_) => None,
+            })
+            .chain(rename.as_ref())
+        {
+            if EXCHANGE_HEADERS.contains(&name.as_str()) {
+                return Err(HeaderRulesError::GatewayOwned(name.to_string()));
+            }
+        }
+        Ok(Self { from, rename })
+    }
+}
+
+fn response_rules(specs: Vec<ResponseRuleSpec>) -> Result<Vec<ResponseRule>, HeaderRulesError> {
+    specs.into_iter().map(ResponseRule::try_from).collect()
 }
 
 /// One rule: exactly one of `propagate`, `insert` and `remove` (a one-key map, so the
@@ -196,6 +290,8 @@ impl TryFrom<RuleSpec> for Rule {
 pub struct HeaderRules {
     all: Vec<Rule>,
     subgraphs: HashMap<String, Vec<Rule>>,
+    responses_all: Vec<ResponseRule>,
+    responses: HashMap<String, Vec<ResponseRule>>,
 }
 
 impl Default for HeaderRules {
@@ -212,6 +308,8 @@ impl Default for HeaderRules {
         Self {
             all,
             subgraphs: HashMap::new(),
+            responses_all: Vec::new(),
+            responses: HashMap::new(),
         }
     }
 }
@@ -240,7 +338,29 @@ impl HeaderRules {
                 .collect::<Result<Vec<_>, _>>()?;
             rules.subgraphs.insert(subgraph, compiled);
         }
+        rules.responses_all = response_rules(file.responses.all)?;
+        for (subgraph, specs) in file.responses.subgraphs {
+            rules.responses.insert(subgraph, response_rules(specs)?);
+        }
         Ok(rules)
+    }
+
+    /// Of the headers `subgraph` answered with, those a response rule passes on to the
+    /// client (renamed where it says so); none without rules.
+    pub fn for_client(&self, subgraph: &str, answered: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        let own = self.responses.get(subgraph).into_iter().flatten();
+        for rule in self.responses_all.iter().chain(own) {
+            for (name, value) in answered {
+                if rule.from.matches(name) && !EXCHANGE_HEADERS.contains(&name.as_str()) {
+                    out.append(
+                        rule.rename.clone().unwrap_or_else(|| name.clone()),
+                        value.clone(),
+                    );
+                }
+            }
+        }
+        out
     }
 
     fn propagated_by_any(&self, name: &HeaderName) -> bool {
@@ -316,7 +436,8 @@ impl HeaderRules {
     }
 }
 
-/// Gives each subgraph request the headers its rules make.
+/// Gives each subgraph request the headers its rules make, and keeps of each answer's
+/// headers only those the response rules pass on to the client.
 pub struct HeaderRulesTransport {
     inner: Arc<dyn SubgraphTransport>,
     rules: Arc<HeaderRules>,
@@ -345,7 +466,10 @@ impl SubgraphTransport for HeaderRulesTransport {
         request.headers = self
             .rules
             .for_subgraph(&request.subgraph_name, &request.headers);
-        self.inner.execute(request).await
+        let subgraph = request.subgraph_name.clone();
+        let mut response = self.inner.execute(request).await?;
+        response.headers = self.rules.for_client(&subgraph, &response.headers);
+        Ok(response)
     }
 }
 
@@ -479,5 +603,69 @@ subgraphs:
         ] {
             assert!(HeaderRules::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn response_headers_reach_the_client_only_by_rule() {
+        let rules = HeaderRules::parse(
+            "
+responses:
+  all:
+    - propagate: { matching: '^x-served-' }
+  subgraphs:
+    users:
+      - propagate: { named: set-cookie }
+      - propagate: { named: x-region, rename: x-users-region }
+",
+        )
+        .unwrap();
+        let answered = headers(&[
+            ("set-cookie", "session=1; HttpOnly"),
+            ("set-cookie", "theme=dark"),
+            ("x-region", "eu"),
+            ("x-served-by", "users-7"),
+            ("x-internal", "secret"),
+            ("content-type", "application/json"),
+        ]);
+        let to_client = |subgraph: &str| {
+            let mut pairs: Vec<_> = rules
+                .for_client(subgraph, &answered)
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        assert_eq!(
+            to_client("users"),
+            pairs(&[
+                ("set-cookie", "session=1; HttpOnly"),
+                ("set-cookie", "theme=dark"),
+                ("x-served-by", "users-7"),
+                ("x-users-region", "eu"),
+            ])
+        );
+        assert_eq!(to_client("posts"), pairs(&[("x-served-by", "users-7")]));
+        assert_eq!(
+            HeaderRules::default().for_client("users", &answered).len(),
+            0
+        );
+    }
+
+    #[test]
+    fn headers_about_the_exchange_itself_cannot_be_propagated() {
+        for text in [
+            "responses: { all: [{ propagate: { named: content-length } }] }",
+            "responses: { all: [{ propagate: { named: x-a, rename: content-type } }] }",
+            "responses: { all: [{ propagate: { matching: '^x-', rename: x-b } }] }",
+            "responses: { all: [{ insert: { name: x-a, value: b } }] }",
+        ] {
+            assert!(HeaderRules::parse(text).is_err(), "{text}");
+        }
+        let rules =
+            HeaderRules::parse("responses: { all: [{ propagate: { matching: '^content-' } }] }")
+                .unwrap();
+        let answered = headers(&[("content-type", "application/json")]);
+        assert!(rules.for_client("users", &answered).is_empty());
     }
 }

@@ -24,6 +24,8 @@
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
 //! - [`plan`]: normalization and planning, through the supergraph's plan cache.
+//! - [`override_labels`]: progressive override — the supergraph's `@override` labels and
+//!   which are active for a request (a percentage drawn per request, others from a header).
 //! - [`prepare`]: prepare once — limits, parsing, validation, (cost), planning — into the
 //!   [`prepare::PreparedOperation`] every later stage takes.
 //! - [`runtime`]: [`runtime::SupergraphRuntime`], the supergraph with its prepared
@@ -65,6 +67,7 @@ pub mod graphql_http;
 pub mod header_rules;
 pub mod inflight;
 pub mod limits;
+pub mod override_labels;
 pub mod persisted;
 pub mod pipeline;
 pub mod plan;

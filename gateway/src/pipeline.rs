@@ -121,6 +121,7 @@ pub async fn execute_prepared(
     );
     response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
     response.subgraph_cache_control = output.cache_control;
+    response.subgraph_headers = output.headers;
     cap_response(response, gateway.max_response_bytes())
 }
 

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use graphql_tools::static_graphql::query::Document;
 use hive_router_query_planner::ast::normalization::normalize_operation;
 use hive_router_query_planner::ast::selection_item::SelectionItem;
-use hive_router_query_planner::graph::PlannerOverrideContext;
 use hive_router_query_planner::planner::Planner;
 use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::override_labels::ActiveLabels;
 use crate::telemetry::{self, Lookup};
 
 /// Planning never fails for a valid operation on a valid supergraph, so every variant but
@@ -30,7 +30,8 @@ pub enum PlanError {
     Planning(String),
 }
 
-/// Cached plans, keyed by a hash of the normalized operation and its name.
+/// Cached plans, keyed by a hash of the normalized operation, its name and the active
+/// override labels.
 pub struct PlanCache {
     plans: moka::sync::Cache<u64, Arc<QueryPlan>>,
     hits: AtomicU64,
@@ -69,13 +70,15 @@ impl PlanCache {
 ///
 /// Root introspection fields (`__schema`, `__type`, `__typename`) are removed before
 /// planning: the gateway answers them itself. An operation with only those gets an empty
-/// plan (`node: None`).
+/// plan (`node: None`). Fields under progressive override are planned to the subgraph
+/// `labels` choose.
 #[tracing::instrument(name = "plan", skip_all)]
 pub fn plan_operation(
     planner: &Planner,
     cache: &PlanCache,
     document: &Document,
     operation_name: Option<&str>,
+    labels: &ActiveLabels,
     cancel: &CancellationToken,
 ) -> Result<Arc<QueryPlan>, PlanError> {
     let mut normalized = normalize_operation(&planner.supergraph, document, operation_name)
@@ -90,6 +93,7 @@ pub fn plan_operation(
         let mut hasher = Xxh3::new();
         operation.to_string().hash(&mut hasher);
         operation_name.hash(&mut hasher);
+        labels.key().hash(&mut hasher);
         hasher.finish()
     };
     if let Some(plan) = cache.plans.get(&key) {
@@ -110,7 +114,7 @@ pub fn plan_operation(
             .bail_if_cancelled()
             .map_err(|_| PlanError::Cancelled)?;
         planner
-            .plan_from_normalized_operation(operation, PlannerOverrideContext::default(), cancel)
+            .plan_from_normalized_operation(operation, labels.planner_context(), cancel)
             .map_err(|error| match cancel.bail_if_cancelled() {
                 Err(_) => PlanError::Cancelled,
                 Ok(()) => PlanError::Planning(error.to_string()),

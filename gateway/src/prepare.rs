@@ -32,6 +32,7 @@ use serde_json::Value;
 use crate::graphql::{GraphQLError, OperationKind};
 use crate::limits::expansion::{self, ExpansionError};
 use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
+use crate::override_labels::ActiveLabels;
 use crate::plan::{PlanError, plan_operation};
 use crate::supergraph::Supergraph;
 use crate::validate::{
@@ -50,6 +51,9 @@ pub struct PreparedOperation {
     pub plan: Arc<QueryPlan>,
     /// What the operation limits measured: depth, selections, aliases…
     pub figures: Figures,
+    /// The progressive override labels the plan was made for; part of every cache key
+    /// of the operation's answers.
+    pub override_labels: ActiveLabels,
 }
 
 impl PreparedOperation {
@@ -186,12 +190,30 @@ impl Preparer {
     }
 
     /// Runs every step of the preparation (see the module documentation); stops with
-    /// `TimedOut` or `Cancelled` as soon as `cancel` says so.
+    /// `TimedOut` or `Cancelled` as soon as `cancel` says so. No override label is active.
     pub fn prepare(
         &self,
         supergraph: &Supergraph,
         text: &str,
         operation_name: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<PreparedOperation, PrepareError> {
+        self.prepare_for(
+            supergraph,
+            text,
+            operation_name,
+            &ActiveLabels::default(),
+            cancel,
+        )
+    }
+
+    /// [`Self::prepare`], planned for the override labels `labels`.
+    pub fn prepare_for(
+        &self,
+        supergraph: &Supergraph,
+        text: &str,
+        operation_name: Option<&str>,
+        labels: &ActiveLabels,
         cancel: &CancellationToken,
     ) -> Result<PreparedOperation, PrepareError> {
         lexer::scan(text, &self.limits)?;
@@ -236,6 +258,7 @@ impl Preparer {
             supergraph.plan_cache(),
             &document,
             selected_name.as_deref(),
+            labels,
             cancel,
         )
         .map_err(|error| match error {
@@ -249,6 +272,7 @@ impl Preparer {
             kind,
             plan,
             figures,
+            override_labels: labels.clone(),
         })
     }
 

@@ -4,8 +4,6 @@
 //! tokens they name. The users subgraph's URL comes from the same place as its JWKS (the
 //! supergraph's `join__Graph`, or `--subgraph users=…`).
 
-use std::time::Duration;
-
 use gantry_identity::revocation::{Revocation, RevocationError, RevocationSource};
 
 /// The path the users subgraph lists revocations at.
@@ -24,18 +22,15 @@ struct Page {
 }
 
 impl RemoteRevocations {
-    /// The list served beside the users subgraph at `users_url` (its GraphQL endpoint).
-    pub fn beside(users_url: &str) -> Result<Self, RevocationError> {
+    /// The list served beside the users subgraph at `users_url` (its GraphQL endpoint),
+    /// asked with `client` (which carries the TLS settings and a timeout).
+    pub fn beside(users_url: &str, client: reqwest::Client) -> Result<Self, RevocationError> {
         let remote = |cause: String| RevocationError::Remote {
             url: users_url.to_owned(),
             cause,
         };
         let url = reqwest::Url::parse(users_url)
             .and_then(|url| url.join(REVOCATIONS_PATH))
-            .map_err(|err| remote(err.to_string()))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
             .map_err(|err| remote(err.to_string()))?;
         Ok(Self { url, client })
     }

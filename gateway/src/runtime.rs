@@ -20,6 +20,7 @@ use hive_router_query_planner::utils::cancellation::CancellationToken;
 use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::override_labels::ActiveLabels;
 use crate::prepare::{PrepareError, PreparedOperation, Preparer};
 use crate::supergraph::Supergraph;
 use crate::telemetry::{self, Lookup};
@@ -34,12 +35,15 @@ const PREPARED_BYTES: u64 = 64 * 1024 * 1024;
 struct Prepared {
     text: Box<str>,
     operation_name: Option<Box<str>>,
+    labels: ActiveLabels,
     outcome: Result<Arc<PreparedOperation>, PrepareError>,
 }
 
 impl Prepared {
-    fn is_for(&self, text: &str, operation_name: Option<&str>) -> bool {
-        *self.text == *text && self.operation_name.as_deref() == operation_name
+    fn is_for(&self, text: &str, operation_name: Option<&str>, labels: &ActiveLabels) -> bool {
+        *self.text == *text
+            && self.operation_name.as_deref() == operation_name
+            && self.labels.plans_like(labels)
     }
 
     fn weight(&self) -> u32 {
@@ -111,30 +115,43 @@ impl SupergraphRuntime {
     }
 
     /// The prepared operation for `text` and `operation_name`, or why there is none:
-    /// from the cache, or prepared now (once for every concurrent request asking).
+    /// from the cache, or prepared now (once for every concurrent request asking). No
+    /// override label is active.
     pub async fn prepare(
         &self,
         text: &str,
         operation_name: Option<&str>,
     ) -> Result<Arc<PreparedOperation>, PrepareError> {
-        let key = cache_key(text, operation_name);
+        self.prepare_for(text, operation_name, &ActiveLabels::default())
+            .await
+    }
+
+    /// [`Self::prepare`], planned for the override labels `labels` (one cache entry per
+    /// label set).
+    pub async fn prepare_for(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+        labels: &ActiveLabels,
+    ) -> Result<Arc<PreparedOperation>, PrepareError> {
+        let key = cache_key(text, operation_name, labels);
         if let Some(prepared) = self.prepared.get(&key).await
-            && prepared.is_for(text, operation_name)
+            && prepared.is_for(text, operation_name, labels)
         {
             telemetry::lookup(Lookup::Validation, true);
             return prepared.outcome.clone();
         }
         telemetry::lookup(Lookup::Validation, false);
-        let init = self.prepare_now(text.into(), operation_name.map(Into::into));
+        let init = self.prepare_now(text.into(), operation_name.map(Into::into), labels);
         match self.prepared.entry(key).or_try_insert_with(init).await {
             Ok(entry) => {
                 let prepared = entry.into_value();
-                if prepared.is_for(text, operation_name) {
+                if prepared.is_for(text, operation_name, labels) {
                     return prepared.outcome.clone();
                 }
                 // Another text with the same hash holds the slot: prepare this one apart.
                 let own = self
-                    .prepare_now(text.into(), operation_name.map(Into::into))
+                    .prepare_now(text.into(), operation_name.map(Into::into), labels)
                     .await?;
                 own.outcome.clone()
             }
@@ -148,7 +165,9 @@ impl SupergraphRuntime {
         &self,
         text: Box<str>,
         operation_name: Option<Box<str>>,
+        labels: &ActiveLabels,
     ) -> impl Future<Output = Result<Arc<Prepared>, PrepareError>> + Send + 'static {
+        let labels = labels.clone();
         let supergraph = self.supergraph.clone();
         let preparer = self.preparer.clone();
         let pool = self.pool.clone();
@@ -169,7 +188,13 @@ impl SupergraphRuntime {
                 let _turn = turn;
                 let _span = span.enter();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    worker_preparer.prepare(&supergraph, &text, operation_name.as_deref(), &cancel)
+                    worker_preparer.prepare_for(
+                        &supergraph,
+                        &text,
+                        operation_name.as_deref(),
+                        &labels,
+                        &cancel,
+                    )
                 }))
                 .unwrap_or_else(|_| {
                     // A panic in a library stage: remembered like any other outcome, so
@@ -182,6 +207,7 @@ impl SupergraphRuntime {
                 Prepared {
                     text,
                     operation_name,
+                    labels,
                     outcome,
                 }
             });
@@ -204,10 +230,12 @@ impl SupergraphRuntime {
     }
 }
 
-/// The cache key of a text and operation name; entries keep both to tell collisions apart.
-fn cache_key(text: &str, operation_name: Option<&str>) -> u64 {
+/// The cache key of a text, operation name and override labels; entries keep all three to
+/// tell collisions apart.
+fn cache_key(text: &str, operation_name: Option<&str>, labels: &ActiveLabels) -> u64 {
     let mut hasher = Xxh3::new();
     text.hash(&mut hasher);
     operation_name.hash(&mut hasher);
+    labels.key().hash(&mut hasher);
     hasher.finish()
 }

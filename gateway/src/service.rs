@@ -30,11 +30,13 @@ use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
 };
 use crate::header_rules::HeaderRules;
+use crate::override_labels::ActiveLabels;
 use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
 use crate::prepare::PrepareError;
 use crate::rate_limit::{RateLimits, Requester};
 use crate::shared::SharedState;
+use crate::supergraph::Supergraph;
 
 /// What the service adds around the request path, each part with its own settings.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +68,10 @@ pub struct ServiceFeatures {
     /// Which client headers the request path carries for the subgraphs' header rules.
     /// Default: client name and version.
     pub header_rules: Arc<HeaderRules>,
+    /// The header a client names progressive override labels in (comma-separated), each
+    /// active for its request when the supergraph uses it. Default: none (only
+    /// `percent(x)` labels are ever active).
+    pub override_labels_header: Option<HeaderName>,
 }
 
 /// How long past the deadline an operation may still take to shape what it has, before it
@@ -83,6 +89,7 @@ pub struct GatewayService {
     request_timeout: Option<Duration>,
     rate_limits: Arc<RateLimits>,
     header_rules: Arc<HeaderRules>,
+    override_labels_header: Option<HeaderName>,
 }
 
 impl GatewayService {
@@ -108,6 +115,7 @@ impl GatewayService {
             request_timeout: features.request_timeout,
             rate_limits: features.rate_limits,
             header_rules: features.header_rules,
+            override_labels_header: features.override_labels_header,
         }
     }
 
@@ -173,8 +181,9 @@ impl GatewayService {
             return Err(Box::new(persisted_query_not_found()));
         };
         let runtime = self.gateway.runtime();
+        let labels = self.override_labels(runtime.supergraph(), &context.headers);
         match runtime
-            .prepare(query, request.operation_name.as_deref())
+            .prepare_for(query, request.operation_name.as_deref(), &labels)
             .await
         {
             Ok(prepared) => Ok(Operation {
@@ -184,6 +193,18 @@ impl GatewayService {
             }),
             Err(refusal) => Err(Box::new(refused(&refusal, context))),
         }
+    }
+
+    /// The progressive override labels active for this request: `percent(x)` ones by a
+    /// fresh draw, the others when named in the labels header.
+    fn override_labels(&self, supergraph: &Supergraph, headers: &HeaderMap) -> ActiveLabels {
+        let requested = self
+            .override_labels_header
+            .iter()
+            .flat_map(|name| headers.get_all(name))
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','));
+        supergraph.override_labels().activate(requested)
     }
 
     /// Runs a prepared request: authentication, rate limits, then the request path through

@@ -12,6 +12,7 @@ use graphql_tools::static_graphql::schema::{
 use hive_router_query_planner::planner::{Planner, QueryPlannerOptions};
 
 use crate::cost::CostModel;
+use crate::override_labels::{OverrideLabelError, OverrideLabels};
 use crate::plan::PlanCache;
 use crate::schema::ApiSchema;
 
@@ -26,6 +27,8 @@ pub enum SupergraphError {
     Parse(String),
     #[error("the query planner rejected the supergraph: {0}")]
     Planner(String),
+    #[error(transparent)]
+    OverrideLabel(#[from] OverrideLabelError),
 }
 
 /// One subgraph to compose: its name, its SDL, and where the gateway reaches it.
@@ -192,6 +195,7 @@ pub struct Supergraph {
     costs: CostModel,
     subgraph_urls: BTreeMap<String, String>,
     plan_cache: PlanCache,
+    override_labels: OverrideLabels,
 }
 
 impl std::fmt::Debug for Supergraph {
@@ -215,6 +219,8 @@ impl Supergraph {
     pub fn from_sdl(sdl: &str, options: SupergraphOptions) -> Result<Self, SupergraphError> {
         let mut document = parse_sdl(sdl)?;
         add_root_type_joins(&mut document);
+        // Before the planner, which cannot refuse a bad percentage but by panicking.
+        let override_labels = OverrideLabels::from_supergraph(&document)?;
         let planner = Planner::new_from_supergraph(&document, QueryPlannerOptions::default())
             .map_err(|error| SupergraphError::Planner(error.to_string()))?;
         let api_schema = Arc::new(ApiSchema::new(planner.consumer_schema.document.clone()));
@@ -225,6 +231,7 @@ impl Supergraph {
             planner,
             api_schema,
             plan_cache: PlanCache::new(options.plan_cache_capacity),
+            override_labels,
         })
     }
 
@@ -260,6 +267,11 @@ impl Supergraph {
 
     pub fn plan_cache(&self) -> &PlanCache {
         &self.plan_cache
+    }
+
+    /// The progressive override labels of `@join__field(overrideLabel: …)`.
+    pub fn override_labels(&self) -> &OverrideLabels {
+        &self.override_labels
     }
 }
 

@@ -125,6 +125,12 @@ pub struct GatewayOptions {
     /// The most representations one `_entities` fetch may carry. Default: 10000.
     #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS", help_heading = heading::LIMITS)]
     pub max_entity_representations: Option<usize>,
+    /// A request header in which clients name progressive override labels to activate
+    /// (comma-separated, e.g. `x-override-labels: beta,new-posts`): fields the supergraph
+    /// moves with `@override(label: "beta")` then come from the new subgraph for that
+    /// request. `percent(x)` labels need no header. Default: none.
+    #[arg(long, env = "GANTRY_OVERRIDE_LABELS_HEADER", help_heading = heading::GATEWAY)]
+    pub override_labels_header: Option<axum::http::HeaderName>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -314,10 +320,12 @@ pub struct GatewayArgs {
     /// (propagate, rename, insert, remove). Default: client name and version only.
     #[arg(long, env = "GANTRY_HEADERS_CONFIG", help_heading = heading::SUBGRAPHS)]
     pub headers_config: Option<PathBuf>,
-    /// PEM file of CA certificates subgraphs' `https://` certificates may chain to, besides
-    /// the public roots. Default: public roots only.
-    #[arg(long, env = "GANTRY_TLS_CA_FILE", help_heading = heading::SUBGRAPHS)]
-    pub tls_ca_file: Option<PathBuf>,
+    /// Speak HTTP/2 to every subgraph from the first byte (prior knowledge), also over
+    /// plain `http://` (h2c): one connection per subgraph carries all requests at once.
+    /// Every subgraph must speak HTTP/2 (Gantry's own do). Without it, `https://`
+    /// subgraphs get HTTP/2 when their ALPN offers it. Default: false.
+    #[arg(long, env = "GANTRY_SUBGRAPH_HTTP2", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = heading::SUBGRAPHS)]
+    pub subgraph_http2: bool,
     /// PEM certificate chain the gateway presents to subgraphs that ask for one (needs
     /// `--tls-client-key`). Default: none.
     #[arg(long, env = "GANTRY_TLS_CLIENT_CERT", help_heading = heading::SUBGRAPHS)]

@@ -266,6 +266,17 @@ fn reason(err: &clap::Error) -> String {
 /// exclude each other.
 fn check_consistency(command: &Command) -> Result<(), SettingsError> {
     let fail = |text: &str| Err(SettingsError::Inconsistent(text.to_owned()));
+    let server = match command {
+        Command::Serve(args) => Some(&args.common),
+        Command::Gateway(args) => Some(&args.common),
+        Command::Subgraph(args) => Some(&args.common),
+        _ => None,
+    };
+    if let Some(common) = server
+        && common.server.tls_cert.is_some() != common.server.tls_key.is_some()
+    {
+        return fail("`--tls-cert` and `--tls-key` go together");
+    }
     let gateway = match command {
         Command::Serve(args) => Some(&args.gateway),
         Command::Gateway(args) => {

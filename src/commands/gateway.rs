@@ -32,10 +32,10 @@ pub fn settings(
     common: &CommonArgs,
     options: &GatewayOptions,
     all_in_one: bool,
-) -> GatewaySettings {
+) -> anyhow::Result<GatewaySettings> {
     let http_defaults = HttpSettings::default();
     let persisted_defaults = PersistedSettings::default();
-    GatewaySettings {
+    Ok(GatewaySettings {
         gateway: options.gateway_config(),
         http: HttpSettings {
             max_body_bytes: options.max_body_bytes,
@@ -82,29 +82,31 @@ pub fn settings(
                 }),
         },
         redis: super::redis_settings(
+            common,
             options.redis.redis_url.as_deref(),
             &options.redis.redis_prefix,
             options.redis.redis_timeout_ms,
-        ),
+        )?,
+        override_labels_header: options.override_labels_header.clone(),
         max_concurrent_operations: options.concurrent_operations(),
         server: common.server_limits(),
         metrics_listen: common.server.metrics_listen,
         jwt: common.jwt(),
         startup_wait: common.startup_wait(),
         ..GatewaySettings::default()
-    }
+    })
 }
 
 /// The gateway's app: settings from the arguments, the supergraph from `--supergraph` or
 /// `--subgraph`, tokens verified with the configured key, `--jwks-url`, or the `users`
 /// subgraph's JWKS.
 pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<App> {
-    let mut settings = settings(common, &args.gateway, false);
+    let mut settings = settings(common, &args.gateway, false)?;
     if let Some(path) = &args.headers_config {
         settings.header_rules = HeaderRules::load(path).context("loading the header rules")?;
     }
     let tls = ClientTls::load(&ClientTlsFiles {
-        ca_file: args.tls_ca_file.clone(),
+        ca_file: common.server.tls_ca_file.clone(),
         client_cert: args.tls_client_cert.clone(),
         client_key: args.tls_client_key.clone(),
     })
@@ -113,6 +115,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ap
         request_timeout: Duration::from_millis(args.subgraph_timeout_ms.max(1)),
         max_in_flight: args.subgraph_max_in_flight,
         tls,
+        http2_prior_knowledge: args.subgraph_http2,
         ..HttpTransportConfig::default()
     };
     settings.recompose_every = (args.recompose_interval_secs > 0)
@@ -157,8 +160,8 @@ pub async fn run(common: &CommonArgs, args: GatewayArgs) -> anyhow::Result<()> {
     let listen = args
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));
-    super::run_server(app, listen, |address| {
-        tracing::info!(%address, "gateway serving the API at http://{address}/graphql");
+    super::run_server(common, app, listen, |address, scheme| {
+        tracing::info!(%address, "gateway serving the API at {scheme}://{address}/graphql");
     })
     .await
 }

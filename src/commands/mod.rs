@@ -77,30 +77,36 @@ pub async fn read_routing(
 }
 
 /// Serves `app` on `listen` until Ctrl-C or SIGTERM, then finishes in-flight requests and
-/// stops its tasks: the one run of every server command. `listening` is told the address.
+/// stops its tasks: the one run of every server command. Over TLS when `--tls-cert` and
+/// `--tls-key` are set. `listening` is told the address and the URL scheme.
 pub async fn run_server(
-    app: App,
+    common: &CommonArgs,
+    mut app: App,
     listen: SocketAddr,
-    listening: impl FnOnce(SocketAddr),
+    listening: impl FnOnce(SocketAddr, &'static str),
 ) -> anyhow::Result<()> {
+    app.tls = common.server_tls()?;
+    let scheme = if app.tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    listening(listener.local_addr()?);
+    listening(listener.local_addr()?, scheme);
     app.run(listener, gantry_kit::server::shutdown_signal())
         .await?;
     Ok(())
 }
 
-/// The shared Redis at `url`, when one is configured. Redis need not answer yet: the
+/// The shared Redis at `url`, when one is configured; a `rediss://` one must chain to the
+/// CA of `--tls-ca-file` when that is set. Redis need not answer yet: the
 /// connection is made (and remade) in the background, and until then the shared caches
 /// are bypassed. Only a URL that is not a Redis URL stops the start.
 pub fn shared_redis(
+    common: &CommonArgs,
     url: Option<&str>,
     key_prefix: &str,
     timeout_ms: u64,
 ) -> anyhow::Result<Option<gantry_kit::shared::SharedState>> {
-    let Some(settings) = redis_settings(url, key_prefix, timeout_ms) else {
+    let Some(settings) = redis_settings(common, url, key_prefix, timeout_ms)? else {
         return Ok(None);
     };
     let shared = gantry_kit::shared::SharedState::new(settings.clone()).map_err(|err| {
@@ -112,15 +118,28 @@ pub fn shared_redis(
     Ok(Some(shared))
 }
 
-/// The Redis settings of `REDIS_URL`, when one is configured.
+/// The Redis settings of `REDIS_URL`, when one is configured; a `rediss://` one trusts the
+/// CA of `--tls-ca-file` when that is set.
 pub fn redis_settings(
+    common: &CommonArgs,
     url: Option<&str>,
     key_prefix: &str,
     timeout_ms: u64,
-) -> Option<gantry_kit::shared::RedisSettings> {
-    url.map(|url| gantry_kit::shared::RedisSettings {
+) -> anyhow::Result<Option<gantry_kit::shared::RedisSettings>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let root_certificates = match &common.server.tls_ca_file {
+        Some(path) if url.starts_with("rediss://") => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    Ok(Some(gantry_kit::shared::RedisSettings {
         url: url.to_owned(),
         key_prefix: key_prefix.to_owned(),
         timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
-    })
+        root_certificates,
+    }))
 }

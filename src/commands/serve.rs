@@ -153,8 +153,9 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<App>
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
-    let settings = super::gateway::settings(common, &args.gateway, true);
+    let settings = super::gateway::settings(common, &args.gateway, true)?;
     let shared = super::shared_redis(
+        common,
         args.gateway.redis.redis_url.as_deref(),
         &args.gateway.redis.redis_prefix,
         args.gateway.redis.redis_timeout_ms,
@@ -203,10 +204,10 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)));
     let playground = args.gateway.playground;
-    super::run_server(app, listen, |address| {
-        tracing::info!(%address, "Gantry is serving the API at http://{address}/graphql");
+    super::run_server(common, app, listen, |address, scheme| {
+        tracing::info!(%address, "Gantry is serving the API at {scheme}://{address}/graphql");
         if playground {
-            println!("Playground: http://{address}/");
+            println!("Playground: {scheme}://{address}/");
         }
     })
     .await

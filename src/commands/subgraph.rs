@@ -32,6 +32,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
             let shared = super::shared_redis(
+                common,
                 args.redis.redis_url.as_deref(),
                 &args.redis.redis_prefix,
                 args.redis.redis_timeout_ms,
@@ -52,6 +53,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                     .with_revocations(follow_revocations(&mut tasks, &db)),
             );
             let shared = super::shared_redis(
+                common,
                 args.redis.redis_url.as_deref(),
                 &args.redis.redis_prefix,
                 args.redis.redis_timeout_ms,
@@ -80,6 +82,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
         metrics,
         tasks,
         limits,
+        tls: None,
     })
 }
 
@@ -116,8 +119,8 @@ pub async fn run(common: &CommonArgs, args: SubgraphArgs) -> anyhow::Result<()> 
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let subgraph = args.name;
-    super::run_server(app, listen, |address| {
-        tracing::info!(%address, subgraph = ?subgraph, "subgraph listening");
+    super::run_server(common, app, listen, |address, scheme| {
+        tracing::info!(%address, subgraph = ?subgraph, scheme, "subgraph listening");
     })
     .await
 }

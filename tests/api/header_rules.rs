@@ -206,3 +206,120 @@ async fn a_malformed_rules_file_refuses_to_start_and_says_why() {
         "{stderr}"
     );
 }
+
+struct Users;
+
+#[Object(name = "Query")]
+impl Users {
+    async fn ping(&self) -> bool {
+        true
+    }
+}
+
+struct UsersMutation;
+
+#[Object(name = "Mutation")]
+impl UsersMutation {
+    /// Answers the way a session login does: a cookie, and a header only for operators.
+    async fn login(&self, ctx: &Context<'_>) -> bool {
+        ctx.append_http_header("set-cookie", "session=abc; HttpOnly; Secure");
+        ctx.append_http_header("set-cookie", "theme=dark");
+        ctx.insert_http_header("x-internal", "users-7");
+        true
+    }
+}
+
+/// A `users` subgraph whose `login` sets cookies on its HTTP answer.
+async fn cookie_subgraph() -> String {
+    let schema = Schema::build(Users, UsersMutation, EmptySubscription)
+        .enable_federation()
+        .finish();
+    let router = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(move |request: async_graphql_axum::GraphQLRequest| {
+            let schema = schema.clone();
+            async move {
+                async_graphql_axum::GraphQLResponse::from(
+                    schema.execute(request.into_inner()).await,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("users=http://{address}/graphql")
+}
+
+/// The `set-cookie` and `x-internal` headers of a login through `gantry`.
+async fn login_headers(gantry: &Process) -> (Vec<String>, Option<String>, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/graphql", gantry.address))
+        .json(&json!({ "query": "mutation { login }" }))
+        .send()
+        .await
+        .unwrap();
+    let cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect();
+    let internal = response
+        .headers()
+        .get("x-internal")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (cookies, internal, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_subgraphs_set_cookie_reaches_the_client_only_by_a_response_rule() {
+    let users = cookie_subgraph().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("headers.yaml");
+    std::fs::write(
+        &rules,
+        "
+responses:
+  subgraphs:
+    users:
+      - propagate: { named: set-cookie }
+",
+    )
+    .unwrap();
+    let data = dir.path().display().to_string();
+    let key = key_file(dir.path());
+    let env = [
+        ("GANTRY_DATA_DIR", data.as_str()),
+        ("GANTRY_JWT_PRIVATE_KEY_FILE", key.as_str()),
+    ];
+    let plain = start(&["gateway", "--subgraph", &users], &env).await;
+    let ruled = start(
+        &[
+            "gateway",
+            "--subgraph",
+            &users,
+            "--headers-config",
+            rules.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .await;
+
+    let by_default = login_headers(&plain).await;
+    let by_rule = login_headers(&ruled).await;
+
+    let answer = json!({ "data": { "login": true } });
+    assert_eq!(by_default, (vec![], None, answer.clone()));
+    assert_eq!(
+        by_rule,
+        (
+            vec![
+                "session=abc; HttpOnly; Secure".to_owned(),
+                "theme=dark".to_owned()
+            ],
+            None,
+            answer
+        )
+    );
+}

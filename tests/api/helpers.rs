@@ -256,6 +256,7 @@ impl TestApp {
                 shutdown_grace: std::time::Duration::from_secs(5),
                 ..Default::default()
             },
+            None,
         ));
         Self {
             address,

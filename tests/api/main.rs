@@ -21,6 +21,7 @@ mod helpers;
 mod hostile;
 mod observability;
 mod operators;
+mod override_labels;
 mod partial_data;
 mod persisted;
 mod pgbouncer;

@@ -76,6 +76,8 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// The subgraph whose JWKS verifies tokens when nothing else is configured, and whose
 /// `/revocations` lists the sessions that ended.
 pub const USERS_SUBGRAPH: &str = "users";
+/// The longest one JWKS fetch may take.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `NAME=URL` of a subgraph's GraphQL endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,9 @@ pub struct GatewaySettings {
     pub startup_wait: Duration,
     /// Compose again at this interval, besides on SIGHUP. Default: none (SIGHUP only).
     pub recompose_every: Option<Duration>,
+    /// The request header in which clients name progressive override labels to activate;
+    /// `None`: only `percent(x)` labels are ever active.
+    pub override_labels_header: Option<axum::http::HeaderName>,
 }
 
 /// Where the supergraph comes from.
@@ -327,6 +332,7 @@ impl GatewayBuilder {
         };
         let client = http_client(Duration::from_secs(10))?;
         let probes = http_client(Duration::from_secs(2))?;
+        let jwks_client = http_client(JWKS_TIMEOUT)?;
         let (supergraph, transports, composed_from) =
             match self.supergraph.ok_or(BuildError::NoSupergraph)? {
                 SupergraphSource::Composed {
@@ -366,7 +372,7 @@ impl GatewayBuilder {
                 let revocations = Revocations::default();
                 match &users_url {
                     Some(url) => {
-                        let source = RemoteRevocations::beside(url)?;
+                        let source = RemoteRevocations::beside(url, jwks_client.clone())?;
                         tracing::info!(url = source.url(), "following revocations");
                         let list = revocations.clone();
                         tasks.spawn(move |stop| revocation::follow(list, source, stop));
@@ -379,7 +385,16 @@ impl GatewayBuilder {
                 revocations
             }
         };
-        let auth = Arc::new(authenticator(self.keys, users_url, &settings.jwt, revocations).await?);
+        let auth = Arc::new(
+            authenticator(
+                self.keys,
+                users_url,
+                &settings.jwt,
+                revocations,
+                jwks_client,
+            )
+            .await?,
+        );
         let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
 
         let mut readiness = Readiness::new().with(Arc::new(SupergraphCheck(gateway.clone())));
@@ -432,6 +447,7 @@ impl GatewayBuilder {
             metrics,
             tasks,
             limits: settings.server.clone(),
+            tls: None,
         };
         Ok(GatewayApp { app, service })
     }
@@ -502,6 +518,7 @@ fn service_features(
         max_concurrent_operations: settings.max_concurrent_operations,
         request_timeout: Some(settings.server.request_timeout),
         header_rules,
+        override_labels_header: settings.override_labels_header.clone(),
         ..ServiceFeatures::default()
     })
 }
@@ -547,6 +564,7 @@ async fn authenticator(
     users_url: Option<String>,
     jwt: &JwtSettings,
     revocations: Revocations,
+    client: reqwest::Client,
 ) -> Result<Authenticator, BuildError> {
     let url = match keys {
         TokenKeys::Keys(keys) => {
@@ -562,5 +580,5 @@ async fn authenticator(
         }
     };
     tracing::info!(%url, "verifying access tokens with the keys at this JWKS");
-    Ok(Authenticator::with_jwks(url, jwt.clone(), revocations).await?)
+    Ok(Authenticator::with_jwks(url, client, jwt.clone(), revocations).await?)
 }

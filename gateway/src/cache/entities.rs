@@ -144,6 +144,7 @@ impl SubgraphTransport for EntityCacheTransport {
                 data: Some(json!({ "_entities": results })),
                 errors: Vec::new(),
                 cache_control: Some(CachePolicy::from_hints(&hints).header_value()),
+                headers: Default::default(),
             });
         }
 
@@ -282,6 +283,7 @@ mod tests {
                 data: Some(json!({ "_entities": entities })),
                 errors: Vec::new(),
                 cache_control: Some(self.hint.to_owned()),
+                ..SubgraphResponse::default()
             })
         }
     }

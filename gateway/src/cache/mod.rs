@@ -28,11 +28,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::HeaderValue;
 use axum::http::header::HeaderName;
+use axum::http::{HeaderMap, HeaderValue};
 use futures::FutureExt;
 use gantry_kit::invalidation::InvalidationSink;
 use serde_json::{Value, json};
@@ -91,6 +92,9 @@ impl Default for CacheSettings {
 struct Executed {
     body: Arc<Value>,
     policy: CachePolicy,
+    /// Subgraph response headers for the client (header rules); the request that ran the
+    /// operation gets them, never one that shared its run or read it from the cache.
+    headers: HeaderMap,
 }
 
 /// The response cache and operation de-duplication of one gateway process.
@@ -193,7 +197,7 @@ impl Caching {
             OperationKind::Mutation => self.mutation(operation, request, context, viewer).await,
             OperationKind::Subscription => {
                 let executed = run(self.turns.clone(), operation, request, context).await;
-                respond(executed.body, CachePolicy::NoStore, None)
+                respond(executed.body, CachePolicy::NoStore, None, executed.headers)
             }
         }
     }
@@ -207,9 +211,17 @@ impl Caching {
     ) -> GraphQLResponse {
         let scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
         let mut private_key = cache_key(&request, &scope);
+        // Another set of override labels may send fields to other subgraphs.
+        let labels = operation.prepared.override_labels.key();
+        if !labels.is_empty() {
+            private_key = inflight::extend(private_key, labels.as_bytes());
+        }
         // The backend's keys for a response anyone may see, and for one only this viewer may.
         let entry_keys = self.settings.response_cache.then(|| {
-            let operation = entry_digest(self.texts.of(&request.query), &request);
+            let mut operation = entry_digest(self.texts.of(&request.query), &request);
+            if !labels.is_empty() {
+                operation = digest(&[&operation, labels.as_bytes()]);
+            }
             [
                 entry_key(&operation, "public"),
                 entry_key(&operation, &scope),
@@ -278,12 +290,22 @@ impl Caching {
             }
             .boxed()
         };
+        let led = AtomicBool::new(false);
         let executed = if self.settings.dedup_operations {
             self.inflight
-                .run(private_key, &self.metrics.operation_dedup, work)
+                .run(private_key, &self.metrics.operation_dedup, || {
+                    led.store(true, Ordering::Relaxed);
+                    work()
+                })
                 .await
         } else {
+            led.store(true, Ordering::Relaxed);
             work().await
+        };
+        let headers = if led.load(Ordering::Relaxed) {
+            executed.headers.clone()
+        } else {
+            HeaderMap::new()
         };
         let cached = match executed.policy {
             CachePolicy::Cacheable { .. } if self.settings.response_cache => {
@@ -292,7 +314,7 @@ impl Caching {
             }
             _ => None,
         };
-        respond(executed.body, executed.policy, cached)
+        respond(executed.body, executed.policy, cached, headers)
     }
 
     async fn mutation(
@@ -309,7 +331,7 @@ impl Caching {
             touched.extend(viewer.map(|id| id.to_string()));
             self.invalidator().invalidate_tags(&touched).await;
         }
-        respond(executed.body, CachePolicy::NoStore, None)
+        respond(executed.body, CachePolicy::NoStore, None, executed.headers)
     }
 
     /// What drops cached responses for changes this gateway did not carry (the outbox).
@@ -417,6 +439,8 @@ async fn run(
         is_query && response.data.is_some(),
         !response.errors.is_empty(),
     );
+    let mut response = response;
+    let headers = std::mem::take(&mut response.subgraph_headers);
     let mut body = response.into_json();
     if body.get("data").is_none() && body.get("errors").is_none() {
         body = json!({ "data": null });
@@ -424,6 +448,7 @@ async fn run(
     Executed {
         body: Arc::new(body),
         policy,
+        headers,
     }
 }
 
@@ -432,9 +457,11 @@ fn respond(
     body: Arc<Value>,
     policy: CachePolicy,
     x_cache: Option<&'static str>,
+    headers: HeaderMap,
 ) -> GraphQLResponse {
     let body = Arc::try_unwrap(body).unwrap_or_else(|shared| shared.as_ref().clone());
     let mut response = GraphQLResponse::new(body);
+    response.extra_headers = headers;
     if response.has_data() {
         response.cache_control = Some(policy.header_value());
     }
@@ -695,6 +722,7 @@ mod tests {
             url,
             key_prefix: format!("gantry-test-{}:", Uuid::now_v7().simple()),
             timeout: Duration::from_secs(2),
+            root_certificates: None,
         })
         .expect("a Redis URL");
         let backend = CacheBackend::new(Some(shared), 100, Duration::from_secs(60));

@@ -56,6 +56,8 @@ pub struct ExecutionOutput {
     pub data: Value,
     pub errors: Vec<GraphQLError>,
     pub cache_control: Vec<String>,
+    /// The response headers the header rules let through, of every fetch, in order.
+    pub headers: HeaderMap,
     /// Where the objects of entity fetches that failed as a whole (the subgraph could not
     /// be reached) sit: the fetch's one `SUBGRAPH_ERROR` explains every null at or below
     /// them, so shaping adds no "Cannot return null" error per object.
@@ -71,6 +73,7 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
         cache_control: Mutex::new(Vec::new()),
+        headers: Mutex::new(HeaderMap::new()),
         unresolved: Mutex::new(Vec::new()),
     };
     if let Some(node) = &plan.node {
@@ -89,6 +92,10 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
             .cache_control
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner),
+        headers: executor
+            .headers
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
         unresolved: executor
             .unresolved
             .into_inner()
@@ -102,6 +109,7 @@ struct Executor<'a> {
     data: Mutex<Value>,
     errors: Mutex<Vec<GraphQLError>>,
     cache_control: Mutex<Vec<String>>,
+    headers: Mutex<HeaderMap>,
     unresolved: Mutex<Vec<Vec<PathSegment>>>,
 }
 
@@ -359,6 +367,12 @@ impl<'a> Executor<'a> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(response.cache_control.clone().unwrap_or_default());
+                if !response.headers.is_empty() {
+                    let mut headers = self.headers.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (name, value) in &response.headers {
+                        headers.append(name, value.clone());
+                    }
+                }
                 Some(response)
             }
             Err(error) => {

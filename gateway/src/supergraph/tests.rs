@@ -101,6 +101,7 @@ fn a_supergraph_sdl_from_another_tool_loads_and_plans() {
         supergraph.plan_cache(),
         &document,
         None,
+        &crate::override_labels::ActiveLabels::default(),
         &hive_router_query_planner::utils::cancellation::CancellationToken::new(),
     )
     .unwrap();

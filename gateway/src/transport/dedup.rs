@@ -1,8 +1,10 @@
 //! In-flight de-duplication of subgraph fetches: identical concurrent query fetches (same
 //! subgraph, query, variables and forwarded headers, but for the ones that name the request
 //! or the client's address) share one request. Mutations always go through, each on its own.
+//! The answer's propagated response headers go to the request that made the fetch only.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -86,13 +88,21 @@ impl SubgraphTransport for DedupTransport {
         }
         let key = key(&request);
         let inner = self.inner.clone();
+        let led = AtomicBool::new(false);
         let outcome = self
             .inflight
-            .run(key, &self.metrics, move || {
+            .run(key, &self.metrics, || {
+                led.store(true, Ordering::Relaxed);
                 async move { inner.execute(request).await.map(Arc::new) }.boxed()
             })
             .await?;
-        Ok(Arc::try_unwrap(outcome).unwrap_or_else(|shared| shared.as_ref().clone()))
+        let mut response =
+            Arc::try_unwrap(outcome).unwrap_or_else(|shared| shared.as_ref().clone());
+        // Response headers (a `Set-Cookie`) are the request's that made the fetch only.
+        if !led.load(Ordering::Relaxed) {
+            response.headers.clear();
+        }
+        Ok(response)
     }
 }
 

@@ -27,6 +27,11 @@ pub struct HttpTransportConfig {
     pub max_response_bytes: usize,
     /// Extra root certificates and the client certificate. Default: public roots only.
     pub tls: super::ClientTls,
+    /// Speak HTTP/2 from the first byte (prior knowledge), also over cleartext (h2c): one
+    /// connection per subgraph carries every request at once. Every subgraph must then
+    /// speak HTTP/2. Without it, `https://` subgraphs still get HTTP/2 when their ALPN
+    /// offers it, and `http://` ones HTTP/1.1. Default: false.
+    pub http2_prior_knowledge: bool,
 }
 
 /// The default of [`HttpTransportConfig::max_response_bytes`] and of the client response cap.
@@ -41,6 +46,7 @@ impl Default for HttpTransportConfig {
             max_in_flight: 100,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             tls: super::ClientTls::default(),
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -83,13 +89,19 @@ impl HttpTransport {
     }
 
     pub fn client(config: &HttpTransportConfig) -> Result<reqwest::Client, TransportError> {
-        config
+        let builder = config
             .tls
             .apply(reqwest::Client::builder())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let builder = if config.http2_prior_knowledge {
+            builder.http2_prior_knowledge()
+        } else {
+            builder
+        };
+        builder
             .build()
             .map_err(|error| TransportError::Other(error.to_string()))
     }
@@ -121,6 +133,7 @@ impl SubgraphTransport for HttpTransport {
             .get(CACHE_CONTROL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
+        let headers = response.headers().clone();
         let body = match read_capped(response, self.max_response_bytes).await {
             Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
                 .map_err(|error| TransportError::InvalidResponse(error.to_string())),
@@ -131,6 +144,7 @@ impl SubgraphTransport for HttpTransport {
             Ok(body) => match SubgraphResponse::from_json(body) {
                 Ok(mut parsed) if status.is_success() || !parsed.errors.is_empty() => {
                     parsed.cache_control = cache_control;
+                    parsed.headers = headers;
                     Ok(parsed)
                 }
                 Ok(_) => Err(TransportError::Status {
@@ -252,8 +266,10 @@ mod tests {
                 data: Some(json!({"auth": "Bearer t0ken", "query": "{me{id}}"})),
                 errors: vec![json!({"message": "partial"})],
                 cache_control: Some("max-age=60".into()),
+                headers: response.headers.clone(),
             }
         );
+        assert_eq!(response.headers[header::CACHE_CONTROL], "max-age=60");
     }
 
     #[tokio::test]

@@ -84,6 +84,10 @@ pub struct SubgraphResponse {
     pub errors: Vec<Value>,
     /// The response's `Cache-Control` header, if the subgraph sent one.
     pub cache_control: Option<String>,
+    /// Response headers for the client: every header of the HTTP answer as the transport
+    /// read it, then only those the response header rules allow
+    /// ([`crate::header_rules::HeaderRulesTransport`]). Empty for in-process subgraphs.
+    pub headers: HeaderMap,
 }
 
 impl SubgraphResponse {
@@ -108,6 +112,7 @@ impl SubgraphResponse {
             data,
             errors,
             cache_control: None,
+            headers: HeaderMap::new(),
         })
     }
 }

@@ -25,6 +25,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// The longest any one Redis call may take before it counts as failed. Default 50 ms.
     pub timeout: Duration,
+    /// PEM CA certificates a `rediss://` server's certificate must chain to, instead of
+    /// the public roots (a private CA). Default: none, the public roots.
+    pub root_certificates: Option<Vec<u8>>,
 }
 
 /// How often the connection is checked in the background.
@@ -67,7 +70,16 @@ impl SharedState {
     /// (it ends when the last clone is dropped). Fails only when the URL is not a Redis
     /// URL; a Redis that does not answer yet is connected to when it does.
     pub fn new(settings: RedisSettings) -> Result<Self, SharedStateError> {
-        let client = redis::Client::open(settings.url.as_str())?;
+        let client = match &settings.root_certificates {
+            Some(roots) if settings.url.starts_with("rediss://") => redis::Client::build_with_tls(
+                settings.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots.clone()),
+                },
+            )?,
+            _ => redis::Client::open(settings.url.as_str())?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
             .set_response_timeout(Some(settings.timeout))

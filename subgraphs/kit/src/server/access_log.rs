@@ -1,5 +1,5 @@
-//! The access log and the request metrics: one line per request (method, path, status,
-//! duration, GraphQL operation name, client name, request id; inside the `request` span,
+//! The access log and the request metrics: one line per request (method, path, HTTP
+//! version, status, duration, GraphQL operation name, client name, request id; inside the `request` span,
 //! which adds the trace id) at `info` on the `gantry::access` target, `debug` for the probes and scrapes (`/health`, `/ready`,
 //! `/metrics`), which come every few seconds and would drown the rest; and for every other
 //! request `gantry_requests_total` and `gantry_request_duration_seconds` by operation name,
@@ -38,6 +38,7 @@ pub struct OperationName(pub String);
 pub async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    let version = request.version();
     let path = request.uri().path().to_owned();
     let headers = request.headers();
     let client = headers
@@ -62,7 +63,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
         .map(|name| name.0.as_str())
         .unwrap_or_default();
     if QUIET_PATHS.contains(&path.as_str()) {
-        tracing::debug!(target: "gantry::access", %method, path, status, duration_ms, request_id, "request");
+        tracing::debug!(target: "gantry::access", %method, path, ?version, status, duration_ms, request_id, "request");
         return response;
     }
     let client = CLIENT_NAMES.label(&client);
@@ -71,6 +72,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
         target: "gantry::access",
         %method,
         path,
+        ?version,
         status,
         duration_ms,
         operation,

@@ -69,6 +69,9 @@ pub struct App {
     pub metrics: Option<(SocketAddr, Router)>,
     pub tasks: BackgroundTasks,
     pub limits: ServerLimits,
+    /// The certificate and key to serve over TLS (HTTP/2 and HTTP/1.1 by ALPN); `None`
+    /// serves plain HTTP.
+    pub tls: Option<super::ServerTls>,
 }
 
 /// Where `/metrics` goes: into `router` when `metrics_listen` is `None`, else apart, on a
@@ -112,7 +115,7 @@ impl App {
                 }
             });
         }
-        let served = super::serve(listener, self.router, shutdown, &self.limits).await;
+        let served = super::serve(listener, self.router, shutdown, &self.limits, self.tls).await;
         self.tasks.stop().await;
         tracing::info!("stopped");
         Ok(served?)

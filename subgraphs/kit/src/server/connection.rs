@@ -8,9 +8,13 @@
 //! come, its headers must be complete within [`ServerLimits::header_read_timeout`]. A
 //! request is in progress from the moment hyper hands it to the service until the service
 //! answers; the body and the answer have their own limits (`body`, the request deadline).
+//!
+//! Over TLS the same holds for the decrypted stream; the handshake before it has a limit of
+//! its own, [`ServerLimits::tls_handshake_timeout`].
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,29 +27,35 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::limits::ServerLimits;
+use super::tls::ServerTls;
 
 /// Serves `router` on `listener` until `shutdown` completes, within `limits`; then stops
 /// accepting and waits at most [`ServerLimits::shutdown_grace`] for requests in progress.
+/// With `tls`, each connection's TLS handshake comes first, within
+/// [`ServerLimits::tls_handshake_timeout`]; the limits on requests then apply to what the
+/// encrypted stream carries, exactly as on a plain one.
 pub async fn serve_connections(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: &ServerLimits,
+    tls: Option<ServerTls>,
 ) -> io::Result<()> {
     let max_connections = limits.effective_max_connections();
     tracing::info!(
         max_connections,
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
         idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
+        tls = tls.is_some(),
         "accepting connections"
     );
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -62,6 +72,7 @@ pub async fn serve_connections(
         idle: limits.idle_timeout,
         header: limits.header_read_timeout,
     };
+    let handshake_timeout = limits.tls_handshake_timeout;
     tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting: new connections wait in the listen backlog.
@@ -81,9 +92,66 @@ pub async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            peer,
+            router: router.clone(),
+            builder: builder.clone(),
+            timeouts,
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => connection.serve(stream).await,
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, error = %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake did not finish in time"),
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(grace_secs = limits.shutdown_grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+    Ok(())
+}
+
+/// One accepted connection, before its stream (plain or decrypted) is served.
+struct Connection {
+    peer: SocketAddr,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    /// Watched by the graceful stop from accept on, so a stop waits for handshakes too.
+    watcher: Watcher,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on `stream` until it closes.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            peer,
+            router,
+            builder,
+            timeouts,
+            watcher,
+        } = self;
         let clock = Arc::new(ConnectionClock::default());
         let io = TokioIo::new(WatchedStream::new(stream, clock.clone(), timeouts));
-        let router = router.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_progress = RequestInProgress::start(clock.clone());
@@ -97,22 +165,10 @@ pub async fn serve_connections(
         let connection = builder
             .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
             .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "connection closed with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(grace_secs = limits.shutdown_grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%peer, error = %error, "connection closed with an error");
         }
     }
-    Ok(())
 }
 
 /// A failed `accept`: per-connection errors are skipped; running out of file descriptors
@@ -169,10 +225,10 @@ struct Waiting {
     first_byte: Option<Instant>,
 }
 
-/// A TCP stream that fails its reads once it has waited too long for a request (see the
-/// module documentation); hyper then closes the connection.
-struct WatchedStream {
-    stream: TcpStream,
+/// A stream (TCP, or TLS over TCP) that fails its reads once it has waited too long for a
+/// request (see the module documentation); hyper then closes the connection.
+struct WatchedStream<S> {
+    stream: S,
     clock: Arc<ConnectionClock>,
     timeouts: Timeouts,
     timer: Pin<Box<Sleep>>,
@@ -182,8 +238,8 @@ struct WatchedStream {
     http2: Option<bool>,
 }
 
-impl WatchedStream {
-    fn new(stream: TcpStream, clock: Arc<ConnectionClock>, timeouts: Timeouts) -> Self {
+impl<S> WatchedStream<S> {
+    fn new(stream: S, clock: Arc<ConnectionClock>, timeouts: Timeouts) -> Self {
         Self {
             stream,
             clock,
@@ -202,7 +258,7 @@ impl WatchedStream {
     }
 }
 
-impl AsyncRead for WatchedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -252,7 +308,7 @@ impl AsyncRead for WatchedStream {
     }
 }
 
-impl AsyncWrite for WatchedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -289,10 +345,18 @@ mod tests {
 
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     use super::*;
 
     async fn server(limits: ServerLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        server_with(limits, None).await
+    }
+
+    async fn server_with(
+        limits: ServerLimits,
+        tls: Option<ServerTls>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let router = Router::new().route("/", get(|| async { "ok" }));
@@ -305,6 +369,7 @@ mod tests {
                     let _ = stopped.await;
                 },
                 &limits,
+                tls,
             )
             .await;
         });
@@ -370,5 +435,41 @@ mod tests {
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest).await;
         assert!(!String::from_utf8_lossy(&rest).contains("200"));
+    }
+
+    /// A server certificate for `localhost`, self-signed, in PEM files under `dir`.
+    fn self_signed(dir: &std::path::Path) -> ServerTls {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).expect("write");
+        std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write");
+        ServerTls::load(&super::super::tls::ServerTlsFiles {
+            cert: Some(cert),
+            key: Some(key),
+        })
+        .expect("loads")
+        .expect("configured")
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_finishes_the_tls_handshake_is_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (address, _stop) = server_with(
+            ServerLimits {
+                tls_handshake_timeout: Duration::from_millis(300),
+                idle_timeout: Duration::from_secs(60),
+                ..ServerLimits::default()
+            },
+            Some(self_signed(dir.path())),
+        )
+        .await;
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        // A TLS record header that promises a ClientHello which never comes.
+        stream
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+            .await
+            .expect("write");
+        assert_eq!(read_to_close(&mut stream).await, "");
     }
 }

@@ -35,6 +35,9 @@ pub struct ServerLimits {
     pub body_bytes_in_flight: usize,
     /// How long in-flight requests may run on after SIGTERM or Ctrl-C. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// Time a client has, from connecting, to finish the TLS handshake when the server
+    /// speaks TLS; slower, the connection is closed. Default: 10 s.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -47,6 +50,7 @@ impl Default for ServerLimits {
             max_connections: 10_000,
             body_bytes_in_flight: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

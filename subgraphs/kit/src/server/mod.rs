@@ -9,6 +9,8 @@
 //! - [`limits`]: [`ServerLimits`], every default documented.
 //! - [`readiness`]: `GET /ready`, from the checks a server is built with.
 //! - [`connection`]: the accept loop (connection cap, idle and header-read timeouts).
+//! - [`tls`]: [`ServerTls`], the certificate and key of a server that speaks TLS, with
+//!   HTTP/2 and HTTP/1.1 offered by ALPN.
 //! - [`body`]: request bodies under a deadline and a budget of bytes held at once.
 //! - [`access_log`]: one log line per request, and the request metrics.
 //! - [`labels`]: metric label values from clients, bounded.
@@ -22,6 +24,7 @@ pub mod connection;
 pub mod labels;
 pub mod limits;
 pub mod readiness;
+pub mod tls;
 pub mod trace_context;
 
 use std::future::Future;
@@ -43,6 +46,7 @@ use tower_http::trace::TraceLayer;
 pub use self::app::{App, BackgroundTasks, RunError, place_metrics};
 pub use self::body::BodyLimits;
 pub use self::limits::ServerLimits;
+pub use self::tls::{ServerTls, ServerTlsError, ServerTlsFiles};
 use crate::client::TrustedProxies;
 use crate::jwt::TokenVerifier;
 use crate::viewer::ViewerState;
@@ -172,15 +176,17 @@ pub fn with_request_limits(
 
 /// Serves `router` on `listener` until `shutdown` completes, within `limits` (see
 /// [`connection::serve_connections`]), then stops accepting and waits at most
-/// [`ServerLimits::shutdown_grace`] for in-flight requests.
+/// [`ServerLimits::shutdown_grace`] for in-flight requests. With `tls`, over TLS only
+/// (HTTP/2 or HTTP/1.1 by ALPN); without, plain HTTP/1.1 and HTTP/2 (h2c).
 pub fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: &ServerLimits,
+    tls: Option<ServerTls>,
 ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
     let limits = limits.clone();
-    async move { connection::serve_connections(listener, router, shutdown, &limits).await }
+    async move { connection::serve_connections(listener, router, shutdown, &limits, tls).await }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
