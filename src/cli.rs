@@ -621,6 +621,43 @@ pub struct SubgraphArgs {
     /// The longest one Redis call may take, in milliseconds.
     #[arg(long, env = "GANTRY_REDIS_TIMEOUT_MS", default_value_t = 50)]
     pub redis_timeout_ms: u64,
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// How events between the subgraphs travel (`gantry subgraph`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum EventTransport {
+    /// The posts subgraph reads the users subgraph's outbox table: both in one database.
+    #[default]
+    Database,
+    /// Through Redis Streams (`REDIS_URL`): each subgraph may have a database of its own.
+    Redis,
+}
+
+/// Events between subgraphs; defaults in [`gantry_kit::events::StreamSettings`].
+#[derive(Debug, Args, Clone, Default)]
+pub struct EventArgs {
+    /// How events travel between the subgraphs: `database` (one shared database) or
+    /// `redis` (Redis Streams, a database per subgraph). Give both subgraphs the same.
+    #[arg(long, env = "GANTRY_EVENTS", value_enum, default_value_t)]
+    pub events: EventTransport,
+    /// Deliveries of an event the posts subgraph cannot read before it goes to the
+    /// dead-letter stream. Default 5.
+    #[arg(long, env = "GANTRY_EVENTS_MAX_DELIVERIES")]
+    pub events_max_deliveries: Option<u32>,
+    /// Milliseconds a delivered, unacknowledged event waits before it is delivered again.
+    /// Default 30000.
+    #[arg(long, env = "GANTRY_EVENTS_CLAIM_IDLE_MS")]
+    pub events_claim_idle_ms: Option<u64>,
+    /// Entries the event stream keeps, roughly. Default 1000000.
+    #[arg(long, env = "GANTRY_EVENTS_MAX_LEN")]
+    pub events_max_len: Option<usize>,
+    /// The users subgraph's GraphQL URL, for a posts subgraph with a database of its own:
+    /// it follows revocations from that subgraph's `/revocations` (else from the
+    /// `revocations` table of its own database).
+    #[arg(long, env = "GANTRY_USERS_URL")]
+    pub users_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -641,6 +678,9 @@ pub struct MigrateArgs {
     /// How many migrations `down` rolls back.
     #[arg(long, default_value_t = 1)]
     pub steps: u32,
+    /// Only this subgraph's migrations (for a database of its own); default: every one.
+    #[arg(long, value_enum)]
+    pub subgraph: Option<SubgraphName>,
 }
 
 #[derive(Debug, Args)]

@@ -223,6 +223,7 @@ impl TestApp {
             redis_url: None,
             redis_prefix: "gantry:".into(),
             redis_timeout_ms: 50,
+            events: Default::default(),
         };
         let app = gantry::commands::subgraph::build(&common, &args)
             .await

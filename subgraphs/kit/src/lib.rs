@@ -22,6 +22,8 @@
 //! - [`rate_limit`]: GCRA rate limits, atomic in Redis, in process when Redis is away.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
+//! - [`events`]: events between subgraphs over Redis Streams (publisher, consumer
+//!   groups, dead letters, lag).
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
 //! - [`prometheus`]: the process's metrics recorder and `/metrics`.
 //! - [`server`]: serving any command's axum router with connection and request limits,
@@ -32,6 +34,7 @@ pub mod client;
 pub mod cursor;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod invalidation;
 pub mod jwt;
 pub mod keys;
