@@ -8,6 +8,7 @@ mod batching;
 mod browser;
 mod caching;
 mod cors;
+mod databases;
 mod demand;
 mod deploy;
 mod e2e;
