@@ -45,9 +45,11 @@ pub async fn open_database_in(
 ) -> anyhow::Result<DatabaseConnection> {
     let settings = common.database();
     let db = gantry_kit::db::connect(&settings).await?;
-    let applied = gantry_migrations::apply_pending_in(&db, scope).await.map_err(|err| {
-        anyhow::anyhow!("applying migrations: {}", gantry_kit::db::describe(&err))
-    })?;
+    let applied = gantry_migrations::apply_pending_in(&db, scope)
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("applying migrations: {}", gantry_kit::db::describe(&err))
+        })?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied pending migrations");
     }

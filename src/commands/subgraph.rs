@@ -61,7 +61,9 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
                 ..common.users()
             };
             let signal = match &streams {
-                Some(streams) => Some(super::events::start_relay(common, streams, &db, &mut tasks)?),
+                Some(streams) => Some(super::events::start_relay(
+                    common, streams, &db, &mut tasks,
+                )?),
                 None => None,
             };
             UsersSubgraph::new(db, key, config, signal)?.router()
@@ -85,13 +87,17 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<S
                 &args.redis_prefix,
                 args.redis_timeout_ms,
             )?;
-            let reads =
-                super::read_routing(common, db.clone(), shared.clone(), &mut tasks).await?;
+            let reads = super::read_routing(common, db.clone(), shared.clone(), &mut tasks).await?;
             let posts = PostsSubgraph::with_reads(reads.clone(), verifier, common.posts());
             readiness = readiness.with_redis(shared.clone()).with_reads(reads);
             match streams {
                 Some(streams) => {
-                    super::events::start_account_consumer(streams, &db, invalidations(shared), &mut tasks)?;
+                    super::events::start_account_consumer(
+                        streams,
+                        &db,
+                        invalidations(shared),
+                        &mut tasks,
+                    )?;
                 }
                 None => {
                     let consumer = posts.account_deletion_consumer(None, invalidations(shared));
@@ -144,10 +150,12 @@ fn follow_remote_revocations(
 /// not there.
 async fn ensure_revocations_table(db: &DatabaseConnection) -> anyhow::Result<()> {
     let manager = sea_orm_migration::SchemaManager::new(db);
-    let present = manager
-        .has_table("revocations")
-        .await
-        .map_err(|err| anyhow::anyhow!("looking for the revocations table: {}", gantry_kit::db::describe(&err)))?;
+    let present = manager.has_table("revocations").await.map_err(|err| {
+        anyhow::anyhow!(
+            "looking for the revocations table: {}",
+            gantry_kit::db::describe(&err)
+        )
+    })?;
     anyhow::ensure!(
         present,
         "this database has no `revocations` table (the users subgraph's): give a posts \

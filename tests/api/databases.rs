@@ -39,7 +39,11 @@ impl Split {
         }
     }
 
-    fn env<'a>(&'a self, database: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    fn env<'a>(
+        &'a self,
+        database: &'a str,
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![
             ("GANTRY_DATA_DIR", self.data.as_str()),
             ("DATABASE_URL", database),
@@ -112,16 +116,20 @@ async fn register(users: &Process, name: &str) -> (String, String) {
 /// `follower` follows `followee` through the posts subgraph, once the account-created
 /// event has told it that `followee` exists.
 async fn follow(posts: &Process, token: &str, followee: &str) {
-    eventually("the followee is known to the posts subgraph", Duration::from_secs(20), || async {
-        let body = graphql(
-            posts,
-            "mutation($id: ID!) { follow(userId: $id) { id } }",
-            json!({ "id": followee }),
-            Some(token),
-        )
-        .await;
-        (body["errors"] == Value::Null).then_some(())
-    })
+    eventually(
+        "the followee is known to the posts subgraph",
+        Duration::from_secs(20),
+        || async {
+            let body = graphql(
+                posts,
+                "mutation($id: ID!) { follow(userId: $id) { id } }",
+                json!({ "id": followee }),
+                Some(token),
+            )
+            .await;
+            (body["errors"] == Value::Null).then_some(())
+        },
+    )
     .await;
 }
 
@@ -134,7 +142,10 @@ async fn create_post(posts: &Process, token: &str, body: &str) -> String {
     )
     .await;
     assert_eq!(response["errors"], Value::Null, "{response}");
-    response["data"]["createPost"]["id"].as_str().unwrap().to_owned()
+    response["data"]["createPost"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn delete_account(users: &Process, token: &str) {
@@ -237,15 +248,27 @@ async fn an_account_deletion_cleans_the_posts_database_of_its_own_through_redis_
     let (alice, alice_token) = alice_and_bob(&users, &posts).await;
     let posts_db = Database::connect(split.posts_db.as_str()).await.unwrap();
     let users_db = Database::connect(split.users_db.as_str()).await.unwrap();
-    assert_eq!(rows_of(&posts_db, &alice).await, 5, "two follows, a post, a like and a comment");
+    assert_eq!(
+        rows_of(&posts_db, &alice).await,
+        5,
+        "two follows, a post, a like and a comment"
+    );
 
     delete_account(&users, &alice_token).await;
 
-    eventually("alice's rows leave the posts database", Duration::from_secs(20), || async {
-        (rows_of(&posts_db, &alice).await == 0).then_some(())
-    })
+    eventually(
+        "alice's rows leave the posts database",
+        Duration::from_secs(20),
+        || async { (rows_of(&posts_db, &alice).await == 0).then_some(()) },
+    )
     .await;
-    let latest = graphql(&posts, "{ latestPosts { edges { node { body } } } }", json!({}), None).await;
+    let latest = graphql(
+        &posts,
+        "{ latestPosts { edges { node { body } } } }",
+        json!({}),
+        None,
+    )
+    .await;
     assert_eq!(
         latest["data"]["latestPosts"]["edges"],
         json!([{ "node": { "body": "hello from bob" } }]),
@@ -256,7 +279,11 @@ async fn an_account_deletion_cleans_the_posts_database_of_its_own_through_redis_
     assert!(!has_table(&posts_db, "outbox_events").await);
     let metrics = metrics(&posts).await;
     let stream = split.stream();
-    assert_eq!(sample(&metrics, "gantry_events_lag", &stream), Some(0.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "gantry_events_lag", &stream),
+        Some(0.0),
+        "{metrics}"
+    );
     assert!(
         sample(&metrics, "gantry_events_handled_total", &stream).is_some_and(|n| n >= 3.0),
         "two accounts created, one deleted: {metrics}"
@@ -274,34 +301,50 @@ async fn a_deletion_made_while_the_posts_subgraph_is_down_is_applied_when_it_sta
     delete_account(&users, &alice_token).await;
     let redis = split.redis().await;
     let stream = split.stream();
-    eventually("the deletion is on the stream", Duration::from_secs(20), || {
-        let (mut redis, stream) = (redis.clone(), &stream);
-        async move {
-            let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                .arg(stream)
-                .arg("-")
-                .arg("+")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            entries
-                .ids
-                .iter()
-                .any(|e| e.get::<String>("topic").as_deref() == Some("user.account_deleted"))
-                .then_some(())
-        }
-    })
+    eventually(
+        "the deletion is on the stream",
+        Duration::from_secs(20),
+        || {
+            let (mut redis, stream) = (redis.clone(), &stream);
+            async move {
+                let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(stream)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                entries
+                    .ids
+                    .iter()
+                    .any(|e| e.get::<String>("topic").as_deref() == Some("user.account_deleted"))
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let posts_db = Database::connect(split.posts_db.as_str()).await.unwrap();
-    assert_eq!(rows_of(&posts_db, &alice).await, 5, "nothing applied while down");
+    assert_eq!(
+        rows_of(&posts_db, &alice).await,
+        5,
+        "nothing applied while down"
+    );
 
     let posts = split.posts(&users, &[]).await;
 
-    eventually("alice's rows leave the posts database", Duration::from_secs(20), || async {
-        (rows_of(&posts_db, &alice).await == 0).then_some(())
-    })
+    eventually(
+        "alice's rows leave the posts database",
+        Duration::from_secs(20),
+        || async { (rows_of(&posts_db, &alice).await == 0).then_some(()) },
+    )
     .await;
-    let latest = graphql(&posts, "{ latestPosts { edges { node { body } } } }", json!({}), None).await;
+    let latest = graphql(
+        &posts,
+        "{ latestPosts { edges { node { body } } } }",
+        json!({}),
+        None,
+    )
+    .await;
     assert_eq!(
         latest["data"]["latestPosts"]["edges"],
         json!([{ "node": { "body": "hello from bob" } }]),
@@ -310,7 +353,8 @@ async fn a_deletion_made_while_the_posts_subgraph_is_down_is_applied_when_it_sta
 }
 
 #[tokio::test]
-async fn an_event_the_posts_subgraph_cannot_read_goes_to_the_dead_letter_stream_after_its_deliveries() {
+async fn an_event_the_posts_subgraph_cannot_read_goes_to_the_dead_letter_stream_after_its_deliveries()
+ {
     let split = Split::new().await;
     let users = split.users().await;
     let posts = split
@@ -339,27 +383,38 @@ async fn an_event_the_posts_subgraph_cannot_read_goes_to_the_dead_letter_stream_
     let (bob, _) = register(&users, "bob").await;
 
     let dead_stream = format!("{stream}:dead");
-    let dead = eventually("the poison event is dead-lettered", Duration::from_secs(20), || {
-        let (mut redis, dead_stream) = (redis.clone(), &dead_stream);
-        async move {
-            let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                .arg(dead_stream)
-                .arg("-")
-                .arg("+")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            entries.ids.into_iter().next()
-        }
-    })
+    let dead = eventually(
+        "the poison event is dead-lettered",
+        Duration::from_secs(20),
+        || {
+            let (mut redis, dead_stream) = (redis.clone(), &dead_stream);
+            async move {
+                let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(dead_stream)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                entries.ids.into_iter().next()
+            }
+        },
+    )
     .await;
     assert_eq!(dead.get::<String>("source_entry"), Some(poison));
-    assert_eq!(dead.get::<String>("topic").as_deref(), Some("user.account_deleted"));
-    assert_eq!(dead.get::<String>("payload").as_deref(), Some("{\"userId\": \"not an id\"}"));
+    assert_eq!(
+        dead.get::<String>("topic").as_deref(),
+        Some("user.account_deleted")
+    );
+    assert_eq!(
+        dead.get::<String>("payload").as_deref(),
+        Some("{\"userId\": \"not an id\"}")
+    );
     assert_eq!(dead.get::<String>("group").as_deref(), Some("posts"));
     assert_eq!(dead.get::<String>("deliveries").as_deref(), Some("3"));
     assert!(
-        dead.get::<String>("error").is_some_and(|e| e.contains("user.account_deleted")),
+        dead.get::<String>("error")
+            .is_some_and(|e| e.contains("user.account_deleted")),
         "{dead:?}"
     );
     let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
@@ -382,4 +437,48 @@ async fn an_event_the_posts_subgraph_cannot_read_goes_to_the_dead_letter_stream_
         sample(&metrics, "gantry_events_failed_total", &stream).is_some_and(|n| n >= 3.0),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn each_subgraph_migrates_only_its_own_tables_and_a_shared_database_takes_the_rest_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Postgres, dir.path()).await;
+    let env = [("DATABASE_URL", url.as_str())];
+
+    let posts_only = crate::helpers::run(&["migrate", "up", "--subgraph", "posts"], &env).await;
+    let status = crate::helpers::run(&["migrate", "status"], &env).await;
+    let shared = crate::helpers::run(&["migrate", "up"], &env).await;
+    let after = crate::helpers::run(&["migrate", "status"], &env).await;
+
+    assert!(posts_only.status.success(), "{posts_only:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&posts_only.stdout),
+        "applied 2 migration(s)\n"
+    );
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let pending: Vec<&str> = status
+        .lines()
+        .filter_map(|line| line.strip_prefix("Pending"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            "m20261127_000001_users",
+            "m20261201_000003_revocations",
+            "m20261210_000005_outbox_published"
+        ],
+        "{status}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&shared.stdout),
+        "applied 3 migration(s)\n"
+    );
+    let after = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert!(
+        after.lines().all(|line| line.starts_with("Applied")),
+        "{after}"
+    );
+    let db = Database::connect(url.as_str()).await.unwrap();
+    assert!(has_table(&db, "posts").await && has_table(&db, "users").await);
 }

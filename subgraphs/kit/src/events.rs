@@ -27,8 +27,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
-    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
-    StreamReadReply,
+    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply, StreamReadReply,
 };
 use tokio::sync::watch;
 

@@ -154,7 +154,9 @@ async fn has_outbox<C: ConnectionTrait>(txn: &C) -> Result<bool, DbErr> {
     let backend = txn.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => "SELECT to_regclass('outbox_events') IS NOT NULL AS found",
-        _ => "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_events') AS found",
+        _ => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_events') AS found"
+        }
     };
     let row = txn
         .query_one_raw(Statement::from_string(backend, sql))

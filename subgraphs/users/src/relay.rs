@@ -147,4 +147,3 @@ impl OutboxRelay {
         Ok(rows.len())
     }
 }
-
