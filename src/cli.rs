@@ -50,6 +50,7 @@ pub mod heading {
     pub const COMPOSE: &str = "Compose";
     pub const MIGRATE: &str = "Migrate";
     pub const SEED: &str = "Seed";
+    pub const EVENTS: &str = "Events";
 }
 
 #[derive(Debug, Parser)]
@@ -336,6 +337,43 @@ pub struct SubgraphArgs {
     /// it, for every replica.
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// How events between the subgraphs travel (`gantry subgraph`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum EventTransport {
+    /// The posts subgraph reads the users subgraph's outbox table: both in one database.
+    #[default]
+    Database,
+    /// Through Redis Streams (`REDIS_URL`): each subgraph may have a database of its own.
+    Redis,
+}
+
+/// Events between subgraphs; defaults in [`gantry_kit::events::StreamSettings`].
+#[derive(Debug, Args, Clone, Default)]
+pub struct EventArgs {
+    /// How events travel between the subgraphs: `database` (one shared database) or
+    /// `redis` (Redis Streams, a database per subgraph). Give both subgraphs the same.
+    #[arg(long, env = "GANTRY_EVENTS", value_enum, default_value_t, help_heading = heading::EVENTS)]
+    pub events: EventTransport,
+    /// Deliveries of an event the posts subgraph cannot read before it goes to the
+    /// dead-letter stream. Default 5.
+    #[arg(long, env = "GANTRY_EVENTS_MAX_DELIVERIES", help_heading = heading::EVENTS)]
+    pub events_max_deliveries: Option<u32>,
+    /// How long a delivered, unacknowledged event waits before it is delivered again (a
+    /// bare number is milliseconds). Default 30000.
+    #[arg(long, env = "GANTRY_EVENTS_CLAIM_IDLE_MS", value_parser = values::millis, help_heading = heading::EVENTS)]
+    pub events_claim_idle_ms: Option<u64>,
+    /// Entries the event stream keeps, roughly. Default 1000000.
+    #[arg(long, env = "GANTRY_EVENTS_MAX_LEN", help_heading = heading::EVENTS)]
+    pub events_max_len: Option<usize>,
+    /// The users subgraph's GraphQL URL, for a posts subgraph with a database of its own:
+    /// it follows revocations from that subgraph's `/revocations` (else from the
+    /// `revocations` table of its own database).
+    #[arg(long, env = "GANTRY_USERS_URL", help_heading = heading::EVENTS)]
+    pub users_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -358,6 +396,9 @@ pub struct MigrateArgs {
     pub steps: u32,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Only this subgraph's migrations (for a database of its own); default: every one.
+    #[arg(long, value_enum, help_heading = heading::MIGRATE)]
+    pub subgraph: Option<SubgraphName>,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! The transactional outbox. A subgraph writes an event in the same transaction as the
 //! change it describes; consumers read events in id order (UUIDv7 ids sort by time) and
 //! remember the last one they handled, so delivery is at least once and nothing written
-//! is lost while a consumer is down.
+//! is lost while a consumer is down. With a database per subgraph, a relay hands them to
+//! Redis Streams instead and marks them published.
 
 use sea_orm::entity::prelude::*;
 
@@ -15,6 +16,9 @@ pub struct Model {
     /// The event as JSON text.
     pub payload: String,
     pub created_at: DateTimeUtc,
+    /// When the relay handed it to Redis Streams; `None` until then, and always where
+    /// events stay in the database.
+    pub published_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,7 +13,10 @@ use sea_orm_migration::sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-use crate::Migrator;
+use sea_orm_migration::sea_orm::{EntityTrait, Set};
+use sea_orm_migration::{SchemaManager, seaql_migrations};
+
+use crate::{Migrator, Scope};
 
 /// The advisory lock every Gantry process takes to migrate a PostgreSQL database
 /// (`gantry` in ASCII, then 1): one value, so any two of them exclude each other.
@@ -37,6 +40,51 @@ pub async fn apply_pending(db: &DatabaseConnection) -> Result<Vec<String>, DbErr
     Migrator::up(&txn, None).await?;
     txn.commit().await?;
     Ok(pending)
+}
+
+/// Applies every pending migration of `scope` under the lock and returns the names it
+/// applied. Records go to the one `seaql_migrations` table whatever the scope, so the
+/// history of a database both subgraphs share stays whole; migrations of other scopes
+/// recorded there are left alone.
+pub async fn apply_pending_in(db: &DatabaseConnection, scope: Scope) -> Result<Vec<String>, DbErr> {
+    if scope == Scope::All {
+        return apply_pending(db).await;
+    }
+    let pending_in = |status: Vec<sea_orm_migration::Migration>| -> Vec<String> {
+        status
+            .into_iter()
+            .filter(|m| m.status() == sea_orm_migration::MigrationStatus::Pending)
+            .map(|m| m.name().to_owned())
+            .filter(|name| scope.owns(name))
+            .collect()
+    };
+    if pending_in(Migrator::get_migration_with_status_read_only(db).await?).is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = locked(db).await?;
+    let pending = pending_in(Migrator::get_migration_with_status(&txn).await?);
+    let manager = SchemaManager::new(&txn);
+    for migration in scope.migrations() {
+        if !pending.iter().any(|name| name == migration.name()) {
+            continue;
+        }
+        migration.up(&manager).await?;
+        seaql_migrations::Entity::insert(seaql_migrations::ActiveModel {
+            version: Set(migration.name().to_owned()),
+            applied_at: Set(unix_now()),
+        })
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(pending)
+}
+
+/// Unix seconds now, as sea-orm-migration records them.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }
 
 /// Rolls back the last `steps` applied migrations under the lock; returns their names.

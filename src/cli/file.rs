@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     heading::COMPOSE,
     heading::MIGRATE,
     heading::SEED,
+    heading::EVENTS,
 ];
 
 /// One key of the file, and the flag it stands for (as the first command that has it

@@ -3,9 +3,9 @@
 //! file, no migrations table) where there is no database yet.
 
 use gantry_kit::db::describe;
-use gantry_migrations::{Migrator, MigratorTrait};
+use gantry_migrations::{Migrator, MigratorTrait, Scope};
 
-use crate::cli::{CommonArgs, MigrateAction, MigrateArgs};
+use crate::cli::{CommonArgs, MigrateAction, MigrateArgs, SubgraphName};
 
 /// Closes the pool before the process ends, so SQLite checkpoints its journal into the file
 /// and removes it: a SQLite file handed on (to a read-only reader, a copy) is then whole.
@@ -17,11 +17,16 @@ async fn close(db: sea_orm::DatabaseConnection) {
 
 pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
     let settings = common.database();
+    let scope = match args.subgraph {
+        None => Scope::All,
+        Some(SubgraphName::Users) => Scope::Users,
+        Some(SubgraphName::Posts) => Scope::Posts,
+    };
     let fail = |what: &str, err: sea_orm::DbErr| anyhow::anyhow!("{what}: {}", describe(&err));
     match args.action {
         MigrateAction::Up => {
             let db = gantry_kit::db::connect(&settings).await?;
-            let applied = gantry_migrations::apply_pending(&db)
+            let applied = gantry_migrations::apply_pending_in(&db, scope)
                 .await
                 .map_err(|err| fail("applying migrations", err))?;
             println!("applied {} migration(s)", applied.len());
@@ -40,7 +45,7 @@ pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
                 && !file.exists()
             {
                 println!("no database at {} yet", file.display());
-                for migration in Migrator::migrations() {
+                for migration in scope.migrations() {
                     println!("{:<8} {}", "Pending", migration.name());
                 }
                 return Ok(());
@@ -49,7 +54,7 @@ pub async fn run(common: &CommonArgs, args: MigrateArgs) -> anyhow::Result<()> {
             let migrations = Migrator::get_migration_with_status_read_only(&db)
                 .await
                 .map_err(|err| fail("reading migration status", err))?;
-            for migration in migrations {
+            for migration in migrations.iter().filter(|m| scope.owns(m.name())) {
                 println!("{:<8} {}", migration.status().to_string(), migration.name());
             }
             close(db).await;

@@ -3,6 +3,7 @@
 //! their `build` functions are public so tests can run the real wiring on port 0.
 
 pub mod compose;
+pub mod events;
 pub mod gateway;
 pub mod manifest;
 pub mod migrate;
@@ -39,11 +40,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// number of processes may do this at once on one database: the migrations run under a
 /// lock (see [`gantry_migrations::lock`]).
 pub async fn open_database(common: &CommonArgs) -> anyhow::Result<DatabaseConnection> {
+    open_database_in(common, gantry_migrations::Scope::All).await
+}
+
+/// [`open_database`], applying only the migrations of `scope` (a subgraph's own).
+pub async fn open_database_in(
+    common: &CommonArgs,
+    scope: gantry_migrations::Scope,
+) -> anyhow::Result<DatabaseConnection> {
     let settings = common.database();
     let db = gantry_kit::db::connect(&settings).await?;
-    let applied = gantry_migrations::apply_pending(&db).await.map_err(|err| {
-        anyhow::anyhow!("applying migrations: {}", gantry_kit::db::describe(&err))
-    })?;
+    let applied = gantry_migrations::apply_pending_in(&db, scope)
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("applying migrations: {}", gantry_kit::db::describe(&err))
+        })?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied pending migrations");
     }

@@ -1,9 +1,13 @@
 //! `gantry subgraph users|posts`: one subgraph on its own port, with `/health`, `/ready`
-//! (its database, and Redis when the posts subgraph has one) and `/metrics`.
+//! (its database, and Redis when the posts subgraph has one) and `/metrics`. Each applies
+//! only its own migrations, so each may have a database of its own; events between them
+//! then travel through Redis Streams (see [`super::events`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use gantry_gateway::cache::CacheInvalidator;
 use gantry_kit::invalidation::Invalidations;
@@ -25,7 +29,12 @@ use crate::cli::{CommonArgs, SubgraphArgs, SubgraphName};
 /// data dir) when none is configured; the posts subgraph waits for that one.
 pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<App> {
     let name = args.name;
-    let db = super::open_database(common).await?;
+    let scope = match name {
+        SubgraphName::Users => gantry_migrations::Scope::Users,
+        SubgraphName::Posts => gantry_migrations::Scope::Posts,
+    };
+    let db = super::open_database_in(common, scope).await?;
+    let streams = super::events::stream_settings(args)?;
     let mut tasks = BackgroundTasks::default();
     let mut readiness = Readiness::new().with(Arc::new(DatabaseCheck(db.clone())));
     let router = match name {
@@ -43,14 +52,27 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                 revocations: follow_revocations(&mut tasks, &db),
                 ..common.users()
             };
-            UsersSubgraph::new(db, key, config, None)?.router()
+            let signal = match &streams {
+                Some(streams) => Some(super::events::start_relay(
+                    common, streams, &db, &mut tasks,
+                )?),
+                None => None,
+            };
+            UsersSubgraph::new(db, key, config, signal)?.router()
         }
         SubgraphName::Posts => {
             let key =
                 SigningKey::load_generated_elsewhere(&common.keys(), common.startup_wait()).await?;
+            let revocations = match args.events.users_url.as_deref() {
+                Some(users_url) => follow_remote_revocations(common, &mut tasks, users_url)?,
+                None => {
+                    ensure_revocations_table(&db).await?;
+                    follow_revocations(&mut tasks, &db)
+                }
+            };
             let verifier = Arc::new(
                 TokenVerifier::new(std::slice::from_ref(&key.public), &common.jwt())?
-                    .with_revocations(follow_revocations(&mut tasks, &db)),
+                    .with_revocations(revocations),
             );
             let shared = super::shared_redis(
                 common,
@@ -58,13 +80,25 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                 &args.redis.redis_prefix,
                 args.redis.redis_timeout_ms,
             )?;
-            let reads = super::read_routing(common, db, shared.clone(), &mut tasks).await?;
+            let reads = super::read_routing(common, db.clone(), shared.clone(), &mut tasks).await?;
             let posts = PostsSubgraph::with_reads(reads.clone(), verifier, common.posts());
             readiness = readiness
                 .with_redis(shared.clone())
                 .with(Arc::new(ReplicaCheck(reads)));
-            let consumer = posts.account_deletion_consumer(None, invalidations(shared));
-            tasks.spawn(|stop| consumer.run(stop));
+            match streams {
+                Some(streams) => {
+                    super::events::start_account_consumer(
+                        streams,
+                        &db,
+                        invalidations(shared),
+                        &mut tasks,
+                    )?;
+                }
+                None => {
+                    let consumer = posts.account_deletion_consumer(None, invalidations(shared));
+                    tasks.spawn(|stop| consumer.run(stop));
+                }
+            }
             posts.router()
         }
     };
@@ -93,6 +127,52 @@ fn follow_revocations(tasks: &mut BackgroundTasks, db: &DatabaseConnection) -> R
     let (list, source) = (revocations.clone(), DatabaseRevocations(db.clone()));
     tasks.spawn(move |stop| revocation::follow(list, source, stop));
     revocations
+}
+
+/// The revocations the users subgraph at `users_url` lists, read every
+/// [`revocation::POLL_EVERY`] (a posts subgraph with a database of its own).
+fn follow_remote_revocations(
+    common: &CommonArgs,
+    tasks: &mut BackgroundTasks,
+    users_url: &str,
+) -> anyhow::Result<Revocations> {
+    use gantry_gateway::transport::{ClientTls, ClientTlsFiles};
+    let tls = ClientTls::load(&ClientTlsFiles {
+        ca_file: common.server.tls_ca_file.clone(),
+        ..ClientTlsFiles::default()
+    })
+    .context("loading the CA file")?;
+    let client = tls
+        .apply(reqwest::Client::builder())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let source = gantry_gateway::revocations::RemoteRevocations::beside(users_url, client)
+        .with_context(|| format!("GANTRY_USERS_URL `{users_url}` is not usable"))?;
+    tracing::info!(url = source.url(), "following revocations");
+    let revocations = Revocations::default();
+    let list = revocations.clone();
+    tasks.spawn(move |stop| revocation::follow(list, source, stop));
+    Ok(revocations)
+}
+
+/// A posts subgraph reads revocations from its database only where the users subgraph
+/// writes them: refuse to start (rather than accept revoked tokens) when that table is
+/// not there.
+async fn ensure_revocations_table(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let manager = sea_orm_migration::SchemaManager::new(db);
+    let present = manager.has_table("revocations").await.map_err(|err| {
+        anyhow::anyhow!(
+            "looking for the revocations table: {}",
+            gantry_kit::db::describe(&err)
+        )
+    })?;
+    anyhow::ensure!(
+        present,
+        "this database has no `revocations` table (the users subgraph's): give a posts \
+         subgraph with a database of its own GANTRY_USERS_URL (the users subgraph's GraphQL \
+         URL) so it follows revocations from there"
+    );
+    Ok(())
 }
 
 /// With the gateways' Redis, account deletions invalidate their shared response cache.

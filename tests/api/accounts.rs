@@ -659,6 +659,7 @@ async fn outbox_events_committed_after_later_ones_are_still_handled(backend: Bac
             topic: Set(topic.to_owned()),
             payload: Set(payload.to_string()),
             created_at: Set(chrono::Utc::now()),
+            published_at: Set(None),
         })
         .exec_without_returning(&db)
         .await

@@ -227,6 +227,7 @@ impl TestApp {
             listen: None,
             common: common.clone(),
             redis: RedisArgs::default(),
+            events: Default::default(),
         };
         let app = gantry::commands::subgraph::build(&common, &args)
             .await

@@ -9,6 +9,7 @@ mod browser;
 mod caching;
 mod configuration;
 mod cors;
+mod databases;
 mod demand;
 mod deploy;
 mod e2e;

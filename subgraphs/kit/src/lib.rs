@@ -35,6 +35,8 @@
 //! - [`url`]: connection URLs with their passwords hidden, for logs and errors.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
+//! - [`events`]: events between subgraphs over Redis Streams (publisher, consumer
+//!   groups, dead letters, lag).
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
 //! - [`prometheus`]: the process's metrics recorder and `/metrics`.
 //! - [`server`]: serving any command's axum router with connection and request limits,
@@ -46,6 +48,7 @@ pub mod cursor;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod invalidation;
 pub mod outbox;
 pub mod prometheus;

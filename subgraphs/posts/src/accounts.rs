@@ -125,8 +125,12 @@ pub(crate) async fn bury<C: ConnectionTrait>(txn: &C, user_id: Uuid) -> Result<(
 }
 
 /// Applies the account-created events the consumer has not reached yet (it applies them
-/// again later, which changes nothing).
+/// again later, which changes nothing), when the users subgraph's outbox is in this
+/// database. A posts database of its own learns of accounts from the event stream only.
 async fn learn_created<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    if !has_outbox(txn).await? {
+        return Ok(());
+    }
     let offset = outbox_offset::Entity::find_by_id(CONSUMER.to_owned())
         .one(txn)
         .await?;
@@ -143,6 +147,24 @@ async fn learn_created<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
         }
     }
     Ok(())
+}
+
+/// Whether the users subgraph's `outbox_events` table is in this database.
+async fn has_outbox<C: ConnectionTrait>(txn: &C) -> Result<bool, DbErr> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT to_regclass('outbox_events') IS NOT NULL AS found",
+        _ => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_events') AS found"
+        }
+    };
+    let row = txn
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<bool>("", "found"))
+        .transpose()?
+        .unwrap_or(false))
 }
 
 /// The account an account-created event names, if it can be read.

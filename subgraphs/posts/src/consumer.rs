@@ -186,7 +186,15 @@ impl AccountDeletionConsumer {
     /// transaction; then reports the ids whose data changed.
     async fn handle(&self, event: &outbox_event::Model, advance: bool) -> Result<(), DbErr> {
         let txn = begin_write(&self.db).await?;
-        let changed = apply(&txn, event).await?;
+        let changed = match apply(&txn, &event.topic, &event.payload).await? {
+            Applied::Changed(changed) => changed,
+            // A payload this version cannot read is skipped, loudly, rather than blocking
+            // every later event.
+            Applied::Unreadable(cause) => {
+                tracing::error!(event_id = %event.id, topic = %event.topic, error = %cause, "unreadable account event skipped");
+                Vec::new()
+            }
+        };
         if advance {
             outbox_offset::Entity::insert(outbox_offset::ActiveModel {
                 consumer: Set(CONSUMER.to_owned()),
@@ -211,7 +219,7 @@ impl AccountDeletionConsumer {
 }
 
 /// The topics this consumer reads.
-const TOPICS: [&str; 2] = [
+pub(crate) const TOPICS: [&str; 2] = [
     outbox_event::TOPIC_ACCOUNT_CREATED,
     outbox_event::TOPIC_ACCOUNT_DELETED,
 ];
@@ -251,28 +259,33 @@ fn account_of(event: &outbox_event::Model) -> Option<Uuid> {
     }
 }
 
-/// What one event changes, in `txn`; returns the ids whose cached data it changed.
-async fn apply(
+/// What applying one event did.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// Applied (or found applied already); the ids whose cached data it changed.
+    Changed(Vec<Uuid>),
+    /// Its payload cannot be read by this version; nothing was changed.
+    Unreadable(String),
+}
+
+/// What one account event changes, in `txn`. Applying it again changes nothing more.
+pub(crate) async fn apply(
     txn: &sea_orm::DatabaseTransaction,
-    event: &outbox_event::Model,
-) -> Result<Vec<Uuid>, DbErr> {
-    if event.topic == outbox_event::TOPIC_ACCOUNT_CREATED {
-        match accounts::created_account(&event.payload) {
-            Some(user_id) => accounts::remember(txn, user_id).await?,
-            // A payload this version cannot read is skipped, loudly, rather than blocking
-            // every later event.
-            None => {
-                tracing::error!(event_id = %event.id, "unreadable account-created event skipped")
+    topic: &str,
+    payload: &str,
+) -> Result<Applied, DbErr> {
+    if topic == outbox_event::TOPIC_ACCOUNT_CREATED {
+        return Ok(match accounts::created_account(payload) {
+            Some(user_id) => {
+                accounts::remember(txn, user_id).await?;
+                Applied::Changed(Vec::new())
             }
-        }
-        return Ok(Vec::new());
+            None => Applied::Unreadable(format!("a {topic} payload without a userId")),
+        });
     }
-    let user_id = match serde_json::from_str::<AccountDeleted>(&event.payload) {
+    let user_id = match serde_json::from_str::<AccountDeleted>(payload) {
         Ok(AccountDeleted { user_id }) => user_id,
-        Err(err) => {
-            tracing::error!(event_id = %event.id, error = %err, "unreadable account-deleted event skipped");
-            return Ok(Vec::new());
-        }
+        Err(err) => return Ok(Applied::Unreadable(format!("a {topic} payload: {err}"))),
     };
     accounts::lock(txn, &[user_id]).await?;
     accounts::bury(txn, user_id).await?;
@@ -299,14 +312,13 @@ async fn apply(
         .await?;
     tracing::info!(
         %user_id,
-        event_id = %event.id,
         posts = posts.rows_affected,
         comments = comments.rows_affected,
         likes = likes.rows_affected,
         follows = follows.rows_affected,
         "removed a deleted account's content"
     );
-    Ok(changed)
+    Ok(Applied::Changed(changed))
 }
 
 /// Every id whose data the deletion of `user_id` changes: the user; their posts (gone);

@@ -11,12 +11,14 @@
 //! - [`service`]: writes, and the feed and latest-posts lists.
 //! - [`schema`]: the GraphQL types and resolvers.
 //! - [`consumer`]: learns of new accounts and removes a deleted account's content, from
-//!   the outbox.
+//!   the users subgraph's outbox in the same database.
+//! - [`events`]: the same, from Redis Streams, for a posts database of its own.
 //! - this file: [`PostsSubgraph`], which wires them and serves HTTP.
 
 pub(crate) mod accounts;
 pub mod consumer;
 pub mod domain;
+pub mod events;
 pub mod loaders;
 pub mod pages;
 pub mod schema;

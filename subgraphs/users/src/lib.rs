@@ -9,12 +9,15 @@
 //!   the password is verified; the registration limit per address.
 //! - [`service`]: every operation, over SeaORM.
 //! - [`loader`]: the `User` DataLoader.
+//! - [`relay`]: hands committed outbox events to Redis Streams, for subgraphs with
+//!   databases of their own.
 //! - [`schema`]: the GraphQL types and resolvers.
 //! - this file: [`UsersSubgraph`], which wires them and serves HTTP.
 
 pub mod domain;
 pub mod loader;
 pub mod password;
+pub mod relay;
 pub mod schema;
 pub mod service;
 pub mod sessions;

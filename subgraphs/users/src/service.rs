@@ -45,6 +45,7 @@ async fn write_event<C: ConnectionTrait>(
         topic: Set(topic.to_owned()),
         payload: Set(payload.to_string()),
         created_at: Set(Utc::now()),
+        published_at: Set(None),
     })
     .exec_without_returning(txn)
     .await?;
