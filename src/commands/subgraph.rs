@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-
 use gantry_gateway::cache::CacheInvalidator;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
