@@ -455,6 +455,37 @@ mod otel {
         Json(json!({}))
     }
 
+    /// The trace as an indented tree, each span under its parent (`service: name`), for
+    /// the test's output (`--no-capture`).
+    fn tree(spans: &[Span]) -> String {
+        fn walk(spans: &[Span], parent: &str, depth: usize, out: &mut String) {
+            for span in spans.iter().filter(|s| s.parent == parent) {
+                out.push_str(&format!(
+                    "{}{}: {}\n",
+                    "  ".repeat(depth),
+                    span.service,
+                    span.name
+                ));
+                walk(spans, &span.id, depth + 1, out);
+            }
+        }
+        let mut out = String::new();
+        // Roots: spans whose parent is not among the spans (the client's traceparent).
+        let roots: Vec<&str> = spans
+            .iter()
+            .filter(|s| !spans.iter().any(|p| p.id == s.parent))
+            .map(|s| s.parent.as_str())
+            .collect();
+        let mut seen = Vec::new();
+        for root in roots {
+            if !seen.contains(&root) {
+                seen.push(root);
+                walk(spans, root, 0, &mut out);
+            }
+        }
+        out
+    }
+
     #[tokio::test]
     async fn one_requests_spans_from_the_three_processes_share_its_trace() {
         let (endpoint, spans) = receiver().await;
@@ -494,6 +525,7 @@ mod otel {
         )
         .await;
 
+        println!("{}", tree(&of_trace));
         let gateway: Vec<&Span> = of_trace
             .iter()
             .filter(|s| s.service == "gantry-gateway")
