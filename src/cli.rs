@@ -351,6 +351,11 @@ pub struct GatewayOptions {
     /// The most representations one `_entities` fetch may carry. Default: 10000.
     #[arg(long, env = "GANTRY_MAX_ENTITY_REPRESENTATIONS")]
     pub max_entity_representations: Option<usize>,
+    /// A YAML or JSON file of identity settings: where the token is read (header or
+    /// cookie), external identity providers (JWKS, issuers, audiences, algorithms) and
+    /// the `@policy` rules. Default: Gantry's own tokens from `Authorization`, no policies.
+    #[arg(long, env = "GANTRY_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -459,6 +464,7 @@ impl Default for GatewayOptions {
             cost_default_list_size: None,
             max_response_bytes: None,
             max_entity_representations: None,
+            auth_config: None,
             limits: OperationLimitArgs::default(),
             cors: CorsArgs::default(),
         }

@@ -19,6 +19,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::{Json, Router};
 use gantry_gateway::auth::Authenticator;
+use gantry_gateway::auth::config::AuthConfig;
 use gantry_gateway::cache::CacheSettings;
 use gantry_gateway::cache::backend::CacheBackend;
 use gantry_gateway::cache::entities::EntityCacheTransport;
@@ -188,6 +189,41 @@ pub async fn service_features(
     Ok(features)
 }
 
+/// The identity settings of `--auth-config`, or the defaults (Gantry's own tokens from
+/// `Authorization`, no providers, no policies).
+pub fn auth_config(options: &GatewayOptions) -> anyhow::Result<AuthConfig> {
+    match &options.auth_config {
+        Some(path) => AuthConfig::load(path).context("loading the identity settings"),
+        None => Ok(AuthConfig::default()),
+    }
+}
+
+/// `auth` with the identity providers and token source of `config`, and a task keeping
+/// the providers' keys fresh. `client` fetches their JWKS.
+pub async fn with_identity_providers(
+    auth: Authenticator,
+    config: &AuthConfig,
+    client: reqwest::Client,
+    tasks: &mut BackgroundTasks,
+) -> anyhow::Result<Arc<Authenticator>> {
+    for provider in &config.providers {
+        tracing::info!(
+            provider = %provider.name,
+            jwks_url = %provider.jwks_url,
+            issuers = ?provider.issuers,
+            "trusting the tokens of this identity provider"
+        );
+    }
+    let auth = Arc::new(
+        auth.with_config(config, client)
+            .await
+            .context("setting up the identity providers")?,
+    );
+    let refreshing = auth.clone();
+    tasks.spawn(move |stop| refreshing.keep_keys_fresh(stop));
+    Ok(auth)
+}
+
 pub use super::composition::compose_from;
 
 /// The running gateway and the tasks beside it.
@@ -200,6 +236,7 @@ pub struct GatewayApp {
 }
 
 pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<GatewayApp> {
+    let identity = auth_config(&args.gateway)?;
     let rules = Arc::new(match &args.headers_config {
         Some(path) => HeaderRules::load(path).context("loading the header rules")?,
         None => HeaderRules::default(),
@@ -217,6 +254,10 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     let probes = tls
         .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(2))
+        .build()?;
+    let jwks_client = tls
+        .apply(reqwest::Client::builder())
+        .timeout(Duration::from_secs(5))
         .build()?;
     let supergraph = match &args.supergraph {
         Some(path) => {
@@ -238,6 +279,7 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
     };
     let mut features = service_features(common, &args.gateway, false).await?;
     features.header_rules = rules.clone();
+    features.authorization = Arc::new(identity.authorization.clone());
     let transports = Transports::http(supergraph.subgraph_urls(), &transport_config)?
         .wrapped(|inner| Arc::new(HeaderRulesTransport::new(inner, rules.clone())));
     let gateway = Arc::new(Gateway::new(
@@ -257,14 +299,20 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
             None
         }
     };
-    let auth = Arc::new(keys.authenticator(common, revocations.clone()).await?);
+    let mut tasks = BackgroundTasks::default();
+    let auth = with_identity_providers(
+        keys.authenticator(common, revocations.clone()).await?,
+        &identity,
+        jwks_client,
+        &mut tasks,
+    )
+    .await?;
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
     let readiness = Readiness::new()
         .with_client(probes)
         .with_gateway(gateway.clone())
         .with_subgraphs(&args.subgraph);
 
-    let mut tasks = BackgroundTasks::default();
     if let Some(source) = revocation_source {
         tracing::info!(url = source.url(), "following revocations");
         tasks.spawn(move |stop| revocation::follow(revocations, source, stop));

@@ -167,7 +167,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
-    let features = super::gateway::service_features(common, &args.gateway, true).await?;
+    let mut features = super::gateway::service_features(common, &args.gateway, true).await?;
     let mut tasks = BackgroundTasks::default();
     let reads =
         super::read_routing(common, db.clone(), features.shared.clone(), &mut tasks).await?;
@@ -187,11 +187,22 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
         super::gateway::deduplicated(transports, &features),
         config,
     ));
-    let auth = Arc::new(Authenticator::with_keys(
-        std::slice::from_ref(&key.public),
-        common.jwt(),
-        subgraphs.revocations.clone(),
-    )?);
+    let identity = super::gateway::auth_config(&args.gateway)?;
+    features.authorization = Arc::new(identity.authorization.clone());
+    let jwks_client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let auth = super::gateway::with_identity_providers(
+        Authenticator::with_keys(
+            std::slice::from_ref(&key.public),
+            common.jwt(),
+            subgraphs.revocations.clone(),
+        )?,
+        &identity,
+        jwks_client,
+        &mut tasks,
+    )
+    .await?;
     let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
 
     // Account deletions clear what the caches hold about the entities they change.
