@@ -166,13 +166,9 @@ fn forwarded_headers(
         .gantry_token
         .as_deref()
         .and_then(|token| HeaderValue::from_str(&format!("Bearer {token}")).ok());
-    match token {
-        Some(value) => {
-            forwarded.insert(AUTHORIZATION, value);
-        }
-        None => {
-            forwarded.remove(AUTHORIZATION);
-        }
+    // Any other token reaches subgraphs only when a rule propagates `authorization`.
+    if let Some(value) = token {
+        forwarded.insert(AUTHORIZATION, value);
     }
     if let Some(value) = client.and_then(|c| HeaderValue::from_str(&c.0.to_string()).ok()) {
         forwarded.insert(HeaderName::from_static("x-forwarded-for"), value);

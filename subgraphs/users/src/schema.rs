@@ -89,9 +89,9 @@ impl User {
         self.model.created_at
     }
 
-    /// Only the user themself sees their email; everyone else gets null. Not
-    /// `@authenticated`: `register` and `login` answer with the user's own email to a
-    /// caller who has no token yet.
+    /// Only the user themself sees their email; everyone else gets null.
+    // Not `@authenticated`: `register` and `login` answer with the user's own email to a
+    // caller who has no token yet.
     #[graphql(cache_control(private))]
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
         let is_viewer = self.is_viewer
@@ -163,8 +163,8 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// The signed-in user; null without a token (the gateway, seeing `@authenticated`,
-    /// answers null with `UNAUTHORIZED_FIELD_OR_TYPE`), `UNAUTHENTICATED` with a bad one.
+    /// The signed-in user; without a token null with `UNAUTHORIZED_FIELD_OR_TYPE`,
+    /// `UNAUTHENTICATED` with a bad one.
     #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let viewer = match viewer_state(ctx) {
