@@ -226,14 +226,23 @@ async fn the_reject_mode_refuses_the_whole_operation() {
     assert_eq!(resolved.load(Ordering::SeqCst), 1);
 }
 
-/// `gantry serve`'s app, in this process, on a fresh database of `backend`.
-async fn serve(backend: Backend) -> TestApp {
+/// `gantry serve`'s app, in this process, on a fresh database of `backend`, with these
+/// identity settings.
+async fn serve_with(backend: Backend, auth: Option<&str>) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let url = fresh_database(backend, data_dir.path()).await;
     let common = settings(data_dir.path(), &url, &[]);
+    let auth_config = auth.map(|text| {
+        let file = data_dir.path().join("auth.yaml");
+        std::fs::write(&file, text).unwrap();
+        file
+    });
     let args = ServeArgs {
         listen: None,
-        gateway: GatewayOptions::default(),
+        gateway: GatewayOptions {
+            auth_config,
+            ..GatewayOptions::default()
+        },
     };
     let app = gantry::commands::serve::build(&common, &args)
         .await
@@ -243,7 +252,7 @@ async fn serve(backend: Backend) -> TestApp {
 
 #[tokio::test]
 async fn our_subgraphs_fields_that_need_a_viewer_are_refused_to_anonymous_callers() {
-    let app = serve(Backend::Postgres).await;
+    let app = serve_with(Backend::Postgres, None).await;
     let author = app.register("author").await;
     let token = author["accessToken"].as_str().unwrap().to_owned();
     app.graphql(
@@ -311,5 +320,43 @@ async fn our_subgraphs_fields_that_need_a_viewer_are_refused_to_anonymous_caller
     assert_eq!(
         signed_in["data"]["feed"]["edges"][0]["node"]["body"],
         "hello"
+    );
+}
+
+#[tokio::test]
+async fn an_external_identity_passes_the_gateway_and_is_anonymous_to_our_subgraphs() {
+    let key = TestKey::rsa("id-1");
+    let jwks = JwksServer::serving(&[&key]).await;
+    let app = serve_with(Backend::Sqlite, Some(&auth_settings(&jwks, false))).await;
+    let token = key.sign(json!({ "iss": ISSUER, "sub": "auth0|42" }));
+
+    let body = app
+        .graphql(
+            "{ me { id } latestPosts { edges { cursor } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        body["errors"],
+        Value::Null,
+        "`me` passes @authenticated: {body}"
+    );
+    assert_eq!(
+        body["data"]["me"],
+        Value::Null,
+        "and the users subgraph sees no viewer"
+    );
+
+    let body = app
+        .graphql(
+            "mutation { createPost(input: { body: \"hi\" }) { id } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "the posts subgraph keeps its own check: {body}"
     );
 }

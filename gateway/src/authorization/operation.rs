@@ -119,7 +119,8 @@ impl OperationAuthorization {
             .collect()
     }
 
-    /// An error at each place a denied field was selected, except below another one.
+    /// An error at each place in the response a denied field was selected (once, however
+    /// often it was selected there), except below another one.
     pub(crate) fn errors(&self, denied: &[usize]) -> Vec<GraphQLError> {
         let mut removed: Vec<&[PathSegment]> = Vec::new();
         let mut errors = Vec::new();
@@ -342,5 +343,61 @@ fn filter_set(
                 items: Vec::new(),
             },
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hive_router_query_planner::utils::cancellation::CancellationToken;
+
+    use crate::auth::Identity;
+    use crate::authorization::AuthorizationSettings;
+    use crate::prepare::Preparer;
+    use crate::supergraph::{Supergraph, SupergraphOptions};
+    use crate::testing::subgraph;
+
+    const SDL: &str = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@authenticated", "@requiresScopes"])
+type Query { me: Node @authenticated  people: [Person] }
+interface Node { id: ID! }
+type Person implements Node @key(fields: "id") { id: ID! name: String salary: Int @requiresScopes(scopes: [["hr"]]) }
+"#;
+
+    #[test]
+    fn denied_fields_leave_every_fragment_and_get_one_error_per_place() {
+        let supergraph =
+            Supergraph::compose(&[subgraph("one", SDL)], SupergraphOptions::default()).unwrap();
+        let prepared = Preparer::new(Default::default(), true)
+            .prepare(
+                &supergraph,
+                "query { me { id } people { ...P ... on Person { salary } } } fragment P on Person { name salary }",
+                None,
+                &CancellationToken::new(),
+            )
+            .unwrap();
+        let authorization = &prepared.authorization;
+        let denied = authorization.denied(&Identity::default(), &AuthorizationSettings::default());
+        let errors: Vec<String> = authorization
+            .errors(&denied)
+            .iter()
+            .map(|e| serde_json::to_string(&e.path).unwrap())
+            .collect();
+        assert_eq!(
+            errors,
+            vec![r#"["me"]"#, r#"["people","@","salary"]"#],
+            "`salary`, selected twice at one place, is one error"
+        );
+        let filtered = authorization
+            .filter(supergraph.api_schema(), prepared.document(), &denied)
+            .to_string();
+        assert!(
+            !filtered.contains("salary") && !filtered.contains("me {"),
+            "{filtered}"
+        );
+        assert!(filtered.contains("name"), "{filtered}");
+        assert!(
+            filtered.contains("... on Person {\n      __typename\n    }"),
+            "an emptied selection keeps __typename: {filtered}"
+        );
     }
 }

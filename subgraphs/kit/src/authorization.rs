@@ -1,8 +1,9 @@
-//! Federation's `@authenticated` and `@policy` for the subgraphs' schemas, so the gateway refuses fields
-//! that need a signed-in viewer before any subgraph is asked (the resolvers keep their own
-//! checks). async-graphql writes `@link(url: "…/federation/v2.5", import: […])` without
-//! `@authenticated` in the import list, so the directive goes by its namespaced name,
-//! `@federation__authenticated`, which composition reads as federation's `@authenticated`.
+//! Federation's `@authenticated` and `@policy` for the subgraphs' schemas, so the gateway
+//! refuses fields that need a signed-in viewer before any subgraph is asked (the resolvers
+//! keep their own checks). async-graphql writes `@link(url: "…/federation/v2.5", import:
+//! […])` without these two in the import list, so they go by their namespaced names,
+//! `@federation__authenticated` and `@federation__policy`, which composition reads as
+//! federation's. (`@requiresScopes` async-graphql writes itself: `requires_scopes`.)
 
 /// Federation's `@authenticated`: only a caller with a verified token sees this field.
 #[async_graphql::TypeDirective(
