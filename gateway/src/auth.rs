@@ -251,13 +251,19 @@ impl Authenticator {
     /// Adds the token source, the external identity providers (their keys fetched now;
     /// a provider that does not answer yet is asked again when a token arrives) and
     /// whether Gantry's own tokens count, from the identity settings.
+    /// `client` makes the HTTP client that fetches the JWKS, only when a provider is
+    /// configured.
     pub async fn with_config(
         mut self,
         config: &AuthConfig,
-        client: reqwest::Client,
+        client: impl FnOnce() -> Result<reqwest::Client, reqwest::Error>,
     ) -> Result<Self, AuthConfigError> {
         self.token = TokenSource::new(&config.token);
         self.gantry_tokens = config.gantry_tokens;
+        if config.providers.is_empty() {
+            return Ok(self);
+        }
+        let client = client().map_err(AuthConfigError::Client)?;
         for settings in &config.providers {
             if self.gantry_tokens && settings.issuers.contains(&self.settings.issuer) {
                 return Err(AuthConfigError::DuplicateIssuer(

@@ -199,11 +199,12 @@ pub fn auth_config(options: &GatewayOptions) -> anyhow::Result<AuthConfig> {
 }
 
 /// `auth` with the identity providers and token source of `config`, and a task keeping
-/// the providers' keys fresh. `client` fetches their JWKS.
+/// the providers' keys fresh. `client` makes the client that fetches their JWKS (only when
+/// a provider is configured).
 pub async fn with_identity_providers(
     auth: Authenticator,
     config: &AuthConfig,
-    client: reqwest::Client,
+    client: impl FnOnce() -> Result<reqwest::Client, reqwest::Error>,
     tasks: &mut BackgroundTasks,
 ) -> anyhow::Result<Arc<Authenticator>> {
     for provider in &config.providers {
@@ -219,8 +220,10 @@ pub async fn with_identity_providers(
             .await
             .context("setting up the identity providers")?,
     );
-    let refreshing = auth.clone();
-    tasks.spawn(move |stop| refreshing.keep_keys_fresh(stop));
+    if !config.providers.is_empty() {
+        let refreshing = auth.clone();
+        tasks.spawn(move |stop| refreshing.keep_keys_fresh(stop));
+    }
     Ok(auth)
 }
 
@@ -255,10 +258,14 @@ pub async fn build(common: &CommonArgs, args: &GatewayArgs) -> anyhow::Result<Ga
         .apply(reqwest::Client::builder())
         .timeout(Duration::from_secs(2))
         .build()?;
-    let jwks_client = tls
-        .apply(reqwest::Client::builder())
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let jwks_client = {
+        let tls = tls.clone();
+        move || {
+            tls.apply(reqwest::Client::builder())
+                .timeout(Duration::from_secs(5))
+                .build()
+        }
+    };
     let supergraph = match &args.supergraph {
         Some(path) => {
             let sdl = std::fs::read_to_string(path)

@@ -164,6 +164,9 @@ pub struct ServeApp {
 }
 
 pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeApp> {
+    // The metrics recorder first: gauges the background tasks set from their first run on
+    // (the read replica's state) must not go to no recorder while the rest starts.
+    gantry_kit::prometheus::handle();
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();
@@ -189,9 +192,11 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Serv
     ));
     let identity = super::gateway::auth_config(&args.gateway)?;
     features.authorization = Arc::new(identity.authorization.clone());
-    let jwks_client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
+    let jwks_client = || {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+    };
     let auth = super::gateway::with_identity_providers(
         Authenticator::with_keys(
             std::slice::from_ref(&key.public),

@@ -35,6 +35,8 @@ pub enum AuthConfigError {
     DuplicateIssuer(String),
     #[error("identity provider names must be unique: `{0}` is used twice")]
     DuplicateName(String),
+    #[error("cannot make the HTTP client that fetches the JWKS: {0}")]
+    Client(reqwest::Error),
 }
 
 /// The whole file.
