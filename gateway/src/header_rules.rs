@@ -1,6 +1,7 @@
 //! Which client headers reach which subgraph: rules for every subgraph and per subgraph
 //! that propagate (by name or pattern, optionally renamed or with a default), insert a
-//! static value, or remove headers, read from a YAML or JSON file.
+//! static value or a claim of the verified token, or remove headers, read from a YAML or
+//! JSON file.
 //!
 //! The service keeps, of the client's headers, those some propagate rule could send
 //! ([`HeaderRules::client_headers`]); [`HeaderRulesTransport`], the wrapper nearest the
@@ -55,6 +56,8 @@ pub enum HeaderRulesError {
     Kind,
     #[error("{0:?} describes the gateway's own HTTP response and cannot be propagated")]
     GatewayOwned(String),
+    #[error("an `insert` rule needs exactly one of `value` and `from_claim`")]
+    InsertSource,
 }
 
 /// Headers forwarded to every subgraph unless a rule removes them, so subgraph logs and
@@ -187,13 +190,21 @@ struct PropagateSpec {
     default: Option<String>,
 }
 
-/// Set a header to a static value, replacing what an earlier rule put there.
+/// Set a header to a static value, or to a claim of the verified token (`from_claim`; for
+/// an anonymous caller or a token without the claim the header is removed, so a client
+/// cannot stand in for it), replacing what an earlier rule put there.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InsertSpec {
     name: String,
-    value: String,
+    value: Option<String>,
+    from_claim: Option<String>,
 }
+
+/// Where the service puts a claim's value for the rules that insert it: the prefix and
+/// the claim's index among [`HeaderRules::claims`]. Never taken from the client, never
+/// sent to a subgraph under this name.
+const CLAIM_CARRIER: &str = "x-gantry-internal-claim-";
 
 /// Drop matching headers, whoever set them.
 #[derive(Debug, Deserialize)]
@@ -244,6 +255,11 @@ enum Rule {
         name: HeaderName,
         value: HeaderValue,
     },
+    InsertClaim {
+        name: HeaderName,
+        /// Where [`HeaderRules::add_claims`] put the claim's value.
+        carrier: HeaderName,
+    },
     Remove(Matcher),
 }
 
@@ -273,9 +289,18 @@ impl TryFrom<RuleSpec> for Rule {
                     default: propagate.default.as_deref().map(header_value).transpose()?,
                 }
             }
-            (None, Some(insert), None) => Self::Insert {
-                name: header_name(&insert.name)?,
-                value: header_value(&insert.value)?,
+            (None, Some(insert), None) => match (insert.value, insert.from_claim) {
+                (Some(value), None) => Self::Insert {
+                    name: header_name(&insert.name)?,
+                    value: header_value(&value)?,
+                },
+                // The carrier is numbered when the rules are read.
+                (None, Some(claim)) => Self::InsertClaim {
+                    name: header_name(&insert.name)?,
+                    carrier: HeaderName::from_bytes(claim.as_bytes())
+                        .unwrap_or(HeaderName::from_static("x")),
+                },
+                _ => return Err(HeaderRulesError::InsertSource),
             },
             (None, None, Some(remove)) => {
                 Self::Remove(Matcher::parse(remove.named, remove.matching)?)
@@ -292,6 +317,8 @@ pub struct HeaderRules {
     subgraphs: HashMap<String, Vec<Rule>>,
     responses_all: Vec<ResponseRule>,
     responses: HashMap<String, Vec<ResponseRule>>,
+    /// The claims `insert: { from_claim }` rules read, in the order of their carriers.
+    claims: Vec<String>,
 }
 
 impl Default for HeaderRules {
@@ -310,6 +337,7 @@ impl Default for HeaderRules {
             subgraphs: HashMap::new(),
             responses_all: Vec::new(),
             responses: HashMap::new(),
+            claims: Vec::new(),
         }
     }
 }
@@ -329,12 +357,13 @@ impl HeaderRules {
         let file: RulesFile = serde_norway::from_str(text)?;
         let mut rules = Self::default();
         for spec in file.all {
-            rules.all.push(spec.try_into()?);
+            let rule = rules.number_claim(spec)?;
+            rules.all.push(rule);
         }
         for (subgraph, specs) in file.subgraphs {
             let compiled = specs
                 .into_iter()
-                .map(Rule::try_from)
+                .map(|spec| rules.number_claim(spec))
                 .collect::<Result<Vec<_>, _>>()?;
             rules.subgraphs.insert(subgraph, compiled);
         }
@@ -361,6 +390,64 @@ impl HeaderRules {
             }
         }
         out
+    }
+
+    /// Reads a rule; a claim it inserts gets its carrier header.
+    fn number_claim(&mut self, spec: RuleSpec) -> Result<Rule, HeaderRulesError> {
+        let claim = spec.insert.as_ref().and_then(|i| i.from_claim.clone());
+        let rule = Rule::try_from(spec)?;
+        let (Rule::InsertClaim { name, .. }, Some(claim)) = (&rule, claim) else {
+            return Ok(rule);
+        };
+        let index = match self.claims.iter().position(|known| *known == claim) {
+            Some(index) => index,
+            None => {
+                self.claims.push(claim);
+                self.claims.len() - 1
+            }
+        };
+        Ok(Rule::InsertClaim {
+            name: name.clone(),
+            carrier: header_name(&format!("{CLAIM_CARRIER}{index}"))?,
+        })
+    }
+
+    /// Puts the values of the claims some rule inserts where those rules read them, after
+    /// dropping any header of that name the client sent. A string claim is sent as it is,
+    /// a list of strings comma-separated, anything else as JSON.
+    pub fn add_claims(
+        &self,
+        forwarded: &mut HeaderMap,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) {
+        let carried: Vec<HeaderName> = forwarded
+            .keys()
+            .filter(|name| name.as_str().starts_with(CLAIM_CARRIER))
+            .cloned()
+            .collect();
+        for name in carried {
+            forwarded.remove(name);
+        }
+        for (index, claim) in self.claims.iter().enumerate() {
+            let text = match claims.get(claim) {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(serde_json::Value::Array(items))
+                    if items.iter().all(serde_json::Value::is_string) =>
+                {
+                    let items: Vec<&str> =
+                        items.iter().filter_map(serde_json::Value::as_str).collect();
+                    items.join(",")
+                }
+                Some(other) => other.to_string(),
+            };
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(format!("{CLAIM_CARRIER}{index}").as_bytes()),
+                HeaderValue::from_str(&text),
+            ) {
+                forwarded.insert(name, value);
+            }
+        }
     }
 
     fn propagated_by_any(&self, name: &HeaderName) -> bool {
@@ -402,7 +489,7 @@ impl HeaderRules {
                 } => {
                     let mut found = false;
                     for (name, value) in forwarded {
-                        if from.matches(name) {
+                        if from.matches(name) && !name.as_str().starts_with(CLAIM_CARRIER) {
                             found = true;
                             out.append(
                                 rename.clone().unwrap_or_else(|| name.clone()),
@@ -420,6 +507,14 @@ impl HeaderRules {
                 Rule::Insert { name, value } => {
                     out.insert(name.clone(), value.clone());
                 }
+                Rule::InsertClaim { name, carrier } => match forwarded.get(carrier) {
+                    Some(value) => {
+                        out.insert(name.clone(), value.clone());
+                    }
+                    None => {
+                        out.remove(name);
+                    }
+                },
                 Rule::Remove(matcher) => {
                     let names: Vec<HeaderName> = out
                         .keys()
@@ -589,6 +684,48 @@ subgraphs:
     }
 
     #[test]
+    fn a_claim_is_inserted_for_a_verified_caller_and_a_client_cannot_stand_in_for_it() {
+        let rules = HeaderRules::parse(
+            "
+all:
+  - propagate: { matching: '^x-' }
+subgraphs:
+  posts:
+    - insert: { name: x-user-id, from_claim: sub }
+    - insert: { name: x-roles, from_claim: 'https://example.com/roles' }
+",
+        )
+        .unwrap();
+        let client = headers(&[
+            ("x-user-id", "spoofed"),
+            ("x-gantry-internal-claim-0", "spoofed"),
+        ]);
+        let claims =
+            serde_json::json!({ "sub": "auth0|42", "https://example.com/roles": ["a", "b"] });
+        let mut forwarded = rules.client_headers(&client);
+        rules.add_claims(&mut forwarded, claims.as_object().unwrap());
+        let sent: Vec<_> = rules
+            .for_subgraph("posts", &forwarded)
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert!(
+            sent.contains(&("x-user-id".into(), "auth0|42".into())),
+            "{sent:?}"
+        );
+        assert!(sent.contains(&("x-roles".into(), "a,b".into())), "{sent:?}");
+        assert!(
+            !sent.iter().any(|(n, _)| n.starts_with("x-gantry-internal")),
+            "{sent:?}"
+        );
+
+        let mut anonymous = rules.client_headers(&client);
+        rules.add_claims(&mut anonymous, &serde_json::Map::new());
+        let sent = rules.for_subgraph("posts", &anonymous);
+        assert_eq!(sent.get("x-user-id"), None, "{sent:?}");
+    }
+
+    #[test]
     fn malformed_rules_are_refused() {
         for text in [
             "all: [{ propagate: {} }]",
@@ -598,6 +735,8 @@ subgraphs:
             "all: [{ insert: { name: 'bad name', value: v } }]",
             "all: [{ copy: { named: a } }]",
             "all: [{ insert: { name: a, value: b }, remove: { named: a } }]",
+            "all: [{ insert: { name: a, value: b, from_claim: sub } }]",
+            "all: [{ insert: { name: a } }]",
             "all: [{}]",
             "everything: []",
         ] {

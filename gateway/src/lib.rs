@@ -11,7 +11,10 @@
 //! # Layout
 //!
 //! - [`app`]: the builder of the gateway server, and composing from subgraph URLs.
-//! - [`auth`]: JWT verification at the gateway (configured keys or the users JWKS).
+//! - [`auth`]: token verification at the gateway: Gantry's own tokens (configured keys or
+//!   the users JWKS) and external identity providers (RS256, ES256, EdDSA JWKS).
+//! - [`authorization`]: `@authenticated`, `@requiresScopes` and `@policy`, enforced per
+//!   request by removing the fields a caller may not see before planning.
 //! - [`revocations`]: ended sessions and deleted accounts, read from the users subgraph.
 //! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
 //! - [`supergraph`]: composition (with the `@join__type` fixes for root types and for
@@ -58,6 +61,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod authorization;
 pub mod cache;
 pub mod cors;
 pub mod cost;

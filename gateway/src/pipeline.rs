@@ -1,5 +1,6 @@
 //! The request path, top to bottom: prepare (limits, validation, plan: once per document)
-//! → coerce variables → cost estimate → execute → shape → response size cap.
+//! → coerce variables → cost estimate → execute (the plan with unauthorized fields removed,
+//! when the caller may not see some) → shape → response size cap.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde_json::{Map, Value};
 
 use crate::Gateway;
+use crate::authorization::operation::Denied;
 use crate::execute::{ExecutionContext, RESPONSE_TOO_LARGE, execute_plan};
 use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse};
 use crate::limits::truncate_errors;
@@ -67,7 +69,15 @@ pub async fn execute_operation(
         .await
     {
         Ok(prepared) => {
-            execute_prepared(gateway, &runtime, &prepared, &request.variables, context).await
+            execute_prepared(
+                gateway,
+                &runtime,
+                &prepared,
+                None,
+                &request.variables,
+                context,
+            )
+            .await
         }
         Err(refusal) => GraphQLResponse::request_errors(
             refusal.to_graphql_errors(context.request_id.as_deref()),
@@ -76,11 +86,13 @@ pub async fn execute_operation(
 }
 
 /// Runs a prepared operation with the request's variables: coerce them, execute the plan,
-/// shape the response. `runtime` is the one `prepared` was prepared by.
+/// shape the response. `runtime` is the one `prepared` was prepared by; `denied`, when the
+/// caller may not see some fields, holds the plan without them and the errors that say so.
 pub async fn execute_prepared(
     gateway: &Gateway,
     runtime: &SupergraphRuntime,
     prepared: &PreparedOperation,
+    denied: Option<&Denied>,
     variables: &Map<String, Value>,
     context: RequestContext,
 ) -> GraphQLResponse {
@@ -109,14 +121,19 @@ pub async fn execute_prepared(
         deadline: context.deadline,
         max_entity_representations: gateway.max_entity_representations(),
     };
-    let output = execute_plan(&prepared.plan, &execution).await;
+    let (plan, mut errors) = match denied {
+        Some(denied) => (&denied.plan, denied.errors.clone()),
+        None => (&prepared.plan, Vec::new()),
+    };
+    let output = execute_plan(plan, &execution).await;
+    errors.extend(output.errors);
 
     let mut response = shape_response(
         schema,
         prepared,
         &variables,
         output.data,
-        output.errors,
+        errors,
         &output.unresolved,
     );
     response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);

@@ -10,7 +10,9 @@
 //! 4. validation against the API schema (the standard rules, which recurse through
 //!    spreads: they only ever see a document step 3 accepted);
 //! 5. the operation's selection, kind, and whether introspection may run;
-//! 6. planning.
+//! 6. where it selects fields with authorization requirements ([`crate::authorization`]),
+//!    checked per request against the caller;
+//! 7. planning.
 //!
 //! Demand control's cost estimate is not a step here: slicing arguments may be variables,
 //! so it runs per request, right after the variables are coerced ([`crate::cost`]), on an
@@ -29,6 +31,7 @@ use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use hive_router_query_planner::utils::cancellation::{CancellationError, CancellationToken};
 use serde_json::Value;
 
+use crate::authorization::operation::OperationAuthorization;
 use crate::graphql::{GraphQLError, OperationKind};
 use crate::limits::expansion::{self, ExpansionError};
 use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
@@ -54,6 +57,8 @@ pub struct PreparedOperation {
     /// The progressive override labels the plan was made for; part of every cache key
     /// of the operation's answers.
     pub override_labels: ActiveLabels,
+    /// The fields with authorization requirements it selects, and its filtered plans.
+    pub authorization: OperationAuthorization,
 }
 
 impl PreparedOperation {
@@ -252,6 +257,19 @@ impl Preparer {
         }
         let selected_name = operation_name.map(str::to_owned).or(name.cloned());
         let figures = figures.get(operation_index).copied().unwrap_or_default();
+        let root_type = match kind {
+            OperationKind::Mutation => schema.mutation_type(),
+            _ => Some(schema.query_type()),
+        };
+        let authorization = root_type.map_or_else(OperationAuthorization::default, |root| {
+            OperationAuthorization::collect(
+                supergraph.authorization(),
+                schema,
+                &document,
+                root,
+                selection_set,
+            )
+        });
 
         let plan = plan_operation(
             supergraph.planner(),
@@ -273,6 +291,7 @@ impl Preparer {
             plan,
             figures,
             override_labels: labels.clone(),
+            authorization,
         })
     }
 

@@ -20,7 +20,12 @@ use hive_router_query_planner::utils::cancellation::CancellationToken;
 use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::auth::Identity;
+use crate::authorization::AuthorizationSettings;
+use crate::authorization::operation::{Denied, OperationAuthorization};
+use crate::graphql::GraphQLError;
 use crate::override_labels::ActiveLabels;
+use crate::plan::{PlanError, plan_operation};
 use crate::prepare::{PrepareError, PreparedOperation, Preparer};
 use crate::supergraph::Supergraph;
 use crate::telemetry::{self, Lookup};
@@ -227,6 +232,86 @@ impl SupergraphRuntime {
                 _ => Ok(Arc::new(prepared)),
             }
         }
+    }
+}
+
+/// What the caller may run of a prepared operation.
+#[derive(Debug)]
+pub enum Authorized {
+    /// All of it.
+    Whole,
+    /// All but some fields: the filtered plan, and an error per removed field.
+    Partly(Arc<Denied>),
+    /// None of it (`reject_unauthorized`): the errors to answer with.
+    Refused(Vec<GraphQLError>),
+}
+
+impl SupergraphRuntime {
+    /// Checks the fields of `prepared` that have requirements against `identity`; when
+    /// some are denied, the operation without them, planned off the async workers (once
+    /// per set of denied fields; `prepared` is already one per set of override labels,
+    /// and the filtered plan is planned for its labels).
+    pub async fn authorize(
+        &self,
+        prepared: &Arc<PreparedOperation>,
+        identity: &Identity,
+        settings: &AuthorizationSettings,
+    ) -> Result<Authorized, PrepareError> {
+        let authorization = &prepared.authorization;
+        if authorization.is_unrestricted() {
+            return Ok(Authorized::Whole);
+        }
+        let denied = authorization.denied(identity, settings);
+        if denied.is_empty() {
+            return Ok(Authorized::Whole);
+        }
+        if settings.reject_unauthorized {
+            return Ok(Authorized::Refused(authorization.errors(&denied)));
+        }
+        if let Some(filtered) = authorization.remembered(&denied) {
+            return Ok(Authorized::Partly(filtered));
+        }
+        let supergraph = self.supergraph.clone();
+        let operation = prepared.clone();
+        let budget = self.preparer.limits().preparation_budget();
+        let budget_ms = self.preparer.limits().preparation_budget_ms;
+        let turn = self
+            .pool
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PrepareError::Cancelled)?;
+        let chosen = denied.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let cancel = CancellationToken::with_timeout(budget);
+            let filtered = operation.authorization.filter(
+                supergraph.api_schema(),
+                operation.document(),
+                &chosen,
+            );
+            plan_operation(
+                supergraph.planner(),
+                supergraph.plan_cache(),
+                &filtered,
+                operation.operation_name.as_deref(),
+                &operation.override_labels,
+                &cancel,
+            )
+        })
+        .await
+        .map_err(|error| PrepareError::Planning(error.to_string()))?
+        .map_err(|error| match error {
+            PlanError::Cancelled => PrepareError::TimedOut { budget_ms },
+            other => PrepareError::Planning(other.to_string()),
+        })?;
+        let filtered = Arc::new(Denied {
+            plan: planned,
+            errors: authorization.errors(&denied),
+            fingerprint: OperationAuthorization::fingerprint(&denied),
+        });
+        authorization.remember(denied, filtered.clone());
+        Ok(Authorized::Partly(filtered))
     }
 }
 

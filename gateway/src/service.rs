@@ -1,8 +1,8 @@
 //! The gateway behind the HTTP layer: [`GatewayService`] implements
 //! [`OperationExecutor`]. For each request it resolves the persisted query, prepares the
 //! document once ([`crate::runtime`]: limits, validation, plan; its kind decides GET's fate
-//! and whether an APQ text is registered), authenticates the caller, applies rate limits,
-//! then runs the prepared operation
+//! and whether an APQ text is registered), authenticates the caller, removes the fields the
+//! caller may not see ([`crate::authorization`]), applies rate limits, then runs the prepared operation
 //! ([`execute_prepared`](crate::pipeline::execute_prepared), through the response cache and
 //! in-flight de-duplication of [`crate::cache`]) and turns its result into an HTTP-level
 //! answer (status hints, `Cache-Control`). Preparing comes before authentication so the
@@ -14,12 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
-use gantry_identity::viewer::{Caller, ClientAddr, ViewerState};
+use gantry_identity::viewer::{Caller, ClientAddr};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::Gateway;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Identity};
+use crate::authorization::AuthorizationSettings;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching, Operation};
@@ -35,6 +36,7 @@ use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
 use crate::prepare::PrepareError;
 use crate::rate_limit::{RateLimits, Requester};
+use crate::runtime::Authorized;
 use crate::shared::SharedState;
 use crate::supergraph::Supergraph;
 
@@ -72,6 +74,9 @@ pub struct ServiceFeatures {
     /// active for its request when the supergraph uses it. Default: none (only
     /// `percent(x)` labels are ever active).
     pub override_labels_header: Option<HeaderName>,
+    /// Policies for `@policy`, and whether an unauthorized field refuses the whole
+    /// operation. Default: no policies, unauthorized fields answered as `null`.
+    pub authorization: Arc<AuthorizationSettings>,
 }
 
 /// How long past the deadline an operation may still take to shape what it has, before it
@@ -90,6 +95,7 @@ pub struct GatewayService {
     rate_limits: Arc<RateLimits>,
     header_rules: Arc<HeaderRules>,
     override_labels_header: Option<HeaderName>,
+    authorization: Arc<AuthorizationSettings>,
 }
 
 impl GatewayService {
@@ -116,6 +122,7 @@ impl GatewayService {
             rate_limits: features.rate_limits,
             header_rules: features.header_rules,
             override_labels_header: features.override_labels_header,
+            authorization: features.authorization,
         }
     }
 
@@ -149,19 +156,27 @@ fn unauthenticated(message: String) -> GraphQLResponse {
     response
 }
 
-/// What every subgraph hears about the client: its token (HTTP subgraphs verify it again)
-/// and its address; and the request id and trace context, so the subgraphs' log lines of
-/// this request carry the same ones; and the client headers the header rules may send.
+/// What every subgraph hears about the client: its Gantry token (HTTP subgraphs verify it
+/// again; an external provider's token stays here) and its address; the request id and
+/// trace context, so the subgraphs' log lines of this request carry the same ones; the
+/// client headers the header rules may send, and the claims they insert.
 fn forwarded_headers(
     rules: &HeaderRules,
     headers: &HeaderMap,
+    identity: &Identity,
     client: Option<ClientAddr>,
     request_id: &str,
 ) -> HeaderMap {
     let mut forwarded = rules.client_headers(headers);
+    rules.add_claims(&mut forwarded, &identity.claims);
     forwarded.extend(crate::telemetry::correlation_headers(headers, request_id));
-    if let Some(value) = headers.get(AUTHORIZATION) {
-        forwarded.insert(AUTHORIZATION, value.clone());
+    let token = identity
+        .gantry_token
+        .as_deref()
+        .and_then(|token| HeaderValue::from_str(&format!("Bearer {token}")).ok());
+    // Any other token reaches subgraphs only when a rule propagates `authorization`.
+    if let Some(value) = token {
+        forwarded.insert(AUTHORIZATION, value);
     }
     if let Some(value) = client.and_then(|c| HeaderValue::from_str(&c.0.to_string()).ok()) {
         forwarded.insert(HeaderName::from_static("x-forwarded-for"), value);
@@ -190,6 +205,7 @@ impl GatewayService {
                 gateway: self.gateway.clone(),
                 runtime,
                 prepared,
+                denied: None,
             }),
             Err(refusal) => Err(Box::new(refused(&refusal, context))),
         }
@@ -207,19 +223,31 @@ impl GatewayService {
         supergraph.override_labels().activate(requested)
     }
 
-    /// Runs a prepared request: authentication, rate limits, then the request path through
-    /// the response cache.
+    /// Runs a prepared request: authentication, authorization, rate limits, then the
+    /// request path through the response cache.
     async fn run(
         &self,
-        operation: Operation,
+        mut operation: Operation,
         request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
-        let viewer = self.auth.authenticate(&context.headers).await;
-        if let ViewerState::Rejected(reason) = &viewer {
-            return unauthenticated(reason.to_string());
+        let identity = match self.auth.authenticate(&context.headers).await {
+            Ok(identity) => identity,
+            Err(refusal) => return unauthenticated(refusal.to_string()),
+        };
+        let authorized = operation
+            .runtime
+            .authorize(&operation.prepared, &identity, &self.authorization)
+            .await;
+        match authorized {
+            Ok(Authorized::Whole) => {}
+            Ok(Authorized::Partly(denied)) => operation.denied = Some(denied),
+            Ok(Authorized::Refused(errors)) => {
+                return GraphQLResponse::new(json!({ "errors": errors }));
+            }
+            Err(error) => return refused(&error, context),
         }
-        let viewer_id = viewer.viewer().map(|v| v.user_id);
+        let viewer_id = identity.key;
         let requester = Requester {
             user: viewer_id,
             address: context.client_addr,
@@ -235,10 +263,14 @@ impl GatewayService {
             forwarded_headers: forwarded_headers(
                 &self.header_rules,
                 &context.headers,
+                &identity,
                 client,
                 &context.request_id,
             ),
-            context: Some(Arc::new(Caller { viewer, client })),
+            context: Some(Arc::new(Caller {
+                viewer: identity.viewer.clone(),
+                client,
+            })),
             request_id: Some(context.request_id.clone()),
             deadline,
         };

@@ -11,6 +11,7 @@ use graphql_tools::static_graphql::schema::{
 };
 use hive_router_query_planner::planner::{Planner, QueryPlannerOptions};
 
+use crate::authorization::AuthorizationRules;
 use crate::cost::CostModel;
 use crate::override_labels::{OverrideLabelError, OverrideLabels};
 use crate::plan::PlanCache;
@@ -193,6 +194,7 @@ pub struct Supergraph {
     planner: Planner,
     api_schema: Arc<ApiSchema>,
     costs: CostModel,
+    authorization: AuthorizationRules,
     subgraph_urls: BTreeMap<String, String>,
     plan_cache: PlanCache,
     override_labels: OverrideLabels,
@@ -227,6 +229,7 @@ impl Supergraph {
         Ok(Self {
             sdl: document.to_string(),
             costs: CostModel::from_schema(&document),
+            authorization: AuthorizationRules::from_schema(&document),
             subgraph_urls: subgraph_urls(&document),
             planner,
             api_schema,
@@ -252,6 +255,12 @@ impl Supergraph {
     /// `@cost` / `@listSize` of the supergraph, which the API schema does not carry.
     pub(crate) fn costs(&self) -> &CostModel {
         &self.costs
+    }
+
+    /// `@authenticated`, `@requiresScopes` and `@policy` of the supergraph, which the API
+    /// schema does not carry.
+    pub(crate) fn authorization(&self) -> &AuthorizationRules {
+        &self.authorization
     }
 
     /// The client-facing schema as SDL (what `schema.graphql` holds): introspection types,

@@ -192,6 +192,18 @@ pub(crate) fn operation_parts(
     }
 }
 
+/// The kind and the selection set of an operation, to change the selection.
+pub(crate) fn operation_parts_mut(
+    operation: &mut OperationDefinition,
+) -> (OperationKind, &mut SelectionSet) {
+    match operation {
+        OperationDefinition::SelectionSet(set) => (OperationKind::Query, set),
+        OperationDefinition::Query(q) => (OperationKind::Query, &mut q.selection_set),
+        OperationDefinition::Mutation(m) => (OperationKind::Mutation, &mut m.selection_set),
+        OperationDefinition::Subscription(s) => (OperationKind::Subscription, &mut s.selection_set),
+    }
+}
+
 /// Whether the root selection (through fragments) asks for `__schema` or `__type`.
 pub(crate) fn selects_introspection(document: &Document, selection_set: &SelectionSet) -> bool {
     let mut pending = vec![selection_set];

@@ -131,6 +131,11 @@ pub struct GatewayOptions {
     /// request. `percent(x)` labels need no header. Default: none.
     #[arg(long, env = "GANTRY_OVERRIDE_LABELS_HEADER", help_heading = heading::GATEWAY)]
     pub override_labels_header: Option<axum::http::HeaderName>,
+    /// A YAML or JSON file of identity settings: where the token is read (header or
+    /// cookie), external identity providers (JWKS, issuers, audiences, algorithms) and
+    /// the `@policy` rules. Default: Gantry's own tokens from `Authorization`, no policies.
+    #[arg(long, env = "GANTRY_AUTH_CONFIG", help_heading = heading::AUTH)]
+    pub auth_config: Option<PathBuf>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]

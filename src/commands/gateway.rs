@@ -11,6 +11,7 @@ use gantry_gateway::app::composition::CompositionError;
 use gantry_gateway::app::{
     GatewayApp, GatewaySettings, SubgraphUrl as GatewaySubgraphUrl, SupergraphSource, TokenKeys,
 };
+use gantry_gateway::auth::config::AuthConfig;
 use gantry_gateway::cache::CacheSettings;
 use gantry_gateway::graphql_http::HttpSettings;
 use gantry_gateway::header_rules::HeaderRules;
@@ -92,9 +93,19 @@ pub fn settings(
         server: common.server_limits(),
         metrics_listen: common.server.metrics_listen,
         jwt: common.jwt(),
+        identity: auth_config(options)?,
         startup_wait: common.startup_wait(),
         ..GatewaySettings::default()
     })
+}
+
+/// The identity settings of `--auth-config`, or the defaults (Gantry's own tokens from
+/// `Authorization`, no providers, no policies).
+pub fn auth_config(options: &GatewayOptions) -> anyhow::Result<AuthConfig> {
+    match &options.auth_config {
+        Some(path) => AuthConfig::load(path).context("loading the identity settings"),
+        None => Ok(AuthConfig::default()),
+    }
 }
 
 /// The gateway's app: settings from the arguments, the supergraph from `--supergraph` or

@@ -150,6 +150,9 @@ fn service_sdl(response: &async_graphql::Response) -> anyhow::Result<String> {
 }
 
 pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<App> {
+    // The metrics recorder first: gauges the background tasks set from their first run on
+    // (the read replica's state) must not go to no recorder while the rest starts.
+    gantry_kit::prometheus::handle();
     let db = super::open_database(common).await?;
     let key = SigningKey::load(&common.keys())?;
     let signal = OutboxSignal::default();

@@ -279,9 +279,10 @@ async fn one_client_scenario_gives_the_same_responses_in_every_shape() {
         on_sqlite[3],
         json!({ "data": { "follow": { "username": "alice", "followerCount": 1, "viewerFollows": true } } })
     );
+    // `createPost` is `@authenticated`: the gateway refuses it before any subgraph runs it.
     assert_eq!(
         on_sqlite[4]["errors"][0]["extensions"]["code"],
-        "UNAUTHENTICATED"
+        "UNAUTHORIZED_FIELD_OR_TYPE"
     );
     assert_eq!(
         on_sqlite[5]["data"]["createPost"]["body"],

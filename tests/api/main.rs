@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod authorization;
 mod batching;
 mod browser;
 mod caching;
@@ -20,6 +21,7 @@ mod gateway;
 mod header_rules;
 mod helpers;
 mod hostile;
+mod identity;
 mod observability;
 mod operators;
 mod override_labels;

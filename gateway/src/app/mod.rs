@@ -7,7 +7,8 @@
 //! subgraphs that do not answer yet, then again on SIGHUP and at an interval; or read from
 //! a file; or handed over with its transports), the transport stack (HTTP with TLS, header
 //! rules, in-flight de-duplication, entity cache), the keys that verify access tokens
-//! (configured, a JWKS URL, or the `users` subgraph's JWKS found in the supergraph), the
+//! (configured, a JWKS URL, or the `users` subgraph's JWKS found in the supergraph) and
+//! the external identity providers it trusts besides, with their keys kept fresh, the
 //! revocations it refuses, `/ready`, `/health`, `/metrics` (on its own listener when asked)
 //! and the HTTP layers (limits, CORS, request ids, tracing).
 //!
@@ -57,6 +58,7 @@ use tokio::net::TcpListener;
 
 use self::checks::{SubgraphHealthCheck, SupergraphCheck, health_url};
 use self::composition::{CompositionError, compose_at_start};
+use crate::auth::config::{AuthConfig, AuthConfigError};
 use crate::auth::{Authenticator, KeyError};
 use crate::cache::CacheSettings;
 use crate::cache::backend::CacheBackend;
@@ -123,6 +125,10 @@ pub struct GatewaySettings {
     pub metrics_listen: Option<SocketAddr>,
     /// Issuer, audience and lifetime of the access tokens it verifies.
     pub jwt: JwtSettings,
+    /// Where the access token is read, whether Gantry's own tokens count, the external
+    /// identity providers, and what the authorization directives need (`--auth-config`).
+    /// Default: Gantry's own tokens from `Authorization`, no providers, no policies.
+    pub identity: AuthConfig,
     /// Requests to subgraphs over HTTP: timeouts, connections, TLS, response size.
     pub subgraph_http: HttpTransportConfig,
     /// Which client headers reach which subgraph. Default: client name and version.
@@ -225,6 +231,8 @@ pub enum BuildError {
     UsersUrl(String),
     #[error("the keys that verify access tokens: {0}")]
     Keys(#[from] KeyError),
+    #[error("setting up the identity providers: {0}")]
+    Identity(#[from] AuthConfigError),
     #[error("following revocations: {0}")]
     Revocations(#[from] RevocationError),
 }
@@ -385,16 +393,16 @@ impl GatewayBuilder {
                 revocations
             }
         };
-        let auth = Arc::new(
-            authenticator(
-                self.keys,
-                users_url,
-                &settings.jwt,
-                revocations,
-                jwks_client,
-            )
-            .await?,
-        );
+        let auth = authenticator(
+            self.keys,
+            users_url,
+            &settings.jwt,
+            revocations,
+            jwks_client.clone(),
+        )
+        .await?;
+        let auth =
+            with_identity_providers(auth, &settings.identity, jwks_client, &mut tasks).await?;
         let service = Arc::new(GatewayService::new(gateway.clone(), auth, features));
 
         let mut readiness = Readiness::new().with(Arc::new(SupergraphCheck(gateway.clone())));
@@ -519,6 +527,7 @@ fn service_features(
         request_timeout: Some(settings.server.request_timeout),
         header_rules,
         override_labels_header: settings.override_labels_header.clone(),
+        authorization: Arc::new(settings.identity.authorization.clone()),
         ..ServiceFeatures::default()
     })
 }
@@ -581,4 +590,28 @@ async fn authenticator(
     };
     tracing::info!(%url, "verifying access tokens with the keys at this JWKS");
     Ok(Authenticator::with_jwks(url, client, jwt.clone(), revocations).await?)
+}
+
+/// `auth` with the token source and identity providers of `identity` (their JWKS fetched
+/// with `client`), and a task keeping the providers' keys fresh.
+async fn with_identity_providers(
+    auth: Authenticator,
+    identity: &AuthConfig,
+    client: reqwest::Client,
+    tasks: &mut BackgroundTasks,
+) -> Result<Arc<Authenticator>, BuildError> {
+    for provider in &identity.providers {
+        tracing::info!(
+            provider = %provider.name,
+            jwks_url = %provider.jwks_url,
+            issuers = ?provider.issuers,
+            "trusting the tokens of this identity provider"
+        );
+    }
+    let auth = Arc::new(auth.with_config(identity, || Ok(client)).await?);
+    if !identity.providers.is_empty() {
+        let refreshing = auth.clone();
+        tasks.spawn(move |stop| refreshing.keep_keys_fresh(stop));
+    }
+    Ok(auth)
 }

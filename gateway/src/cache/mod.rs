@@ -45,6 +45,7 @@ use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
+use crate::authorization::operation::Denied;
 use crate::graphql;
 use crate::graphql::OperationKind;
 use crate::graphql_http::GraphQLResponse;
@@ -209,7 +210,10 @@ impl Caching {
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
-        let scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
+        let mut scope = viewer.map_or_else(|| "anonymous".to_owned(), |id| format!("viewer:{id}"));
+        if let Some(denied) = &operation.denied {
+            scope.push_str(&format!(":denied:{:x}", denied.fingerprint));
+        }
         let mut private_key = cache_key(&request, &scope);
         // Another set of override labels may send fields to other subgraphs.
         let labels = operation.prepared.override_labels.key();
@@ -217,7 +221,10 @@ impl Caching {
             private_key = inflight::extend(private_key, labels.as_bytes());
         }
         // The backend's keys for a response anyone may see, and for one only this viewer may.
-        let entry_keys = self.settings.response_cache.then(|| {
+        // A caller denied some fields gets errors with its answer, which is never stored,
+        // and must not be answered with a response stored for callers who may see them.
+        let cacheable = self.settings.response_cache && operation.denied.is_none();
+        let entry_keys = cacheable.then(|| {
             let mut operation = entry_digest(self.texts.of(&request.query), &request);
             if !labels.is_empty() {
                 operation = digest(&[&operation, labels.as_bytes()]);
@@ -415,6 +422,8 @@ pub struct Operation {
     pub gateway: Arc<Gateway>,
     pub runtime: Arc<SupergraphRuntime>,
     pub prepared: Arc<PreparedOperation>,
+    /// The caller may not see some fields: what runs instead.
+    pub denied: Option<Arc<Denied>>,
 }
 
 /// The request path, in turn when turns are limited, and the policy of its response.
@@ -430,6 +439,7 @@ async fn run(
         &operation.gateway,
         &operation.runtime,
         &operation.prepared,
+        operation.denied.as_deref(),
         &request.variables,
         context,
     )

@@ -86,6 +86,7 @@ async fn a_request_after_an_invalidation_does_not_join_a_read_begun_before_it() 
                 gateway,
                 runtime,
                 prepared,
+                denied: None,
             };
             caching
                 .execute(operation, request, RequestContext::default(), None)

@@ -15,6 +15,7 @@
 //! address) is the separate crate `gantry-identity`, re-exported here.
 //!
 //! # Layout
+//! - [`authorization`]: federation's `@authenticated`, for fields that need a viewer.
 //! - [`error`]: the stable `extensions.code` values and the one place that turns domain
 //!   and database errors into GraphQL errors.
 //! - [`db`]: opening SQLite (the default, in the data dir) or PostgreSQL with sane pool and
@@ -43,6 +44,7 @@
 //!   request ids, tracing and graceful shutdown, and the GraphQL handler that hands the
 //!   viewer and client address to resolvers.
 
+pub mod authorization;
 pub mod context;
 pub mod cursor;
 #[cfg(feature = "db")]

@@ -18,6 +18,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use gantry_entities::{comment, follow, post};
+use gantry_kit::authorization::authenticated;
 use gantry_kit::reads::{ReadChoice, ReadFrom, ReadRoutingExtension};
 use gantry_kit::viewer::{RequireViewer, viewer_state};
 use gantry_kit::{ApiError, cursor};
@@ -460,7 +461,11 @@ impl Query {
 
     /// The viewer's own posts and those of everyone they follow, newest first. Null, with
     /// an error, without a token or when the posts subgraph cannot answer.
-    #[graphql(cache_control(private), directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None))]
+    #[graphql(
+        cache_control(private),
+        directive = cursor::list_size::apply(None, Some(vec!["first".into()]), Some(vec!["edges".into()]), None),
+        directive = authenticated::apply()
+    )]
     async fn feed(
         &self,
         ctx: &Context<'_>,
@@ -514,12 +519,14 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
+    #[graphql(directive = authenticated::apply())]
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> Result<Post> {
         let viewer = viewer_state(ctx).require()?;
         Ok(Post(service(ctx).create_post(viewer, &input.body).await?))
     }
 
     /// Only the author may edit.
+    #[graphql(directive = authenticated::apply())]
     async fn edit_post(&self, ctx: &Context<'_>, id: ID, body: String) -> Result<Post> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&id, "id")?;
@@ -527,12 +534,14 @@ impl Mutation {
     }
 
     /// Only the author may delete; comments and likes go with the post.
+    #[graphql(directive = authenticated::apply())]
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&id, "id")?;
         Ok(service(ctx).delete_post(viewer, id).await?)
     }
 
+    #[graphql(directive = authenticated::apply())]
     async fn add_comment(&self, ctx: &Context<'_>, post_id: ID, body: String) -> Result<Comment> {
         let viewer = viewer_state(ctx).require()?;
         let post_id = parse_id(&post_id, "postId")?;
@@ -542,6 +551,7 @@ impl Mutation {
     }
 
     /// The comment's author or the post's author may delete it.
+    #[graphql(directive = authenticated::apply())]
     async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&id, "id")?;
@@ -549,6 +559,7 @@ impl Mutation {
     }
 
     /// Idempotent.
+    #[graphql(directive = authenticated::apply())]
     async fn like_post(&self, ctx: &Context<'_>, post_id: ID) -> Result<Post> {
         let viewer = viewer_state(ctx).require()?;
         let post_id = parse_id(&post_id, "postId")?;
@@ -556,6 +567,7 @@ impl Mutation {
     }
 
     /// Idempotent.
+    #[graphql(directive = authenticated::apply())]
     async fn unlike_post(&self, ctx: &Context<'_>, post_id: ID) -> Result<Post> {
         let viewer = viewer_state(ctx).require()?;
         let post_id = parse_id(&post_id, "postId")?;
@@ -564,6 +576,7 @@ impl Mutation {
 
     /// Idempotent; following yourself is `BAD_USER_INPUT`, an account that does not exist
     /// (or no longer does) `NOT_FOUND`.
+    #[graphql(directive = authenticated::apply())]
     async fn follow(&self, ctx: &Context<'_>, user_id: ID) -> Result<User> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&user_id, "userId")?;
@@ -572,6 +585,7 @@ impl Mutation {
     }
 
     /// Idempotent.
+    #[graphql(directive = authenticated::apply())]
     async fn unfollow(&self, ctx: &Context<'_>, user_id: ID) -> Result<User> {
         let viewer = viewer_state(ctx).require()?;
         let id = parse_id(&user_id, "userId")?;

@@ -8,6 +8,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema};
 use chrono::{DateTime, Utc};
 use gantry_entities::user;
+use gantry_kit::authorization::authenticated;
 use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::viewer::{ClientAddr, RequireViewer, viewer_state};
 use gantry_kit::{ApiError, ViewerState};
@@ -89,6 +90,8 @@ impl User {
     }
 
     /// Only the user themself sees their email; everyone else gets null.
+    // Not `@authenticated`: `register` and `login` answer with the user's own email to a
+    // caller who has no token yet.
     #[graphql(cache_control(private))]
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
         let is_viewer = self.is_viewer
@@ -160,8 +163,9 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// The signed-in user; null without a token, `UNAUTHENTICATED` with a bad one.
-    #[graphql(cache_control(private))]
+    /// The signed-in user; without a token null with `UNAUTHORIZED_FIELD_OR_TYPE`,
+    /// `UNAUTHENTICATED` with a bad one.
+    #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let viewer = match viewer_state(ctx) {
             ViewerState::Anonymous => return Ok(None),
@@ -247,11 +251,13 @@ impl Mutation {
         Ok(service(ctx).logout(&refresh_token).await?)
     }
 
+    #[graphql(directive = authenticated::apply())]
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> Result<bool> {
         let viewer = viewer_state(ctx).require()?;
         Ok(service(ctx).logout_everywhere(viewer).await?)
     }
 
+    #[graphql(directive = authenticated::apply())]
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
         let viewer = viewer_state(ctx).require()?;
         Ok(User {
@@ -263,6 +269,7 @@ impl Mutation {
     }
 
     /// Ends every other session of the user.
+    #[graphql(directive = authenticated::apply())]
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<bool> {
         let viewer = viewer_state(ctx).require()?;
         Ok(service(ctx)
@@ -275,6 +282,7 @@ impl Mutation {
             .await?)
     }
 
+    #[graphql(directive = authenticated::apply())]
     async fn delete_account(&self, ctx: &Context<'_>, password: String) -> Result<bool> {
         let viewer = viewer_state(ctx).require()?;
         Ok(service(ctx)
