@@ -28,7 +28,6 @@ pub mod config;
 pub mod providers;
 mod token;
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,8 @@ use gantry_identity::revocation::Revocations;
 use gantry_identity::viewer::{Viewer, ViewerState};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
+
+pub use crate::caller::Identity;
 
 use self::config::{AuthConfig, AuthConfigError};
 use self::providers::{Provider, Verified};
@@ -118,30 +118,7 @@ impl From<TokenError> for Refusal {
     }
 }
 
-/// Who is asking, as the gateway verified it.
-#[derive(Debug, Clone, Default)]
-pub struct Identity {
-    /// What in-process subgraphs are told: the viewer of a Gantry token; anonymous for
-    /// everyone else.
-    pub viewer: ViewerState,
-    /// The Gantry token, forwarded to HTTP subgraphs as `Authorization: Bearer …`.
-    pub gantry_token: Option<Arc<str>>,
-    /// The token's verified claims (empty when anonymous): what `@policy` rules and
-    /// header rules read.
-    pub claims: Arc<Map<String, Value>>,
-    /// The scopes `@requiresScopes` checks.
-    pub scopes: Arc<BTreeSet<String>>,
-    /// Tells users apart for rate limits and private cache entries: a Gantry user's id,
-    /// or a key derived from an external provider and subject (never a Gantry user's).
-    pub key: Option<Uuid>,
-}
-
 impl Identity {
-    /// Whether a token was verified (`@authenticated` holds).
-    pub fn is_authenticated(&self) -> bool {
-        self.key.is_some()
-    }
-
     fn gantry(claims: &AccessClaims, token: &str) -> Self {
         Self {
             viewer: ViewerState::Authenticated(Viewer {

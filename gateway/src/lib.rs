@@ -11,6 +11,8 @@
 //! # Layout
 //!
 //! - [`app`]: the builder of the gateway server, and composing from subgraph URLs.
+//! - [`caller`]: who is asking, as the gateway verified it (a leaf: [`auth`] makes it,
+//!   [`authorization`], rate limits and header rules read it).
 //! - [`auth`]: token verification at the gateway: Gantry's own tokens (configured keys or
 //!   the users JWKS) and external identity providers (RS256, ES256, EdDSA JWKS).
 //! - [`authorization`]: `@authenticated`, `@requiresScopes` and `@policy`, enforced per
@@ -63,6 +65,7 @@ pub mod app;
 pub mod auth;
 pub mod authorization;
 pub mod cache;
+pub mod caller;
 pub mod cors;
 pub mod cost;
 pub mod execute;

@@ -31,7 +31,7 @@ use graphql_tools::static_graphql::schema::{
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::auth::Identity;
+use crate::caller::Identity;
 use crate::schema::named_type;
 
 /// The error code of a field removed because the caller may not see it.

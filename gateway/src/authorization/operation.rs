@@ -21,7 +21,7 @@ use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{AuthorizationRules, AuthorizationSettings, Requirement, UNAUTHORIZED_FIELD_OR_TYPE};
-use crate::auth::Identity;
+use crate::caller::Identity;
 use crate::graphql::{GraphQLError, PathSegment};
 use crate::schema::{ApiSchema, named_type};
 
@@ -350,8 +350,8 @@ fn filter_set(
 mod tests {
     use hive_router_query_planner::utils::cancellation::CancellationToken;
 
-    use crate::auth::Identity;
     use crate::authorization::AuthorizationSettings;
+    use crate::caller::Identity;
     use crate::prepare::Preparer;
     use crate::supergraph::{Supergraph, SupergraphOptions};
     use crate::testing::subgraph;

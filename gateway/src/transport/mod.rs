@@ -85,8 +85,8 @@ pub struct SubgraphResponse {
     /// The response's `Cache-Control` header, if the subgraph sent one.
     pub cache_control: Option<String>,
     /// Response headers for the client: every header of the HTTP answer as the transport
-    /// read it, then only those the response header rules allow
-    /// ([`crate::header_rules::HeaderRulesTransport`]). Empty for in-process subgraphs.
+    /// read it, then only those the response header rules allow (the header-rules
+    /// transport wrapped around this one). Empty for in-process subgraphs.
     pub headers: HeaderMap,
 }
 
