@@ -10,6 +10,10 @@
 //!   every process refuses.
 //! - [`m20261201_000004_known_accounts`]: the accounts the posts subgraph knows of, with
 //!   tombstones of deleted ones (filled from `users` when it is in the same database).
+//! - [`m20261201_000005_timelines`]: the home feed's fanned-out timelines, filled from
+//!   the follows and posts already there ([`rebuild_timelines`] after bulk loads).
+//! - [`m20261201_000006_partition_keys`]: primary keys that hold each table's
+//!   distribution column (PostgreSQL), ready for a distributed PostgreSQL.
 //! - [`lock`]: applying and rolling back under a lock, so processes that start together
 //!   on one database do not migrate it at the same time.
 
@@ -20,8 +24,11 @@ pub mod m20261127_000001_users;
 pub mod m20261127_000002_posts;
 pub mod m20261201_000003_revocations;
 pub mod m20261201_000004_known_accounts;
+pub mod m20261201_000005_timelines;
+pub mod m20261201_000006_partition_keys;
 
 pub use lock::{apply_pending, roll_back};
+pub use m20261201_000005_timelines::rebuild_timelines;
 
 /// Every migration in the order it applies.
 #[derive(Debug)]
@@ -35,6 +42,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_posts::Migration),
             Box::new(m20261201_000003_revocations::Migration),
             Box::new(m20261201_000004_known_accounts::Migration),
+            Box::new(m20261201_000005_timelines::Migration),
+            Box::new(m20261201_000006_partition_keys::Migration),
         ]
     }
 }

@@ -28,5 +28,6 @@ mod posts;
 mod read_replica;
 mod replicas;
 mod schema;
+mod timelines;
 mod tls;
 mod users;
