@@ -22,6 +22,7 @@ mod hostile;
 mod observability;
 mod operators;
 mod partial_data;
+mod partitioning;
 mod persisted;
 mod pgbouncer;
 mod posts;
