@@ -160,9 +160,7 @@ async fn trimmed_timelines(db: &DatabaseConnection) -> u64 {
         .expect("heads")
 }
 
-async fn the_hybrid_feed_equals_the_fan_out_on_read_feed_for_every_seeded_viewer(
-    backend: Backend,
-) {
+async fn the_hybrid_feed_equals_the_fan_out_on_read_feed_for_every_seeded_viewer(backend: Backend) {
     let feed = FeedSettings {
         fanout_max_followers: 30,
         timeline_cap: 40,
@@ -307,7 +305,12 @@ async fn the_hybrid_feed_stays_equal_through_follows_posts_unfollows_and_deletio
     .drain()
     .await
     .expect("consumed");
-    assert_same_feeds(service, &data.users, "after the writer's account was deleted").await;
+    assert_same_feeds(
+        service,
+        &data.users,
+        "after the writer's account was deleted",
+    )
+    .await;
     let reader_feed = service
         .feed(ReadFrom::Primary, viewer(reader), 100, None)
         .await

@@ -15,10 +15,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::accounts;
-use crate::timelines::{self, FeedSettings};
 use crate::domain::{CommentBody, PostBody};
 use crate::loaders::POSTS_BY;
 use crate::pages::{Direction, Page, merged_page_lateral, page};
+use crate::timelines::{self, FeedSettings};
 
 /// Up to this many followees a PostgreSQL feed merges per-author pages; past it, it walks
 /// all posts newest first. On 10,000 users and 100,000 posts (`gantry seed`) the merge

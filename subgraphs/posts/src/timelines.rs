@@ -27,8 +27,8 @@ use gantry_entities::{feed_pulled_author, follow, post, timeline, timeline_head}
 use gantry_kit::ApiError;
 use sea_orm::sea_query::{Expr, OnConflict, Order, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -39,8 +39,9 @@ use crate::pages::{Direction, Page, merged_page_lateral, page};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedSettings {
     /// Authors followed by more accounts than this are read at feed time rather than
-    /// written to every follower's timeline; it bounds the rows one post writes. With
-    /// `gantry seed`'s skew, about 0.3 % of 100,000 accounts pass it. Default 1000.
+    /// written to every follower's timeline; it bounds the rows one post writes, and
+    /// under `gantry seed`'s skew only the head of the popularity ranking passes it.
+    /// Default 1000.
     pub fanout_max_followers: u64,
     /// Entries kept per viewer's timeline (the newest); older pages are read from
     /// `follows` and `posts`. Default 800.
@@ -186,7 +187,9 @@ pub async fn account_deleted<C: ConnectionTrait>(txn: &C, user_id: Uuid) -> Resu
         .filter(timeline::Column::ViewerId.eq(user_id))
         .exec(txn)
         .await?;
-    timeline_head::Entity::delete_by_id(user_id).exec(txn).await?;
+    timeline_head::Entity::delete_by_id(user_id)
+        .exec(txn)
+        .await?;
     feed_pulled_author::Entity::delete_by_id(user_id)
         .exec(txn)
         .await?;
@@ -226,12 +229,10 @@ async fn grow<C: ConnectionTrait>(
     force: bool,
 ) -> Result<(), DbErr> {
     for chunk in viewers.chunks(INSERT_CHUNK) {
-        timeline_head::Entity::insert_many(chunk.iter().map(|viewer| {
-            timeline_head::ActiveModel {
-                viewer_id: Set(*viewer),
-                entries: Set(added),
-                horizon: Set(None),
-            }
+        timeline_head::Entity::insert_many(chunk.iter().map(|viewer| timeline_head::ActiveModel {
+            viewer_id: Set(*viewer),
+            entries: Set(added),
+            horizon: Set(None),
         }))
         .on_conflict(
             OnConflict::column(timeline_head::Column::ViewerId)
