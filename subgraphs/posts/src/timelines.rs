@@ -328,10 +328,6 @@ pub(crate) async fn feed_page<C: ConnectionTrait>(
     first: u64,
     after: Option<Uuid>,
 ) -> Result<Option<Page<post::Model>>, ApiError> {
-    let horizon = timeline_head::Entity::find_by_id(viewer)
-        .one(db)
-        .await?
-        .and_then(|head| head.horizon);
     let marked = Query::select()
         .column(feed_pulled_author::Column::AuthorId)
         .from(feed_pulled_author::Entity)
@@ -376,9 +372,16 @@ pub(crate) async fn feed_page<C: ConnectionTrait>(
         .all(db)
         .await?;
 
+    // Read after the entries: a trim in between only moves the horizon up, which can
+    // send this page to the fan-out-on-read query but never past missing entries.
+    let horizon = timeline_head::Entity::find_by_id(viewer)
+        .one(db)
+        .await?
+        .and_then(|head| head.horizon);
+
     let mut rows = read.items;
     rows.extend(fanned);
-    rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.id));
     rows.dedup_by_key(|row| row.id);
     rows.truncate(wanted as usize);
     if let Some(horizon) = horizon {
