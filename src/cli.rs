@@ -174,6 +174,14 @@ pub struct CommonArgs {
     /// is milliseconds).
     #[arg(long, env = "GANTRY_OUTBOX_POLL_MS", default_value = "1000", value_parser = values::millis, help_heading = heading::DATABASE)]
     pub outbox_poll_ms: u64,
+    /// Authors followed by more accounts than this have their posts read at feed time
+    /// instead of written to each follower's timeline. Default 1000.
+    #[arg(long, env = "GANTRY_FEED_FANOUT_MAX_FOLLOWERS", help_heading = heading::DATABASE)]
+    pub feed_fanout_max_followers: Option<u64>,
+    /// Entries kept in each viewer's home timeline; older pages are read from follows and
+    /// posts. Default 800.
+    #[arg(long, env = "GANTRY_FEED_TIMELINE_CAP", help_heading = heading::DATABASE)]
+    pub feed_timeline_cap: Option<u64>,
     /// How long DataLoaders gather keys before one batched query (a bare number is
     /// milliseconds).
     #[arg(long, env = "GANTRY_BATCH_DELAY_MS", default_value = "1", value_parser = values::millis, help_heading = heading::DATABASE)]

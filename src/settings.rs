@@ -10,7 +10,7 @@ use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
 use gantry_kit::reads::ReadSettings;
 use gantry_kit::server::{ServerLimits, ServerTls, ServerTlsFiles};
-use gantry_posts::PostsConfig;
+use gantry_posts::{FeedSettings, PostsConfig};
 use gantry_users::{ThrottleSettings, UsersConfig};
 
 use crate::cli::CommonArgs;
@@ -88,6 +88,20 @@ impl CommonArgs {
             outbox_poll_interval: Duration::from_millis(self.outbox_poll_ms.max(10)),
             trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
+            feed: self.feed(),
+        }
+    }
+
+    pub fn feed(&self) -> FeedSettings {
+        let defaults = FeedSettings::default();
+        FeedSettings {
+            fanout_max_followers: self
+                .feed_fanout_max_followers
+                .unwrap_or(defaults.fanout_max_followers),
+            timeline_cap: self
+                .feed_timeline_cap
+                .unwrap_or(defaults.timeline_cap)
+                .max(1),
         }
     }
 

@@ -121,6 +121,10 @@ pub struct PrepareArgs {
     /// Distinct users `federation-stress` asks for.
     #[arg(long, default_value_t = 300)]
     pub stress_users: usize,
+    /// Sign in the users who follow the most of the `--popular-users` most-followed
+    /// accounts, most first, instead of a random sample: the heaviest feed viewers.
+    #[arg(long)]
+    pub heavy_viewers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             popular_posts: args.popular_posts,
             popular_users: args.popular_users,
             stress_users: args.stress_users,
+            heavy_viewers: args.heavy_viewers,
         })),
         Command::Ceiling(args) => {
             runtime(2)?.block_on(crate::ceiling::serve(args.listen, &args.body_file, async {

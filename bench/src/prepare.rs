@@ -31,6 +31,9 @@ pub struct PrepareOptions {
     pub popular_posts: usize,
     pub popular_users: usize,
     pub stress_users: usize,
+    /// Sign in the users who follow the most of the `popular_users` most-followed
+    /// accounts (the feed's heaviest viewers) instead of a random sample.
+    pub heavy_viewers: bool,
 }
 
 pub async fn run(options: PrepareOptions) -> anyhow::Result<()> {
@@ -60,6 +63,9 @@ pub async fn run(options: PrepareOptions) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(42);
     seeded.shuffle(&mut rng);
     seeded.truncate(options.users);
+    if options.heavy_viewers {
+        seeded = heavy_viewers(&db, &prefix, options.popular_users, options.users).await?;
+    }
 
     let mut popular_posts = ids(
         &db,
@@ -215,6 +221,35 @@ fn fill(list: &mut Vec<String>, more: Vec<String>, n: usize) {
 }
 
 /// The `id` column of `sql` followed by ` <limit>`.
+/// The seeded users who follow the most of the `popular` most-followed accounts, most
+/// first: the viewers whose feeds merge the most-followed authors' posts.
+async fn heavy_viewers(
+    db: &DatabaseConnection,
+    prefix: &str,
+    popular: usize,
+    limit: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let sql = format!(
+        "SELECT u.id AS id, u.username AS username \
+         FROM (SELECT follower_id, COUNT(*) AS n FROM follows \
+               WHERE followee_id IN (SELECT followee_id FROM follows GROUP BY followee_id \
+                                     ORDER BY COUNT(*) DESC, followee_id LIMIT {popular}) \
+               GROUP BY follower_id) AS heavy \
+         JOIN users u ON u.id = heavy.follower_id \
+         WHERE u.username LIKE '{prefix}%' \
+         ORDER BY heavy.n DESC, u.id LIMIT {limit}"
+    );
+    let viewers: Vec<(String, String)> = rows(db, &sql, &["id", "username"])
+        .await?
+        .into_iter()
+        .filter_map(|mut r| Some((r.remove(0), r.pop()?)))
+        .collect();
+    if viewers.is_empty() {
+        bail!("no seeded user follows any of the most-followed accounts");
+    }
+    Ok(viewers)
+}
+
 async fn ids(db: &DatabaseConnection, sql: &str, limit: usize) -> anyhow::Result<Vec<String>> {
     Ok(rows(db, &format!("{sql} {limit}"), &["id"])
         .await?

@@ -91,6 +91,12 @@ fn shape_description(shape: &str) -> &'static str {
         "ceiling" => {
             "`gantry-bench ceiling`: a bare axum handler returning a captured `mobile-reads` answer (HTTP alone)"
         }
+        "feed-100k-all" => {
+            "`gantry serve` on PostgreSQL and Redis, 100,000 seeded users, response cache off: the signed-in feed of 1,000 random viewers"
+        }
+        "feed-100k-heavy" => {
+            "the same server: the signed-in feed of the 200 viewers who follow the most of the 200 most-followed accounts"
+        }
         _ => "",
     }
 }

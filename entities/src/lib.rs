@@ -12,8 +12,11 @@
 //! - [`revocation`]: ended sessions and deleted accounts, for every token verifier.
 //! - [`post`], [`comment`], [`like`], [`follow`]: the posts subgraph's content.
 //! - [`known_account`]: the accounts the posts subgraph knows of, with tombstones.
+//! - [`timeline`], [`timeline_head`], [`feed_pulled_author`]: the home feed's fanned-out
+//!   timelines, their bookkeeping, and the authors read at feed time instead.
 
 pub mod comment;
+pub mod feed_pulled_author;
 pub mod follow;
 pub mod known_account;
 pub mod like;
@@ -23,4 +26,6 @@ pub mod post;
 pub mod refresh_token;
 pub mod revocation;
 pub mod session;
+pub mod timeline;
+pub mod timeline_head;
 pub mod user;

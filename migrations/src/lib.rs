@@ -10,6 +10,10 @@
 //!   every process refuses.
 //! - [`m20261201_000004_known_accounts`]: the accounts the posts subgraph knows of, with
 //!   tombstones of deleted ones (filled from `users` when it is in the same database).
+//! - [`m20261201_000005_timelines`]: the home feed's fanned-out timelines, filled from
+//!   the follows and posts already there ([`rebuild_timelines`] after bulk loads).
+//! - [`m20261201_000006_partition_keys`]: primary keys that hold each table's
+//!   distribution column (PostgreSQL), ready for a distributed PostgreSQL.
 //! - [`m20261210_000005_outbox_published`]: when each outbox event was handed to Redis
 //!   Streams, so the relay finds the ones still to send.
 //! - [`lock`]: applying and rolling back under a lock, so processes that start together
@@ -28,9 +32,12 @@ pub mod m20261127_000001_users;
 pub mod m20261127_000002_posts;
 pub mod m20261201_000003_revocations;
 pub mod m20261201_000004_known_accounts;
+pub mod m20261201_000005_timelines;
+pub mod m20261201_000006_partition_keys;
 pub mod m20261210_000005_outbox_published;
 
 pub use lock::{apply_pending, apply_pending_in, roll_back};
+pub use m20261201_000005_timelines::rebuild_timelines;
 
 /// Whose migrations a process applies: a subgraph's own, or every one (for a database the
 /// subgraphs share).
@@ -83,6 +90,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_posts::Migration),
             Box::new(m20261201_000003_revocations::Migration),
             Box::new(m20261201_000004_known_accounts::Migration),
+            Box::new(m20261201_000005_timelines::Migration),
+            Box::new(m20261201_000006_partition_keys::Migration),
             Box::new(m20261210_000005_outbox_published::Migration),
         ]
     }

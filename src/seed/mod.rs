@@ -28,6 +28,7 @@ use gantry_entities::user;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 
 pub use plan::{Plan, SeedOptions};
@@ -169,6 +170,7 @@ pub async fn seed(
     }
     make_known_to_posts(db).await?;
     if inserted.total() > 0 {
+        fill_timelines(db).await?;
         refresh_statistics(db).await?;
     }
     Ok(Summary {
@@ -186,6 +188,23 @@ async fn make_known_to_posts(db: &DatabaseConnection) -> Result<(), SeedError> {
          ON CONFLICT (user_id) DO NOTHING",
     )
     .await?;
+    Ok(())
+}
+
+/// Seeded follows and posts skip the posts service, so nothing fanned them out: the home
+/// feed's timelines are rebuilt from them (in one transaction, with the feed's default
+/// settings; the author marks it stores keep the feed right under any other).
+async fn fill_timelines(db: &DatabaseConnection) -> Result<(), SeedError> {
+    tracing::info!("filling the home feed's timelines");
+    let settings = gantry_posts::FeedSettings::default();
+    let txn = db.begin().await?;
+    gantry_migrations::rebuild_timelines(
+        &txn,
+        settings.fanout_max_followers,
+        settings.timeline_cap,
+    )
+    .await?;
+    txn.commit().await?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! The feed and per-parent pages against a plain model of what they must return: on
-//! PostgreSQL a feed is read one of two ways depending on how many accounts the viewer
+//! The fan-out-on-read feed (the reference the hybrid feed is tested against, in
+//! `timelines`) and per-parent pages against a plain model of what they must return: on
+//! PostgreSQL that feed is read one of two ways depending on how many accounts the viewer
 //! follows, and per-parent pages with a `LATERAL` top-N; every way must give the same pages
 //! as sorting the matching rows by hand. A seeded database comes with the statistics
 //! those plans depend on.
@@ -11,7 +12,6 @@ use gantry::seed::{Progress, SeedOptions, seed};
 use gantry_entities::{follow, post};
 use gantry_kit::Viewer;
 use gantry_kit::db::DatabaseSettings;
-use gantry_kit::reads::ReadFrom;
 use gantry_migrations::{Migrator, MigratorTrait};
 use gantry_posts::loaders::POSTS_BY;
 use gantry_posts::pages::pages_per_parent;
@@ -132,7 +132,7 @@ async fn a_feed_pages_through_every_followed_post_newest_first_however_many_are_
         let mut after = None;
         loop {
             let page = service
-                .feed(ReadFrom::Primary, viewer, 9, after)
+                .feed_fanout_on_read(viewer, 9, after)
                 .await
                 .expect("feed page");
             assert!(page.items.len() <= 9);

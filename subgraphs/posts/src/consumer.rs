@@ -290,6 +290,7 @@ pub(crate) async fn apply(
     accounts::lock(txn, &[user_id]).await?;
     accounts::bury(txn, user_id).await?;
     let changed = affected_ids(txn, user_id).await?;
+    crate::timelines::account_deleted(txn, user_id).await?;
     let posts = post::Entity::delete_many()
         .filter(post::Column::AuthorId.eq(user_id))
         .exec(txn)

@@ -9,6 +9,8 @@
 //! - [`pages`]: keyset pages, one parent's or many parents' in one statement.
 //! - [`loaders`]: the DataLoader behind every per-parent field.
 //! - [`service`]: writes, and the feed and latest-posts lists.
+//! - [`timelines`]: the feed's fan-out on write (capped per-viewer timelines) for most
+//!   authors, and fan-out on read for the most-followed ones.
 //! - [`schema`]: the GraphQL types and resolvers.
 //! - [`consumer`]: learns of new accounts and removes a deleted account's content, from
 //!   the users subgraph's outbox in the same database.
@@ -23,6 +25,7 @@ pub mod loaders;
 pub mod pages;
 pub mod schema;
 pub mod service;
+pub mod timelines;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ use sea_orm::DatabaseConnection;
 
 pub use consumer::AccountDeletionConsumer;
 pub use schema::PostsSchema;
+pub use timelines::FeedSettings;
 
 #[derive(Debug, Clone)]
 pub struct PostsConfig {
@@ -46,6 +50,8 @@ pub struct PostsConfig {
     pub trusted_proxies: gantry_kit::client::TrustedProxies,
     /// How long DataLoaders gather keys before querying. Default 1 ms.
     pub batch_delay: Duration,
+    /// How the home feed splits between fan-out on write and on read.
+    pub feed: FeedSettings,
 }
 
 impl Default for PostsConfig {
@@ -54,6 +60,7 @@ impl Default for PostsConfig {
             outbox_poll_interval: Duration::from_secs(1),
             trusted_proxies: gantry_kit::client::TrustedProxies::loopback(),
             batch_delay: Duration::from_millis(1),
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -87,7 +94,7 @@ impl PostsSubgraph {
         config: PostsConfig,
     ) -> Self {
         let db = reads.primary().clone();
-        let service = Arc::new(service::PostsService::with_reads(reads));
+        let service = Arc::new(service::PostsService::with_reads(reads).with_feed(config.feed));
         Self {
             schema: schema::build(service, config.batch_delay),
             verifier,

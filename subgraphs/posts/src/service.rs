@@ -18,6 +18,7 @@ use crate::accounts;
 use crate::domain::{CommentBody, PostBody};
 use crate::loaders::POSTS_BY;
 use crate::pages::{Direction, Page, merged_page_lateral, page};
+use crate::timelines::{self, FeedSettings};
 
 /// Up to this many followees a PostgreSQL feed merges per-author pages; past it, it walks
 /// all posts newest first. On 10,000 users and 100,000 posts (`gantry seed`) the merge
@@ -30,6 +31,7 @@ pub struct PostsService {
     /// The primary: writes, and the reads they make.
     db: DatabaseConnection,
     reads: ReadRouting,
+    feed: FeedSettings,
 }
 
 impl PostsService {
@@ -43,7 +45,14 @@ impl PostsService {
         Self {
             db: reads.primary().clone(),
             reads,
+            feed: FeedSettings::default(),
         }
+    }
+
+    /// How the feed splits between fan-out on write and on read.
+    pub fn with_feed(mut self, feed: FeedSettings) -> Self {
+        self.feed = feed;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -91,13 +100,9 @@ impl PostsService {
         .await
     }
 
-    /// The viewer's own posts and those of everyone they follow, newest first.
-    ///
-    /// On PostgreSQL a viewer who follows few accounts gets their authors' latest posts
-    /// merged ([`merged_page_lateral`]): walking all posts newest first and keeping the
-    /// followed authors' would read far back when those authors post rarely. Past
-    /// [`FEED_MERGE_MAX_FOLLOWEES`] that walk is the cheaper one, since it soon finds a
-    /// page, and it is what SQLite (no `LATERAL`) always does.
+    /// The viewer's own posts and those of everyone they follow, newest first: their
+    /// timeline merged with the posts read at feed time (see [`crate::timelines`]), or,
+    /// for a page older than the timeline holds, [`Self::feed_fanout_on_read`].
     #[tracing::instrument(skip(self))]
     pub async fn feed(
         &self,
@@ -119,6 +124,37 @@ impl PostsService {
     }
 
     async fn feed_on(
+        &self,
+        db: &DatabaseConnection,
+        viewer: Viewer,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
+        match timelines::feed_page(db, viewer.user_id, first, after).await? {
+            Some(page) => Ok(page),
+            None => self.fanout_on_read_on(db, viewer, first, after).await,
+        }
+    }
+
+    /// The feed read from `follows` and `posts` alone (fan-out on read), from the
+    /// primary: what the hybrid feed must equal, and what answers pages older than a
+    /// viewer's timeline holds.
+    ///
+    /// On PostgreSQL a viewer who follows few accounts gets their authors' latest posts
+    /// merged ([`merged_page_lateral`]): walking all posts newest first and keeping the
+    /// followed authors' would read far back when those authors post rarely. Past
+    /// [`FEED_MERGE_MAX_FOLLOWEES`] that walk is the cheaper one, since it soon finds a
+    /// page, and it is what SQLite (no `LATERAL`) always does.
+    pub async fn feed_fanout_on_read(
+        &self,
+        viewer: Viewer,
+        first: u64,
+        after: Option<Uuid>,
+    ) -> ApiResult<Page<post::Model>> {
+        self.fanout_on_read_on(&self.db, viewer, first, after).await
+    }
+
+    async fn fanout_on_read_on(
         &self,
         db: &DatabaseConnection,
         viewer: Viewer,
@@ -181,6 +217,7 @@ impl PostsService {
         post::Entity::insert(post::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
+        timelines::fan_out(&txn, self.feed, &model).await?;
         txn.commit().await?;
         Ok(model)
     }
@@ -198,14 +235,19 @@ impl PostsService {
         Ok(active.update(&self.db).await?)
     }
 
-    /// Deletes a post with its comments and likes (by cascade).
+    /// Deletes a post with its comments and likes (by cascade) and its timeline entries,
+    /// under the author's lock (which a follow's backfill of the author also takes).
     #[tracing::instrument(skip(self))]
     pub async fn delete_post(&self, viewer: Viewer, id: Uuid) -> ApiResult<bool> {
         let existing = self.find_post(id).await?;
         if existing.author_id != viewer.user_id {
             return Err(ApiError::forbidden("only the author can delete a post"));
         }
-        post::Entity::delete_by_id(id).exec(&self.db).await?;
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id]).await?;
+        post::Entity::delete_by_id(id).exec(&txn).await?;
+        timelines::post_deleted(&txn, id).await?;
+        txn.commit().await?;
         Ok(true)
     }
 
@@ -294,7 +336,8 @@ impl PostsService {
     }
 
     /// Follows a user; following again changes nothing; following oneself is refused, and
-    /// so is following an account that does not exist (`NOT_FOUND`).
+    /// so is following an account that does not exist (`NOT_FOUND`). The followee's newest
+    /// posts join the viewer's timeline in the same transaction.
     #[tracing::instrument(skip(self))]
     pub async fn follow(&self, viewer: Viewer, user_id: Uuid) -> ApiResult<()> {
         if user_id == viewer.user_id {
@@ -304,7 +347,7 @@ impl PostsService {
         accounts::lock(&txn, &[viewer.user_id, user_id]).await?;
         accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
         accounts::ensure_exists(&txn, user_id).await?;
-        follow::Entity::insert(follow::ActiveModel {
+        let inserted = follow::Entity::insert(follow::ActiveModel {
             id: Set(Uuid::now_v7()),
             follower_id: Set(viewer.user_id),
             followee_id: Set(user_id),
@@ -317,17 +360,26 @@ impl PostsService {
         )
         .exec_without_returning(&txn)
         .await?;
+        if inserted > 0 {
+            timelines::backfill(&txn, self.feed, viewer.user_id, user_id).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
 
+    /// Stops following a user, whose posts leave the viewer's timeline in the same
+    /// transaction; unfollowing someone one does not follow changes nothing.
     #[tracing::instrument(skip(self))]
     pub async fn unfollow(&self, viewer: Viewer, user_id: Uuid) -> ApiResult<()> {
+        let txn = begin_write(&self.db).await?;
+        accounts::lock(&txn, &[viewer.user_id, user_id]).await?;
         follow::Entity::delete_many()
             .filter(follow::Column::FollowerId.eq(viewer.user_id))
             .filter(follow::Column::FolloweeId.eq(user_id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        timelines::unfollowed(&txn, viewer.user_id, user_id).await?;
+        txn.commit().await?;
         Ok(())
     }
 }
