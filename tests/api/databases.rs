@@ -453,7 +453,7 @@ async fn each_subgraph_migrates_only_its_own_tables_and_a_shared_database_takes_
     assert!(posts_only.status.success(), "{posts_only:?}");
     assert_eq!(
         String::from_utf8_lossy(&posts_only.stdout),
-        "applied 2 migration(s)\n"
+        "applied 4 migration(s)\n"
     );
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     let pending: Vec<&str> = status
