@@ -1,7 +1,7 @@
 //! The supergraph: composing subgraph SDLs (or loading a composed SDL), and everything the
 //! gateway derives from it — the planner, the client-facing API schema, the subgraph URLs.
-//! The supergraph runtime ([`crate::runtime`]) owns one with the caches of what was
-//! prepared and planned against it; swapping the supergraph swaps all of them together.
+//! The supergraph runtime owns one with the caches of what was prepared and planned
+//! against it; swapping the supergraph swaps all of them together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
