@@ -3,31 +3,34 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A GraphQL request as a client sends it (the body of `POST /graphql`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A GraphQL request as the client sent it (a POST body, a GET query string, one item of
+/// a batch), the one request type of every stage: `query` may be absent when
+/// `extensions.persistedQuery` (APQ) or `documentId` (a persisted-operation manifest) names
+/// the document instead, until the persisted-query step fills it in.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GraphQLRequest {
-    pub query: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     pub operation_name: Option<String>,
-    /// `null` and absent both mean "no variables".
-    #[serde(default, deserialize_with = "null_as_empty_map")]
-    pub variables: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `None` when absent or `null`: no variables.
+    pub variables: Option<Map<String, Value>>,
     pub extensions: Option<Map<String, Value>>,
+    pub document_id: Option<String>,
 }
+
+/// The variables of a request that sent none.
+static NO_VARIABLES: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 impl GraphQLRequest {
     pub fn new(query: impl Into<String>) -> Self {
         Self {
-            query: query.into(),
+            query: Some(query.into()),
             ..Self::default()
         }
     }
 
     pub fn with_variables(mut self, variables: Value) -> Self {
         if let Value::Object(map) = variables {
-            self.variables = map;
+            self.variables = Some(map);
         }
         self
     }
@@ -36,13 +39,26 @@ impl GraphQLRequest {
         self.operation_name = Some(name.into());
         self
     }
-}
 
-fn null_as_empty_map<'de, D>(deserializer: D) -> Result<Map<String, Value>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
+    /// The document's text; empty when the request names none (nothing parses it then).
+    pub fn text(&self) -> &str {
+        self.query.as_deref().unwrap_or_default()
+    }
+
+    /// The variables, empty when the request sent none.
+    pub fn variables(&self) -> &Map<String, Value> {
+        self.variables.as_ref().unwrap_or(&NO_VARIABLES)
+    }
+
+    /// Whether the request names its document some other way than `query`; only then may
+    /// `query` be missing.
+    pub fn names_persisted_document(&self) -> bool {
+        self.document_id.is_some()
+            || self
+                .extensions
+                .as_ref()
+                .is_some_and(|extensions| extensions.contains_key("persistedQuery"))
+    }
 }
 
 /// The kind of operation a request selects: known once the document is prepared, and

@@ -18,23 +18,28 @@
 //! - [`authorization`]: `@authenticated`, `@requiresScopes` and `@policy`, enforced per
 //!   request by removing the fields a caller may not see before planning.
 //! - [`revocations`]: ended sessions and deleted accounts, read from the users subgraph.
-//! - [`graphql`]: wire types shared by every stage (request, response, errors, paths).
+//! - [`graphql`]: wire types shared by every stage (the one client request type, the
+//!   response, errors, paths).
 //! - [`supergraph`]: composition (with the `@join__type` fixes for root types and for
 //!   unresolvable `@interfaceObject` keys), loading a supergraph SDL, and what derives from
-//!   it (planner, API schema, URLs, plan cache).
+//!   it (planner, API schema, URLs).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
 //! - [`cost`]: demand control's static cost estimate (`@cost`, `@listSize`) and its metric.
 //! - [`limits`]: operation limits, on the text before parsing and on the operation with
 //!   fragments expanded, and where the request path's recursion is bounded.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
 //!   coercion.
-//! - [`plan`]: normalization and planning, through the supergraph's plan cache.
+//! - [`plan`]: normalization and planning, through the runtime's plan cache (concurrent
+//!   misses of one operation plan it once).
+//! - [`fetch`]: typed fetches — each fetch's kind and `_entities` calls, read from the
+//!   plan's nodes once per plan (a leaf: the planner, the executor and the transports
+//!   share it).
 //! - [`override_labels`]: progressive override — the supergraph's `@override` labels and
 //!   which are active for a request (a percentage drawn per request, others from a header).
 //! - [`prepare`]: prepare once — limits, parsing, validation, (cost), planning — into the
 //!   [`prepare::PreparedOperation`] every later stage takes.
 //! - [`runtime`]: [`runtime::SupergraphRuntime`], the supergraph with its prepared
-//!   operations, prepared off the async workers, within a budget, coalesced.
+//!   operations (prepared off the async workers, within a budget, coalesced) and its plans.
 //! - [`transport`]: the [`SubgraphTransport`] trait, [`Transports`] and [`HttpTransport`].
 //! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
 //!   and merges the results.
@@ -69,6 +74,7 @@ pub mod caller;
 pub mod cors;
 pub mod cost;
 pub mod execute;
+pub mod fetch;
 pub mod graphql;
 pub mod graphql_http;
 pub mod header_rules;

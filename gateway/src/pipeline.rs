@@ -65,7 +65,7 @@ pub async fn execute_operation(
 ) -> GraphQLResponse {
     let runtime = gateway.runtime();
     match runtime
-        .prepare(&request.query, request.operation_name.as_deref())
+        .prepare(request.text(), request.operation_name.as_deref())
         .await
     {
         Ok(prepared) => {
@@ -74,7 +74,7 @@ pub async fn execute_operation(
                 &runtime,
                 &prepared,
                 None,
-                &request.variables,
+                request.variables(),
                 context,
             )
             .await

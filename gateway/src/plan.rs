@@ -1,7 +1,8 @@
 //! Planning: normalize the client operation and turn it into a query plan with
-//! hive-router-query-planner, through a bounded in-process cache owned by the supergraph.
-//! Planning runs while an operation is prepared, under the preparation's cancellation
-//! token (its time budget, and its client still waiting).
+//! hive-router-query-planner, through a bounded in-process plan cache (owned by the
+//! supergraph runtime). Concurrent misses of one operation plan it once: the others wait
+//! for that plan. Planning runs while an operation is prepared, under the preparation's
+//! cancellation token (its time budget, and its client still waiting).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -15,12 +16,17 @@ use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::fetch::Plan;
 use crate::override_labels::ActiveLabels;
 use crate::telemetry::{self, Lookup};
 
+/// How often a preparation whose plan another one was making asks again when that one
+/// was cancelled (its client left, its budget ran out) while its own may go on.
+const RETRIES_AFTER_ANOTHERS_CANCELLATION: usize = 3;
+
 /// Planning never fails for a valid operation on a valid supergraph, so every variant but
 /// `Cancelled` is an internal error: logged, and answered with a generic message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PlanError {
     #[error("planning was cancelled or ran out of time")]
     Cancelled,
@@ -33,7 +39,7 @@ pub enum PlanError {
 /// Cached plans, keyed by a hash of the normalized operation, its name and the active
 /// override labels.
 pub struct PlanCache {
-    plans: moka::sync::Cache<u64, Arc<QueryPlan>>,
+    plans: moka::sync::Cache<u64, Arc<Plan>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -57,16 +63,55 @@ impl PlanCache {
         }
     }
 
+    /// Lookups answered with a plan made before or meanwhile by another preparation.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
+    /// Plans made: one per operation, however many preparations asked for it at once.
     pub fn misses(&self) -> u64 {
         self.misses.load(Ordering::Relaxed)
     }
+
+    /// The plan under `key`, made by `plan` when there is none; concurrent calls for one
+    /// key run `plan` once and share its outcome. When another call's planning was
+    /// cancelled, this one plans again, unless `cancel` stopped it too.
+    pub fn get_or_plan(
+        &self,
+        key: u64,
+        cancel: &CancellationToken,
+        plan: impl Fn() -> Result<QueryPlan, PlanError>,
+    ) -> Result<Arc<Plan>, PlanError> {
+        let mut tries = 0;
+        loop {
+            let mut planned = false;
+            let outcome = self.plans.try_get_with(key, || {
+                planned = true;
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                plan().map(|plan| Arc::new(Plan::new(plan)))
+            });
+            if !planned {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            telemetry::lookup(Lookup::Plan, !planned);
+            match outcome {
+                Ok(plan) => return Ok(plan),
+                Err(error) => match error.as_ref() {
+                    PlanError::Cancelled
+                        if !planned
+                            && cancel.bail_if_cancelled().is_ok()
+                            && tries < RETRIES_AFTER_ANOTHERS_CANCELLATION =>
+                    {
+                        tries += 1;
+                    }
+                    error => return Err(error.clone()),
+                },
+            }
+        }
+    }
 }
 
-/// Plans an operation of a validated document, using the supergraph's plan cache.
+/// Plans an operation of a validated document, through `cache`.
 ///
 /// Root introspection fields (`__schema`, `__type`, `__typename`) are removed before
 /// planning: the gateway answers them itself. An operation with only those gets an empty
@@ -80,7 +125,7 @@ pub fn plan_operation(
     operation_name: Option<&str>,
     labels: &ActiveLabels,
     cancel: &CancellationToken,
-) -> Result<Arc<QueryPlan>, PlanError> {
+) -> Result<Arc<Plan>, PlanError> {
     let mut normalized = normalize_operation(&planner.supergraph, document, operation_name)
         .map_err(|error| PlanError::Normalization(error.to_string()))?;
     let operation = &mut normalized.operation;
@@ -88,6 +133,7 @@ pub fn plan_operation(
         SelectionItem::Field(field) => !field.name.starts_with("__"),
         _ => true,
     });
+    let operation = &*operation;
 
     let key = {
         let mut hasher = Xxh3::new();
@@ -96,20 +142,13 @@ pub fn plan_operation(
         labels.key().hash(&mut hasher);
         hasher.finish()
     };
-    if let Some(plan) = cache.plans.get(&key) {
-        cache.hits.fetch_add(1, Ordering::Relaxed);
-        telemetry::lookup(Lookup::Plan, true);
-        return Ok(plan);
-    }
-    cache.misses.fetch_add(1, Ordering::Relaxed);
-    telemetry::lookup(Lookup::Plan, false);
-
-    let plan = if operation.selection_set.items.is_empty() {
-        QueryPlan {
-            kind: "QueryPlan",
-            node: None,
+    cache.get_or_plan(key, cancel, || {
+        if operation.selection_set.items.is_empty() {
+            return Ok(QueryPlan {
+                kind: "QueryPlan",
+                node: None,
+            });
         }
-    } else {
         cancel
             .bail_if_cancelled()
             .map_err(|_| PlanError::Cancelled)?;
@@ -118,9 +157,65 @@ pub fn plan_operation(
             .map_err(|error| match cancel.bail_if_cancelled() {
                 Err(_) => PlanError::Cancelled,
                 Ok(()) => PlanError::Planning(error.to_string()),
-            })?
-    };
-    let plan = Arc::new(plan);
-    cache.plans.insert(key, plan.clone());
-    Ok(plan)
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn empty_plan() -> QueryPlan {
+        QueryPlan {
+            kind: "QueryPlan",
+            node: None,
+        }
+    }
+
+    #[test]
+    fn concurrent_misses_of_one_operation_plan_it_once() {
+        const CALLERS: usize = 8;
+        let cache = PlanCache::new(10);
+        let planned = AtomicUsize::new(0);
+        let start = Barrier::new(CALLERS);
+        std::thread::scope(|scope| {
+            for _ in 0..CALLERS {
+                scope.spawn(|| {
+                    start.wait();
+                    cache.get_or_plan(7, &CancellationToken::new(), || {
+                        planned.fetch_add(1, Ordering::SeqCst);
+                        // Long enough for every caller to arrive while the plan is made.
+                        std::thread::sleep(Duration::from_millis(100));
+                        Ok(empty_plan())
+                    })
+                });
+            }
+        });
+        assert_eq!(planned.load(Ordering::SeqCst), 1);
+        assert_eq!((cache.misses(), cache.hits()), (1, CALLERS as u64 - 1));
+    }
+
+    #[test]
+    fn a_caller_waiting_on_a_cancelled_planning_plans_itself() {
+        let cache = PlanCache::new(10);
+        let started = Barrier::new(2);
+        let (cancelled, own) = std::thread::scope(|scope| {
+            let cancelled = scope.spawn(|| {
+                cache.get_or_plan(7, &CancellationToken::new(), || {
+                    started.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    Err(PlanError::Cancelled)
+                })
+            });
+            started.wait();
+            let own = cache.get_or_plan(7, &CancellationToken::new(), || Ok(empty_plan()));
+            (cancelled.join().ok(), own)
+        });
+        assert!(matches!(cancelled, Some(Err(PlanError::Cancelled))));
+        assert!(own.is_ok_and(|plan| plan.query_plan.node.is_none()));
+    }
 }

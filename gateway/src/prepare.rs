@@ -27,16 +27,16 @@ use std::sync::Arc;
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, SelectionSet, VariableDefinition,
 };
-use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use hive_router_query_planner::utils::cancellation::{CancellationError, CancellationToken};
 use serde_json::Value;
 
 use crate::authorization::operation::OperationAuthorization;
+use crate::fetch::Plan;
 use crate::graphql::{GraphQLError, OperationKind};
 use crate::limits::expansion::{self, ExpansionError};
 use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
 use crate::override_labels::ActiveLabels;
-use crate::plan::{PlanError, plan_operation};
+use crate::plan::{PlanCache, PlanError, plan_operation};
 use crate::supergraph::Supergraph;
 use crate::validate::{
     self, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, RequestError, Rules, Validation,
@@ -51,7 +51,7 @@ pub struct PreparedOperation {
     /// The name the client selected, or the single operation's own name.
     pub operation_name: Option<String>,
     pub kind: OperationKind,
-    pub plan: Arc<QueryPlan>,
+    pub plan: Arc<Plan>,
     /// What the operation limits measured: depth, selections, aliases…
     pub figures: Figures,
     /// The progressive override labels the plan was made for; part of every cache key
@@ -199,12 +199,14 @@ impl Preparer {
     pub fn prepare(
         &self,
         supergraph: &Supergraph,
+        plans: &PlanCache,
         text: &str,
         operation_name: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<PreparedOperation, PrepareError> {
         self.prepare_for(
             supergraph,
+            plans,
             text,
             operation_name,
             &ActiveLabels::default(),
@@ -216,6 +218,7 @@ impl Preparer {
     pub fn prepare_for(
         &self,
         supergraph: &Supergraph,
+        plans: &PlanCache,
         text: &str,
         operation_name: Option<&str>,
         labels: &ActiveLabels,
@@ -273,7 +276,7 @@ impl Preparer {
 
         let plan = plan_operation(
             supergraph.planner(),
-            supergraph.plan_cache(),
+            plans,
             &document,
             selected_name.as_deref(),
             labels,

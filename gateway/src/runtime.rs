@@ -1,7 +1,9 @@
 //! The supergraph runtime: what the gateway derives from one supergraph — the API schema
-//! and the planner (in [`Supergraph`]) — and the operations prepared against it, cached per
-//! (text, operation name), refusals included, so a hostile document sent again is refused
-//! by one lookup.
+//! and the planner (in [`Supergraph`]) — and the caches of what was worked out against it:
+//! the operations prepared, per (text, operation name, override labels), refusals included,
+//! so a hostile document sent again is refused by one lookup; and the plans, per normalized
+//! operation, so texts that differ only in spelling share one plan, planned once even
+//! when they arrive together.
 //!
 //! A document not prepared before is prepared off the async workers: on a blocking thread,
 //! once a turn on the preparation pool is free (as many turns as cores, shared by every
@@ -25,7 +27,7 @@ use crate::authorization::AuthorizationSettings;
 use crate::authorization::operation::{Denied, OperationAuthorization};
 use crate::graphql::GraphQLError;
 use crate::override_labels::ActiveLabels;
-use crate::plan::{PlanError, plan_operation};
+use crate::plan::{PlanCache, PlanError, plan_operation};
 use crate::prepare::{PrepareError, PreparedOperation, Preparer};
 use crate::supergraph::Supergraph;
 use crate::telemetry::{self, Lookup};
@@ -67,6 +69,7 @@ pub struct SupergraphRuntime {
     preparer: Arc<Preparer>,
     pool: Arc<Semaphore>,
     prepared: moka::future::Cache<u64, Arc<Prepared>>,
+    plans: Arc<PlanCache>,
     /// Preparations started (cache misses that ran), for metrics and tests.
     preparations: Arc<AtomicU64>,
 }
@@ -93,8 +96,10 @@ impl Drop for CancelOnDrop {
 impl SupergraphRuntime {
     /// `pool` holds the preparation turns, shared by every runtime of one gateway.
     pub fn new(supergraph: Supergraph, preparer: Arc<Preparer>, pool: Arc<Semaphore>) -> Self {
+        let plans = Arc::new(PlanCache::new(supergraph.options().plan_cache_capacity));
         Self {
             supergraph: Arc::new(supergraph),
+            plans,
             preparer,
             pool,
             prepared: moka::future::Cache::builder()
@@ -117,6 +122,11 @@ impl SupergraphRuntime {
 
     pub fn preparer(&self) -> &Preparer {
         &self.preparer
+    }
+
+    /// The plans made against this supergraph (their counters feed tests and metrics).
+    pub fn plan_cache(&self) -> &PlanCache {
+        &self.plans
     }
 
     /// The prepared operation for `text` and `operation_name`, or why there is none:
@@ -174,6 +184,7 @@ impl SupergraphRuntime {
     ) -> impl Future<Output = Result<Arc<Prepared>, PrepareError>> + Send + 'static {
         let labels = labels.clone();
         let supergraph = self.supergraph.clone();
+        let plans = self.plans.clone();
         let preparer = self.preparer.clone();
         let pool = self.pool.clone();
         let preparations = self.preparations.clone();
@@ -195,6 +206,7 @@ impl SupergraphRuntime {
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     worker_preparer.prepare_for(
                         &supergraph,
+                        &plans,
                         &text,
                         operation_name.as_deref(),
                         &labels,
@@ -272,6 +284,7 @@ impl SupergraphRuntime {
             return Ok(Authorized::Partly(filtered));
         }
         let supergraph = self.supergraph.clone();
+        let plans = self.plans.clone();
         let operation = prepared.clone();
         let budget = self.preparer.limits().preparation_budget();
         let budget_ms = self.preparer.limits().preparation_budget_ms;
@@ -292,7 +305,7 @@ impl SupergraphRuntime {
             );
             plan_operation(
                 supergraph.planner(),
-                supergraph.plan_cache(),
+                &plans,
                 &filtered,
                 operation.operation_name.as_deref(),
                 &operation.override_labels,

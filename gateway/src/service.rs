@@ -26,7 +26,6 @@ use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching, Operation};
 use crate::cost::COST_ESTIMATED_TOO_EXPENSIVE;
 use crate::execute::GATEWAY_TIMEOUT;
-use crate::graphql;
 use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
 };
@@ -253,7 +252,7 @@ impl GatewayService {
             address: context.client_addr,
             headers: &context.headers,
         };
-        let cost = self.rate_limited_cost(&operation, request.variables.as_ref());
+        let cost = self.rate_limited_cost(&operation, request.variables());
         if let Err(refusal) = self.rate_limits.admit(requester, cost).await {
             return *refusal;
         }
@@ -280,15 +279,9 @@ impl GatewayService {
             .is_none()
             .then(|| operation.prepared.operation_name.clone())
             .flatten();
-        let pipeline_request = graphql::GraphQLRequest {
-            query: request.query.unwrap_or_default(),
-            operation_name: request.operation_name,
-            variables: request.variables.unwrap_or_default(),
-            extensions: request.extensions,
-        };
         let answer = self
             .caching
-            .execute(operation, pipeline_request, pipeline_context, viewer_id);
+            .execute(operation, request, pipeline_context, viewer_id);
         let response = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline + SHAPING_MARGIN, answer)
                 .await
@@ -312,17 +305,16 @@ impl GatewayService {
     fn rate_limited_cost(
         &self,
         operation: &Operation,
-        variables: Option<&serde_json::Map<String, Value>>,
+        variables: &serde_json::Map<String, Value>,
     ) -> u32 {
         if !self.rate_limits.charges_cost() {
             return 1;
         }
-        let no_variables = serde_json::Map::new();
         let cost = self.gateway.cost();
         let estimated = cost.estimate(
             operation.runtime.supergraph().costs(),
             operation.prepared.for_cost(),
-            variables.unwrap_or(&no_variables),
+            variables,
         );
         let max = cost.settings().max_operation_cost;
         match estimated {

@@ -1,6 +1,7 @@
 //! The supergraph: composing subgraph SDLs (or loading a composed SDL), and everything the
-//! gateway derives from it — the planner, the client-facing API schema, the subgraph URLs and
-//! the plan cache. Swapping the supergraph swaps all of them together.
+//! gateway derives from it — the planner, the client-facing API schema, the subgraph URLs.
+//! The supergraph runtime owns one with the caches of what was prepared and planned
+//! against it; swapping the supergraph swaps all of them together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use hive_router_query_planner::planner::{Planner, QueryPlannerOptions};
 use crate::authorization::AuthorizationRules;
 use crate::cost::CostModel;
 use crate::override_labels::{OverrideLabelError, OverrideLabels};
-use crate::plan::PlanCache;
 use crate::schema::ApiSchema;
 
 /// Why a supergraph could not be built. Raised at startup or on reload, never per request.
@@ -196,7 +196,7 @@ pub struct Supergraph {
     costs: CostModel,
     authorization: AuthorizationRules,
     subgraph_urls: BTreeMap<String, String>,
-    plan_cache: PlanCache,
+    options: SupergraphOptions,
     override_labels: OverrideLabels,
 }
 
@@ -233,7 +233,7 @@ impl Supergraph {
             subgraph_urls: subgraph_urls(&document),
             planner,
             api_schema,
-            plan_cache: PlanCache::new(options.plan_cache_capacity),
+            options,
             override_labels,
         })
     }
@@ -274,8 +274,9 @@ impl Supergraph {
         &self.subgraph_urls
     }
 
-    pub fn plan_cache(&self) -> &PlanCache {
-        &self.plan_cache
+    /// The tuning it was loaded with (the runtime sizes its plan cache by it).
+    pub fn options(&self) -> &SupergraphOptions {
+        &self.options
     }
 
     /// The progressive override labels of `@join__field(overrideLabel: …)`.

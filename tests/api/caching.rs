@@ -308,6 +308,49 @@ async fn the_entity_cache_shares_users_between_operations_until_a_mutation_chang
     assert!(metric(&app, "gantry_cache_invalidations_total{cache=\"entity\"}").await >= 1.0);
 }
 
+/// A page whose post authors and comment authors both come from the users subgraph is
+/// planned as one batch fetch of two `_entities` calls; its entities are cached like those
+/// of any other entity fetch, so the page asked again reads them from the entity cache.
+#[tokio::test]
+async fn a_batch_fetchs_entities_are_served_from_the_entity_cache() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let options = GatewayOptions {
+        response_cache: Some(false),
+        entity_cache: true,
+        ..GatewayOptions::default()
+    };
+    let app = replica(data_dir, url, options).await;
+    let (token, id) = alice_with_a_post(&app).await;
+    let (_, commented) = send(
+        &app,
+        "mutation($p: ID!) { addComment(postId: $p, body: \"first!\") { id } }",
+        json!({ "p": id }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(commented["errors"], Value::Null, "{commented}");
+    let page = "{ latestPosts(first: 5) { edges { node { body author { displayName } \
+                comments(first: 5) { edges { node { body author { username } } } } } } } }";
+
+    let (_, first) = send(&app, page, json!({}), None).await;
+    let hits = metric(&app, "gantry_cache_hits_total{cache=\"entity\"}").await;
+    let (_, second) = send(&app, page, json!({}), None).await;
+
+    let post = &first["data"]["latestPosts"]["edges"][0]["node"];
+    assert_eq!(post["author"]["displayName"], "ALICE", "{first}");
+    assert_eq!(
+        post["comments"]["edges"][0]["node"]["author"]["username"],
+        "alice"
+    );
+    assert_eq!(second, first);
+    assert_eq!(
+        metric(&app, "gantry_cache_hits_total{cache=\"entity\"}").await - hits,
+        2.0,
+        "both calls of the batch found alice in the entity cache"
+    );
+}
+
 /// Redis that does not answer when a `gateway` starts is Redis lost later: the gateway
 /// starts, answers every request with the shared cache bypassed (never a cache of its
 /// own, which a mutation through another replica could not reach), reports Redis as

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use graphql_tools::static_graphql::query::{
     Definition, Document, Field, FragmentDefinition, Selection, SelectionSet, TypeCondition,
 };
-use hive_router_query_planner::planner::plan_nodes::QueryPlan;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{AuthorizationRules, AuthorizationSettings, Requirement, UNAUTHORIZED_FIELD_OR_TYPE};
@@ -48,7 +47,7 @@ struct Site {
 #[derive(Debug)]
 pub struct Denied {
     /// The plan of the filtered operation (no fetch at all when nothing is left).
-    pub plan: Arc<QueryPlan>,
+    pub plan: Arc<crate::fetch::Plan>,
     pub errors: Vec<GraphQLError>,
     /// Tells sets of denied fields apart in cache and de-duplication keys.
     pub fingerprint: u64,
@@ -370,6 +369,7 @@ type Person implements Node @key(fields: "id") { id: ID! name: String salary: In
         let prepared = Preparer::new(Default::default(), true)
             .prepare(
                 &supergraph,
+                &crate::plan::PlanCache::new(1),
                 "query { me { id } people { ...P ... on Person { salary } } } fragment P on Person { name salary }",
                 None,
                 &CancellationToken::new(),

@@ -45,8 +45,8 @@ use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
+use crate::GraphQLRequest;
 use crate::authorization::operation::Denied;
-use crate::graphql;
 use crate::graphql::OperationKind;
 use crate::graphql_http::GraphQLResponse;
 use crate::inflight::{self, InFlight, InFlightKey};
@@ -189,7 +189,7 @@ impl Caching {
     pub async fn execute(
         &self,
         operation: Operation,
-        request: graphql::GraphQLRequest,
+        request: GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
@@ -206,7 +206,7 @@ impl Caching {
     async fn query(
         &self,
         operation: Operation,
-        request: graphql::GraphQLRequest,
+        request: GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
@@ -225,7 +225,7 @@ impl Caching {
         // and must not be answered with a response stored for callers who may see them.
         let cacheable = self.settings.response_cache && operation.denied.is_none();
         let entry_keys = cacheable.then(|| {
-            let mut operation = entry_digest(self.texts.of(&request.query), &request);
+            let mut operation = entry_digest(self.texts.of(request.text()), &request);
             if !labels.is_empty() {
                 operation = digest(&[&operation, labels.as_bytes()]);
             }
@@ -284,7 +284,7 @@ impl Caching {
                 public_key,
                 private_key,
                 viewer,
-                named: tags::ids_in_operation(&request.query, &request.variables),
+                named: tags::ids_in_operation(request.text(), request.variables()),
                 since,
             });
         let work = move || {
@@ -327,11 +327,11 @@ impl Caching {
     async fn mutation(
         &self,
         operation: Operation,
-        request: graphql::GraphQLRequest,
+        request: GraphQLRequest,
         context: pipeline::RequestContext,
         viewer: Option<Uuid>,
     ) -> GraphQLResponse {
-        let mut touched = tags::ids_in_operation(&request.query, &request.variables);
+        let mut touched = tags::ids_in_operation(request.text(), request.variables());
         let executed = run(self.turns.clone(), operation, request, context).await;
         if self.settings.response_cache || self.settings.entity_cache {
             tags::ids_in_json(&executed.body["data"], &mut touched);
@@ -430,7 +430,7 @@ pub struct Operation {
 async fn run(
     turns: Option<Arc<Semaphore>>,
     operation: Operation,
-    request: graphql::GraphQLRequest,
+    request: GraphQLRequest,
     context: pipeline::RequestContext,
 ) -> Executed {
     let _turn = take_turn(turns).await;
@@ -440,7 +440,7 @@ async fn run(
         &operation.runtime,
         &operation.prepared,
         operation.denied.as_deref(),
-        &request.variables,
+        request.variables(),
         context,
     )
     .await;
@@ -561,10 +561,10 @@ impl StoredResponse {
 }
 
 /// What makes two requests the same: text, operation name, variables, and whose it is.
-fn cache_key(request: &graphql::GraphQLRequest, scope: &str) -> InFlightKey {
-    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+fn cache_key(request: &GraphQLRequest, scope: &str) -> InFlightKey {
+    let variables = serde_json::to_string(request.variables()).unwrap_or_default();
     inflight::key(&[
-        request.query.as_bytes(),
+        request.text().as_bytes(),
         request.operation_name.as_deref().unwrap_or("").as_bytes(),
         variables.as_bytes(),
         scope.as_bytes(),
@@ -573,8 +573,8 @@ fn cache_key(request: &graphql::GraphQLRequest, scope: &str) -> InFlightKey {
 
 /// What makes two responses the same, whoever they are for: the text (by its digest),
 /// operation name and variables. A digest, so keys do not grow with the query.
-fn entry_digest(text_digest: [u8; 32], request: &graphql::GraphQLRequest) -> [u8; 32] {
-    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+fn entry_digest(text_digest: [u8; 32], request: &GraphQLRequest) -> [u8; 32] {
+    let variables = serde_json::to_string(request.variables()).unwrap_or_default();
     digest(&[
         &text_digest,
         request.operation_name.as_deref().unwrap_or("").as_bytes(),
@@ -601,17 +601,10 @@ pub(crate) fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Map;
-
     use super::*;
 
-    fn request(query: &str, variables: Value) -> graphql::GraphQLRequest {
-        graphql::GraphQLRequest {
-            query: query.into(),
-            operation_name: None,
-            variables: variables.as_object().cloned().unwrap_or_else(Map::new),
-            extensions: None,
-        }
+    fn request(query: &str, variables: Value) -> GraphQLRequest {
+        GraphQLRequest::new(query).with_variables(variables)
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::{BoxFuture, join_all};
 use hive_router_query_planner::planner::plan_nodes::{
-    BatchFetchNode, FetchNode, FlattenNodePathSegment, PlanNode, QueryPlan,
+    BatchFetchNode, FetchNode, FlattenNodePathSegment, PlanNode,
 };
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use self::entities::EntityBatch;
 use self::json::{apply_rewrite, deep_merge, value_at_mut};
 use self::subgraph_errors::{ResponseOrigin, translate_error, transport_error};
-use crate::graphql::{GraphQLError, PathSegment};
+use crate::fetch::{self, EntityCalls, Plan};
+use crate::graphql::{GraphQLError, OperationKind, PathSegment};
 use crate::schema::ApiSchema;
 use crate::transport::{SubgraphRequest, SubgraphResponse, Transports};
 
@@ -67,8 +68,9 @@ pub struct ExecutionOutput {
 /// Executes a plan. Never fails as a whole: a failed fetch leaves its part of the data
 /// missing and adds an error.
 #[tracing::instrument(name = "execute", skip_all)]
-pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> ExecutionOutput {
+pub async fn execute_plan(plan: &Plan, context: &ExecutionContext<'_>) -> ExecutionOutput {
     let executor = Executor {
+        plan,
         context,
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
@@ -76,7 +78,7 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
         headers: Mutex::new(HeaderMap::new()),
         unresolved: Mutex::new(Vec::new()),
     };
-    if let Some(node) = &plan.node {
+    if let Some(node) = &plan.query_plan.node {
         executor.execute_node(node).await;
     }
     ExecutionOutput {
@@ -104,6 +106,7 @@ pub async fn execute_plan(plan: &QueryPlan, context: &ExecutionContext<'_>) -> E
 }
 
 struct Executor<'a> {
+    plan: &'a Plan,
     context: &'a ExecutionContext<'a>,
     /// Locked only between awaits, never across one.
     data: Mutex<Value>,
@@ -160,10 +163,12 @@ impl<'a> Executor<'a> {
 
     async fn root_fetch(&self, fetch: &FetchNode) {
         let variables = self.forwarded_variables(fetch.variable_usages.iter().flatten());
+        let kind = fetch::kind(fetch.operation_kind.as_ref(), &fetch.operation);
         let Some(response) = self
             .send(
                 &fetch.service_name,
                 &fetch.operation.document_str,
+                (kind, EntityCalls::default()),
                 variables,
             )
             .await
@@ -210,6 +215,10 @@ impl<'a> Executor<'a> {
             .send(
                 &fetch.service_name,
                 &fetch.operation.document_str,
+                (
+                    fetch::kind(fetch.operation_kind.as_ref(), &fetch.operation),
+                    self.plan.flattened_calls(fetch),
+                ),
                 variables,
             )
             .await
@@ -260,7 +269,15 @@ impl<'a> Executor<'a> {
             );
         }
         let Some(mut response) = self
-            .send(&node.service_name, &node.operation.document_str, variables)
+            .send(
+                &node.service_name,
+                &node.operation.document_str,
+                (
+                    fetch::kind(node.operation_kind.as_ref(), &node.operation),
+                    self.plan.batch_calls(node),
+                ),
+                variables,
+            )
             .await
         else {
             return self.mark_unresolved(&batches);
@@ -324,16 +341,20 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Sends one subgraph request; on transport failure records a `SUBGRAPH_ERROR`.
+    /// Sends one subgraph request, of the kind and with the entity calls its plan node
+    /// says; on transport failure records a `SUBGRAPH_ERROR`.
     async fn send(
         &self,
         service: &str,
         query: &str,
+        (kind, entity_calls): (OperationKind, EntityCalls),
         variables: Map<String, Value>,
     ) -> Option<SubgraphResponse> {
         let request = SubgraphRequest {
             subgraph_name: service.to_string(),
             query: query.to_string(),
+            kind,
+            entity_calls,
             operation_name: None,
             variables,
             headers: self.context.headers.clone(),

@@ -48,7 +48,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 
@@ -57,36 +57,7 @@ pub use crate::graphql_http::request_id::REQUEST_ID_HEADER;
 pub use crate::graphql_http::settings::HttpSettings;
 use crate::playground;
 
-/// One GraphQL request as the client sent it, before any persisted-query resolution:
-/// `query` may be absent when `extensions.persistedQuery` (APQ) or `documentId` (a
-/// persisted-operation manifest) names the document instead.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GraphQLRequest {
-    pub query: Option<String>,
-    pub operation_name: Option<String>,
-    pub variables: Option<Map<String, Value>>,
-    pub extensions: Option<Map<String, Value>>,
-    pub document_id: Option<String>,
-}
-
-impl GraphQLRequest {
-    pub fn new(query: impl Into<String>) -> Self {
-        Self {
-            query: Some(query.into()),
-            ..Self::default()
-        }
-    }
-
-    /// Whether the request names its document some other way than `query`; only then may
-    /// `query` be missing.
-    pub fn names_persisted_document(&self) -> bool {
-        self.document_id.is_some()
-            || self
-                .extensions
-                .as_ref()
-                .is_some_and(|extensions| extensions.contains_key("persistedQuery"))
-    }
-}
+pub use crate::graphql::GraphQLRequest;
 
 /// What the HTTP layer knows about the request that the executor may need (auth headers,
 /// the id to log with, the client address for rate limits).

@@ -98,14 +98,14 @@ fn a_supergraph_sdl_from_another_tool_loads_and_plans() {
     let document = crate::validate::parse("{ feed { title author { name } } }").unwrap();
     let plan = crate::plan::plan_operation(
         supergraph.planner(),
-        supergraph.plan_cache(),
+        &crate::plan::PlanCache::new(1),
         &document,
         None,
         &crate::override_labels::ActiveLabels::default(),
         &hive_router_query_planner::utils::cancellation::CancellationToken::new(),
     )
     .unwrap();
-    assert!(plan.node.is_some());
+    assert!(plan.query_plan.node.is_some());
 }
 
 #[test]

@@ -414,6 +414,7 @@ impl Outcomes {
 /// One input through the request path; `Err` when the property does not hold.
 fn drive(
     supergraph: &Supergraph,
+    plans: &crate::plan::PlanCache,
     preparer: &Preparer,
     values: &[u32],
     outcomes: &Outcomes,
@@ -472,6 +473,7 @@ fn drive(
     };
     let prepared = match preparer.prepare(
         supergraph,
+        plans,
         &query,
         request.operation_name.as_deref(),
         &CancellationToken::new(),
@@ -519,6 +521,7 @@ fn fuzz_the_request_path_from_body_to_shaped_response() {
         .unwrap_or(SHORT_RUN);
     let supergraph = product_supergraph();
     let preparer = Preparer::new(OperationLimits::default(), true);
+    let plans = crate::plan::PlanCache::new(1000);
     let outcomes = Outcomes::default();
     let mut runner = TestRunner::new(Config {
         cases,
@@ -531,7 +534,7 @@ fn fuzz_the_request_path_from_body_to_shaped_response() {
         if (ran.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(1_000_000) {
             outcomes.report();
         }
-        drive(&supergraph, &preparer, &values, &outcomes)
+        drive(&supergraph, &plans, &preparer, &values, &outcomes)
     });
 
     outcomes.report();

@@ -37,6 +37,43 @@ async fn concurrent_requests_for_a_new_document_share_one_preparation() {
     assert_eq!(runtime.preparations(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_spelling_one_operation_differently_plan_it_once() {
+    let h = harness();
+    let runtime = h.gateway.runtime();
+    // Sixteen texts, each its own preparation, all normalizing to one operation.
+    let texts: Vec<String> = (0..16)
+        .map(|n| {
+            format!(
+                "query Shared {{ feed {{ title{} author {{ name }} }} }}",
+                " ".repeat(n)
+            )
+        })
+        .collect();
+
+    let waiting: Vec<_> = texts
+        .into_iter()
+        .map(|text| {
+            let runtime = runtime.clone();
+            tokio::spawn(async move { runtime.prepare(&text, None).await.map(|p| p.plan.clone()) })
+        })
+        .collect();
+    let plans: Vec<_> = futures::future::join_all(waiting)
+        .await
+        .into_iter()
+        .map(|plan| plan.expect("runs").expect("prepares"))
+        .collect();
+
+    assert_eq!(runtime.preparations(), 16);
+    assert_eq!(runtime.plan_cache().misses(), 1, "planned once");
+    assert_eq!(runtime.plan_cache().hits(), 15);
+    assert!(
+        plans
+            .iter()
+            .all(|plan| std::sync::Arc::ptr_eq(plan, &plans[0]))
+    );
+}
+
 #[tokio::test]
 async fn a_refused_document_sent_again_is_refused_from_the_cache() {
     let h = harness();
@@ -74,6 +111,7 @@ fn a_cancelled_preparation_stops_and_says_why() {
     let h = harness();
     let supergraph = h.gateway.supergraph();
     let preparer = Preparer::new(OperationLimits::default(), true);
+    let plans = crate::plan::PlanCache::new(10);
     let query = "{ feed { title author { name } } }";
 
     let cancelled = CancellationToken::new();
@@ -81,16 +119,16 @@ fn a_cancelled_preparation_stops_and_says_why() {
     let out_of_time = CancellationToken::with_timeout(Duration::ZERO);
 
     assert!(matches!(
-        preparer.prepare(&supergraph, query, None, &cancelled),
+        preparer.prepare(&supergraph, &plans, query, None, &cancelled),
         Err(PrepareError::Cancelled)
     ));
     assert!(matches!(
-        preparer.prepare(&supergraph, query, None, &out_of_time),
+        preparer.prepare(&supergraph, &plans, query, None, &out_of_time),
         Err(PrepareError::TimedOut { budget_ms: 2000 })
     ));
     assert!(
         preparer
-            .prepare(&supergraph, query, None, &CancellationToken::new())
+            .prepare(&supergraph, &plans, query, None, &CancellationToken::new())
             .is_ok()
     );
 }

@@ -236,6 +236,19 @@ async fn a_mutation_result_is_joined_with_entities_from_another_subgraph() {
         response,
         json!({"data": {"createPost": {"id": "p9", "author": {"name": "Ann"}}}})
     );
+    let kinds = |name: &str| -> Vec<_> {
+        h.mocks[name]
+            .requests()
+            .into_iter()
+            .map(|r| (r.kind, r.entity_calls.len()))
+            .collect()
+    };
+    assert_eq!(
+        kinds("posts"),
+        vec![(crate::OperationKind::Mutation, 0)],
+        "the plan says it is a mutation"
+    );
+    assert_eq!(kinds("users"), vec![(crate::OperationKind::Query, 1)]);
 }
 
 #[tokio::test]
@@ -275,9 +288,9 @@ async fn a_repeated_operation_is_planned_once() {
 
     assert_eq!(first, json!({"data": {"me": {"name": "Ann"}}}));
     assert_eq!(second, first);
-    let cache = h.gateway.supergraph();
+    let runtime = h.gateway.runtime();
     assert_eq!(
-        (cache.plan_cache().misses(), cache.plan_cache().hits()),
+        (runtime.plan_cache().misses(), runtime.plan_cache().hits()),
         (1, 1)
     );
 }
@@ -304,8 +317,7 @@ async fn the_same_text_is_validated_and_planned_once_whatever_its_variables() {
         invalid["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "variables are still checked per request: {invalid}"
     );
-    let supergraph = h.gateway.supergraph();
-    assert_eq!(supergraph.plan_cache().misses(), 1, "planned once");
+    assert_eq!(h.gateway.runtime().plan_cache().misses(), 1, "planned once");
     let prepared = h.gateway.runtime().prepare(query, None).await;
     assert_eq!(
         prepared.map(|p| p.kind).ok(),
@@ -329,5 +341,86 @@ async fn response_fields_follow_the_order_of_the_query() {
     assert_eq!(
         response.to_string(),
         r#"{"data":{"me":{"name":"Ann","id":"u1","email":"a@b.c"}}}"#
+    );
+}
+
+/// Answers as its mock does, with a public `Cache-Control` hint, so results are cacheable.
+struct Hinted(std::sync::Arc<MockSubgraph>);
+
+#[async_trait::async_trait]
+impl crate::SubgraphTransport for Hinted {
+    async fn execute(
+        &self,
+        request: crate::SubgraphRequest,
+    ) -> Result<crate::SubgraphResponse, crate::TransportError> {
+        let mut response = self.0.execute(request).await?;
+        response.cache_control = Some("public, max-age=60".into());
+        Ok(response)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_fetchs_entities_come_from_the_entity_cache_the_second_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use crate::cache::backend::CacheBackend;
+    use crate::cache::entities::EntityCacheTransport;
+    use crate::cache::metrics::CacheMetrics;
+
+    let users = Arc::new(MockSubgraph::new().on(
+        FEED_USERS_BATCH,
+        json!({"data": {
+            "_e0": [{"name": "Bea"}, {"name": "Ann"}],
+            "_e1": [{"name": "Ann", "email": "ann@example.com"}]
+        }}),
+    ));
+    let metrics = Arc::new(CacheMetrics::default());
+    let backend = CacheBackend::new(None, 100, Duration::from_secs(60));
+    let transports = crate::Transports::new()
+        .with("users", Arc::new(Hinted(users.clone())))
+        .with("posts", Arc::new(feed_posts()))
+        .wrapped(|inner| {
+            Arc::new(EntityCacheTransport::new(
+                inner,
+                backend.clone(),
+                metrics.clone(),
+                Duration::from_secs(60),
+            ))
+        });
+    let supergraph = crate::Supergraph::compose(
+        &[subgraph("users", USERS_SDL), subgraph("posts", POSTS_SDL)],
+        crate::SupergraphOptions::default(),
+    )
+    .expect("composes");
+    let gateway = crate::Gateway::new(supergraph, transports, crate::GatewayConfig::default());
+    let query = "{ feed { id title author { name email } comments { body author { name } } } }";
+    let run = || {
+        crate::execute_operation(
+            &gateway,
+            crate::GraphQLRequest::new(query),
+            crate::RequestContext::default(),
+        )
+    };
+
+    let first = run().await.to_json();
+    let second = run().await.to_json();
+
+    assert_eq!(first["errors"], json!(null), "{first}");
+    assert_eq!(second, first);
+    assert_eq!(
+        second["data"]["feed"][0]["comments"][0]["author"],
+        json!({"name": "Bea"})
+    );
+    assert_eq!(
+        users.requests().len(),
+        1,
+        "the second feed's authors came from the entity cache"
+    );
+    assert_eq!(
+        metrics.hits.load(Ordering::Relaxed),
+        3,
+        "u2 and u1 of `_e0`, u1 of `_e1`"
     );
 }

@@ -1,6 +1,7 @@
 //! In-flight de-duplication of subgraph fetches: identical concurrent query fetches (same
 //! subgraph, query, variables and forwarded headers, but for the ones that name the request
-//! or the client's address) share one request. Mutations always go through, each on its own.
+//! or the client's address) share one request. Mutations always go through, each on its own:
+//! the fetch's kind comes from its plan node, whatever its text looks like.
 //! The answer's propagated response headers go to the request that made the fetch only.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 
 use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
+use crate::graphql::OperationKind;
 use crate::inflight::{self, DedupMetrics, InFlight, InFlightKey};
 
 /// Shared behind an `Arc`: every party to a shared future gets a clone of its output, and
@@ -37,11 +39,6 @@ impl DedupTransport {
             metrics,
         }
     }
-}
-
-fn is_mutation(query: &str) -> bool {
-    let query = query.trim_start();
-    query.starts_with("mutation") || query.starts_with("subscription")
 }
 
 /// Headers that differ on every request without changing its answer.
@@ -83,7 +80,7 @@ fn key(request: &SubgraphRequest) -> InFlightKey {
 #[async_trait]
 impl SubgraphTransport for DedupTransport {
     async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
-        if is_mutation(&request.query) {
+        if request.kind != OperationKind::Query {
             return self.inner.execute(request).await;
         }
         let key = key(&request);
@@ -135,6 +132,8 @@ mod tests {
         SubgraphRequest {
             subgraph_name: "posts".into(),
             query: query.into(),
+            kind: OperationKind::Query,
+            entity_calls: Default::default(),
             operation_name: None,
             variables: Map::new(),
             headers: HeaderMap::new(),
@@ -156,11 +155,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mutations_are_never_shared() {
+    async fn a_mutation_fetch_is_never_shared_whatever_its_text_begins_with() {
         let counting = Arc::new(Counting::default());
-        let dedup = DedupTransport::new(counting.clone(), Arc::default());
-        futures::future::join_all((0..3).map(|_| dedup.execute(request("mutation { a }")))).await;
+        let metrics = Arc::new(DedupMetrics::default());
+        let dedup = DedupTransport::new(counting.clone(), metrics.clone());
+        let mutation = || SubgraphRequest {
+            kind: OperationKind::Mutation,
+            ..request("  # a comment first\n{ likePost(postId: 1) { id } }")
+        };
+        futures::future::join_all((0..3).map(|_| dedup.execute(mutation()))).await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.shared.load(Ordering::SeqCst), 0);
     }
 
     fn with_headers(pairs: &[(&'static str, &'static str)]) -> SubgraphRequest {

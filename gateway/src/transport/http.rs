@@ -227,6 +227,8 @@ mod tests {
         SubgraphRequest {
             subgraph_name: "users".into(),
             query: query.into(),
+            kind: crate::graphql::OperationKind::Query,
+            entity_calls: Default::default(),
             operation_name: None,
             variables: Map::new(),
             headers,

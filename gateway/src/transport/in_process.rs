@@ -97,6 +97,8 @@ mod tests {
         SubgraphRequest {
             subgraph_name: "toy".into(),
             query: "{ big }".into(),
+            kind: crate::graphql::OperationKind::Query,
+            entity_calls: Default::default(),
             operation_name: None,
             variables: Map::new(),
             headers: reqwest::header::HeaderMap::new(),

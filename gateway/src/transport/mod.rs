@@ -18,6 +18,9 @@ use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
+pub use crate::fetch::{EntityCall, EntityCalls};
+use crate::graphql::OperationKind;
+
 pub use self::dedup::DedupTransport;
 pub use self::http::{DEFAULT_MAX_RESPONSE_BYTES, HttpTransport, HttpTransportConfig};
 pub use self::in_process::InProcessTransport;
@@ -29,6 +32,12 @@ pub use self::tls::{ClientTls, ClientTlsError, ClientTlsFiles};
 pub struct SubgraphRequest {
     pub subgraph_name: String,
     pub query: String,
+    /// What the plan node says the fetch is: wrappers decide on it (a mutation is never
+    /// shared, only queries are cached), never on the text of `query`.
+    pub kind: OperationKind,
+    /// The `_entities` calls of an entity fetch, from its plan node (one for a flattened
+    /// fetch, one per alias for a batch); empty for a root fetch.
+    pub entity_calls: EntityCalls,
     pub operation_name: Option<String>,
     pub variables: Map<String, Value>,
     /// Client headers forwarded to subgraphs (e.g. `Authorization`).
@@ -45,6 +54,8 @@ impl std::fmt::Debug for SubgraphRequest {
         f.debug_struct("SubgraphRequest")
             .field("subgraph_name", &self.subgraph_name)
             .field("query", &self.query)
+            .field("kind", &self.kind)
+            .field("entity_calls", &self.entity_calls)
             .field("operation_name", &self.operation_name)
             .field("variables", &self.variables)
             .finish_non_exhaustive()
