@@ -201,7 +201,7 @@ impl LiveDelivery {
         channel: Option<channel::RedisLive>,
     ) -> outbox::LiveRelay {
         let sink = match channel {
-            Some(channel) => outbox::LiveSink::Redis(channel),
+            Some(channel) => outbox::LiveSink::Redis(Box::new(channel)),
             None => outbox::LiveSink::Process(self.bus.clone()),
         };
         outbox::LiveRelay::new(db, table, sink, &self.settings, self.signal.clone())

@@ -61,7 +61,7 @@ pub enum LiveSink {
     /// This process's subscribers only (one process serves them all).
     Process(LiveBus),
     /// Every replica's subscribers, through the Redis channel.
-    Redis(RedisLive),
+    Redis(Box<RedisLive>),
 }
 
 impl LiveSink {
