@@ -19,11 +19,11 @@
 //! PgBouncer in transaction mode (where `LISTEN` does not), holds no database connection
 //! per replica, and is the Redis the replicas already share.
 //!
-//! Delivery to a subscriber is at most once per event and live only: a subscriber
-//! receives what is published while it is subscribed (and its replica reaches Redis),
-//! the way a client expects of a subscription; it reads what it missed with a query. A
-//! relay that stops between publishing and marking events published publishes them
-//! again on its next pass.
+//! Delivery to a subscriber is live only: a subscriber receives what is published while
+//! it is subscribed (and its replica reaches Redis), the way a client expects of a
+//! subscription; it reads what it missed with a query. A relay that stops between
+//! publishing and marking events published publishes them again on its next pass, so a
+//! subscriber may, rarely, see an event twice.
 //!
 //! # Layout
 //! - this file: [`LiveEvent`], [`LiveBus`] (the process's broadcast), [`LiveSettings`],
