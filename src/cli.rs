@@ -217,6 +217,18 @@ pub struct CommonArgs {
     /// Accounts one client address may register per hour. Default 20.
     #[arg(long, env = "GANTRY_REGISTRATIONS_PER_HOUR", help_heading = heading::AUTH)]
     pub registrations_per_hour: Option<u32>,
+    /// Subscriptions one WebSocket connection to a subgraph may hold at once; more are
+    /// refused with `TOO_MANY_SUBSCRIPTIONS`. Default 100.
+    #[arg(long, env = "GANTRY_SUBGRAPH_SUBSCRIPTIONS_PER_CONNECTION", help_heading = heading::EVENTS)]
+    pub subgraph_subscriptions_per_connection: Option<usize>,
+    /// Subscriptions one subgraph may hold at once in this process, over all its
+    /// connections. Default 10000.
+    #[arg(long, env = "GANTRY_SUBGRAPH_SUBSCRIPTIONS_PER_PROCESS", help_heading = heading::EVENTS)]
+    pub subgraph_subscriptions_per_process: Option<usize>,
+    /// How often a subgraph pings its subscription WebSockets (a bare number is seconds).
+    /// Default 15.
+    #[arg(long, env = "GANTRY_SUBGRAPH_SUBSCRIPTION_KEEPALIVE_SECS", value_parser = values::seconds, help_heading = heading::EVENTS)]
+    pub subgraph_subscription_keepalive_secs: Option<u64>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -8,6 +8,7 @@ use gantry_kit::client::TrustedProxies;
 use gantry_kit::db::DatabaseSettings;
 use gantry_kit::jwt::JwtSettings;
 use gantry_kit::keys::KeySettings;
+use gantry_kit::live::LiveSettings;
 use gantry_kit::reads::ReadSettings;
 use gantry_kit::server::{ServerLimits, ServerTls, ServerTlsFiles};
 use gantry_posts::{FeedSettings, PostsConfig};
@@ -78,6 +79,7 @@ impl CommonArgs {
             },
             trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
+            live: self.live(),
             shared: None,
             revocations: Default::default(),
         }
@@ -89,6 +91,7 @@ impl CommonArgs {
             trusted_proxies: self.trusted_proxies(TrustedProxies::loopback()),
             batch_delay: self.batch_delay(),
             feed: self.feed(),
+            live: self.live(),
         }
     }
 
@@ -147,6 +150,27 @@ impl CommonArgs {
             key: self.server.tls_key.clone(),
         };
         ServerTls::load(&files).context("loading the server's TLS certificate and key")
+    }
+
+    /// How the subgraphs' live events reach subscriptions: the relay polls as often as
+    /// the outbox consumer does.
+    pub fn live(&self) -> LiveSettings {
+        let defaults = LiveSettings::default();
+        LiveSettings {
+            relay_poll_interval: Duration::from_millis(self.outbox_poll_ms.max(10)),
+            per_connection: self
+                .subgraph_subscriptions_per_connection
+                .unwrap_or(defaults.per_connection)
+                .max(1),
+            per_process: self
+                .subgraph_subscriptions_per_process
+                .unwrap_or(defaults.per_process)
+                .max(1),
+            keepalive: self
+                .subgraph_subscription_keepalive_secs
+                .map_or(defaults.keepalive, |secs| Duration::from_secs(secs.max(1))),
+            ..defaults
+        }
     }
 
     pub fn batch_delay(&self) -> Duration {

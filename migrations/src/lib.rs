@@ -16,6 +16,8 @@
 //!   distribution column (PostgreSQL), ready for a distributed PostgreSQL.
 //! - [`m20261210_000005_outbox_published`]: when each outbox event was handed to Redis
 //!   Streams, so the relay finds the ones still to send.
+//! - [`m20261220_000007_live_events`]: the live-event tables subscriptions are fed from,
+//!   `post_live_events` and `user_live_events` (one migration each).
 //! - [`lock`]: applying and rolling back under a lock, so processes that start together
 //!   on one database do not migrate it at the same time.
 //!
@@ -35,6 +37,7 @@ pub mod m20261201_000004_known_accounts;
 pub mod m20261201_000005_timelines;
 pub mod m20261201_000006_partition_keys;
 pub mod m20261210_000005_outbox_published;
+pub mod m20261220_000007_live_events;
 
 pub use lock::{apply_pending, apply_pending_in, roll_back};
 pub use m20261201_000005_timelines::rebuild_timelines;
@@ -46,7 +49,8 @@ pub enum Scope {
     /// Every migration: `gantry serve`, `gantry migrate` and `gantry seed`.
     #[default]
     All,
-    /// The users subgraph's tables: accounts, sessions, revocations and its outbox.
+    /// The users subgraph's tables: accounts, sessions, revocations, its outbox and its
+    /// live events.
     Users,
     /// The posts subgraph's tables: posts, comments, likes, follows, known accounts.
     Posts,
@@ -72,10 +76,11 @@ impl Scope {
 }
 
 /// The users subgraph's migrations (every other one is the posts subgraph's).
-const USERS: [&str; 3] = [
+const USERS: [&str; 4] = [
     "m20261127_000001_users",
     "m20261201_000003_revocations",
     "m20261210_000005_outbox_published",
+    "m20261220_000008_user_live_events",
 ];
 
 /// Every migration in the order it applies.
@@ -93,6 +98,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_timelines::Migration),
             Box::new(m20261201_000006_partition_keys::Migration),
             Box::new(m20261210_000005_outbox_published::Migration),
+            Box::new(m20261220_000007_live_events::posts::Migration),
+            Box::new(m20261220_000007_live_events::users::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@
 pub mod compose;
 pub mod events;
 pub mod gateway;
+pub mod live;
 pub mod manifest;
 pub mod migrate;
 pub mod schema;

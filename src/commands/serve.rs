@@ -1,7 +1,8 @@
 //! `gantry serve`: the whole product in one process. Pending migrations are applied, both
 //! subgraphs run in-process (called directly, no sockets), the gateway composes their SDLs
 //! and serves the API, the playground, the JWKS, `/health` and `/ready` (with the
-//! database), built by the gateway's builder.
+//! database), built by the gateway's builder. Both subgraphs' live events are relayed
+//! to their subscriptions in this process (through Redis pub/sub with `REDIS_URL`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +101,36 @@ impl InProcessSubgraphs {
         tasks.spawn(move |stop| revocation::follow(revocations, source, stop));
     }
 
+    /// Relays both subgraphs' live events to their subscriptions in this process, or,
+    /// with `REDIS_URL`, through Redis pub/sub to every replica's (see [`super::live`]).
+    pub fn start_live(
+        &self,
+        common: &CommonArgs,
+        redis: &crate::cli::RedisArgs,
+        tasks: &mut BackgroundTasks,
+    ) -> anyhow::Result<()> {
+        let settings = super::redis_settings(
+            common,
+            redis.redis_url.as_deref(),
+            &redis.redis_prefix,
+            redis.redis_timeout_ms,
+        )?;
+        super::live::start(
+            tasks,
+            gantry_users::live::SUBGRAPH,
+            settings.as_ref(),
+            self.users.live.bus.clone(),
+            |channel| self.users.live_relay(channel),
+        )?;
+        super::live::start(
+            tasks,
+            gantry_posts::live::SUBGRAPH,
+            settings.as_ref(),
+            self.posts.live.bus.clone(),
+            |channel| self.posts.live_relay(channel),
+        )
+    }
+
     /// Composes the two subgraphs' SDLs into the supergraph the gateway plans over.
     pub async fn supergraph(&self) -> anyhow::Result<Supergraph> {
         let users = service_sdl(&self.users.schema.execute("{ _service { sdl } }").await)?;
@@ -193,6 +224,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<App>
 
     // Account deletions clear what the caches hold about the entities they change.
     let mut app = gateway.app;
+    subgraphs.start_live(common, &args.gateway.redis, &mut app.tasks)?;
     let invalidations = Invalidations::new(Arc::new(gateway.service.caching().invalidator()));
     let consumer = subgraphs
         .posts

@@ -1,7 +1,9 @@
 //! `gantry subgraph users|posts`: one subgraph on its own port, with `/health`, `/ready`
 //! (its database, and Redis when the posts subgraph has one) and `/metrics`. Each applies
 //! only its own migrations, so each may have a database of its own; events between them
-//! then travel through Redis Streams (see [`super::events`]).
+//! then travel through Redis Streams (see [`super::events`]). Each serves its
+//! subscriptions over WebSocket on `/graphql`, fed by its live events (see
+//! [`super::live`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,12 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
     let streams = super::events::stream_settings(args)?;
     let mut tasks = BackgroundTasks::default();
     let mut readiness = Readiness::new().with(Arc::new(DatabaseCheck(db.clone())));
+    let live_redis = super::redis_settings(
+        common,
+        args.redis.redis_url.as_deref(),
+        &args.redis.redis_prefix,
+        args.redis.redis_timeout_ms,
+    )?;
     let router = match name {
         SubgraphName::Users => {
             let key = SigningKey::load(&common.keys())?;
@@ -57,7 +65,15 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                 )?),
                 None => None,
             };
-            UsersSubgraph::new(db, key, config, signal)?.router()
+            let users = UsersSubgraph::new(db, key, config, signal)?;
+            super::live::start(
+                &mut tasks,
+                gantry_users::live::SUBGRAPH,
+                live_redis.as_ref(),
+                users.live.bus.clone(),
+                |channel| users.live_relay(channel),
+            )?;
+            users.router()
         }
         SubgraphName::Posts => {
             let key =
@@ -98,6 +114,13 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                     tasks.spawn(|stop| consumer.run(stop));
                 }
             }
+            super::live::start(
+                &mut tasks,
+                gantry_posts::live::SUBGRAPH,
+                live_redis.as_ref(),
+                posts.live.bus.clone(),
+                |channel| posts.live_relay(channel),
+            )?;
             posts.router()
         }
     };

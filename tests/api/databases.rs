@@ -453,7 +453,7 @@ async fn each_subgraph_migrates_only_its_own_tables_and_a_shared_database_takes_
     assert!(posts_only.status.success(), "{posts_only:?}");
     assert_eq!(
         String::from_utf8_lossy(&posts_only.stdout),
-        "applied 4 migration(s)\n"
+        "applied 5 migration(s)\n"
     );
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     let pending: Vec<&str> = status
@@ -466,13 +466,14 @@ async fn each_subgraph_migrates_only_its_own_tables_and_a_shared_database_takes_
         [
             "m20261127_000001_users",
             "m20261201_000003_revocations",
-            "m20261210_000005_outbox_published"
+            "m20261210_000005_outbox_published",
+            "m20261220_000008_user_live_events"
         ],
         "{status}"
     );
     assert_eq!(
         String::from_utf8_lossy(&shared.stdout),
-        "applied 3 migration(s)\n"
+        "applied 4 migration(s)\n"
     );
     let after = String::from_utf8_lossy(&after.stdout).into_owned();
     assert!(

@@ -15,6 +15,9 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     RateLimited,
+    /// A subscription past the limit of its connection or process (`extensions.limit`
+    /// says which).
+    TooManySubscriptions,
     InternalServerError,
 }
 
@@ -27,6 +30,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::RateLimited => "RATE_LIMITED",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -34,7 +38,7 @@ impl ErrorCode {
 
 /// An error a resolver returns. `field` names the offending input field for
 /// `BAD_USER_INPUT` and `CONFLICT`; `retry_after_secs` tells a throttled client when to
-/// come back.
+/// come back; `limit` names the limit a refused request reached.
 ///
 /// Deliberately not `Display`: async-graphql turns every `Display` type into an error
 /// without a code, so this type converts only through its own `From`, which keeps the code.
@@ -44,6 +48,7 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<&'static str>,
     pub retry_after_secs: Option<u64>,
+    pub limit: Option<&'static str>,
 }
 
 impl ApiError {
@@ -53,6 +58,19 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after_secs: None,
+            limit: None,
+        }
+    }
+
+    /// A subscription refused because `limit` (`subscriptionsPerConnection`,
+    /// `subscriptionsPerProcess`) is reached.
+    pub fn too_many_subscriptions(limit: &'static str, max: usize) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::new(
+                ErrorCode::TooManySubscriptions,
+                format!("at most {max} subscriptions at once ({limit}); end one first"),
+            )
         }
     }
 
@@ -115,6 +133,9 @@ impl From<ApiError> for async_graphql::Error {
             }
             if let Some(secs) = err.retry_after_secs {
                 ext.set("retryAfter", secs);
+            }
+            if let Some(limit) = err.limit {
+                ext.set("limit", limit);
             }
         })
     }

@@ -36,6 +36,9 @@
 //! - [`url`]: connection URLs with their passwords hidden, for logs and errors.
 //! - [`cursor`]: opaque Relay cursors and `first` validation.
 //! - [`outbox`]: the in-process bell that wakes outbox consumers.
+//! - [`live`]: live events for subscriptions: recorded with their change, relayed to the
+//!   process's subscribers or, across replicas, through Redis pub/sub; subscription
+//!   limits.
 //! - [`events`]: events between subgraphs over Redis Streams (publisher, consumer
 //!   groups, dead letters, lag).
 //! - [`invalidation`]: reporting entities changed outside a mutation to the caches.
@@ -52,6 +55,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod invalidation;
+pub mod live;
 pub mod outbox;
 pub mod prometheus;
 pub mod rate_limit;

@@ -30,6 +30,21 @@ pub struct RedisSettings {
     pub root_certificates: Option<Vec<u8>>,
 }
 
+/// A client of the Redis `settings` name; a `rediss://` one trusts their CA certificates
+/// when they have some.
+pub fn client(settings: &RedisSettings) -> Result<redis::Client, redis::RedisError> {
+    match &settings.root_certificates {
+        Some(roots) if settings.url.starts_with("rediss://") => redis::Client::build_with_tls(
+            settings.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots.clone()),
+            },
+        ),
+        _ => redis::Client::open(settings.url.as_str()),
+    }
+}
+
 /// How often the connection is checked in the background.
 pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -70,16 +85,7 @@ impl SharedState {
     /// (it ends when the last clone is dropped). Fails only when the URL is not a Redis
     /// URL; a Redis that does not answer yet is connected to when it does.
     pub fn new(settings: RedisSettings) -> Result<Self, SharedStateError> {
-        let client = match &settings.root_certificates {
-            Some(roots) if settings.url.starts_with("rediss://") => redis::Client::build_with_tls(
-                settings.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(roots.clone()),
-                },
-            )?,
-            _ => redis::Client::open(settings.url.as_str())?,
-        };
+        let client = client(&settings)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
             .set_response_timeout(Some(settings.timeout))

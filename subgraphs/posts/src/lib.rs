@@ -12,6 +12,9 @@
 //! - [`timelines`]: the feed's fan-out on write (capped per-viewer timelines) for most
 //!   authors, and fan-out on read for the most-followed ones.
 //! - [`schema`]: the GraphQL types and resolvers.
+//! - [`live`]: the live events writes record for subscribers.
+//! - [`subscriptions`]: the `Subscription` root (`postCreated`, `commentAdded`,
+//!   `postLikeCountChanged`), fed by those events.
 //! - [`consumer`]: learns of new accounts and removes a deleted account's content, from
 //!   the users subgraph's outbox in the same database.
 //! - [`events`]: the same, from Redis Streams, for a posts database of its own.
@@ -21,10 +24,12 @@ pub(crate) mod accounts;
 pub mod consumer;
 pub mod domain;
 pub mod events;
+pub mod live;
 pub mod loaders;
 pub mod pages;
 pub mod schema;
 pub mod service;
+pub mod subscriptions;
 pub mod timelines;
 
 use std::sync::Arc;
@@ -33,9 +38,12 @@ use std::time::Duration;
 use axum::Router;
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
+use gantry_kit::live::channel::RedisLive;
+use gantry_kit::live::outbox::LiveRelay;
+use gantry_kit::live::{LiveDelivery, LiveSettings};
 use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::reads::ReadRouting;
-use gantry_kit::server::{HttpAuth, graphql_router};
+use gantry_kit::server::{HttpAuth, SubscriptionEndpoint, graphql_router};
 use sea_orm::DatabaseConnection;
 
 pub use consumer::AccountDeletionConsumer;
@@ -52,6 +60,8 @@ pub struct PostsConfig {
     pub batch_delay: Duration,
     /// How the home feed splits between fan-out on write and on read.
     pub feed: FeedSettings,
+    /// How live events reach subscriptions, and their limits.
+    pub live: LiveSettings,
 }
 
 impl Default for PostsConfig {
@@ -61,16 +71,19 @@ impl Default for PostsConfig {
             trusted_proxies: gantry_kit::client::TrustedProxies::loopback(),
             batch_delay: Duration::from_millis(1),
             feed: FeedSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }
 
 /// The assembled subgraph: its schema (for in-process calls), its HTTP routes, and the
-/// outbox consumer to run beside it.
+/// outbox consumer and live-event relay to run beside it.
 #[derive(Clone)]
 pub struct PostsSubgraph {
     pub schema: PostsSchema,
     pub verifier: Arc<TokenVerifier>,
+    /// The live events this process's subscriptions read.
+    pub live: LiveDelivery,
     db: DatabaseConnection,
     config: PostsConfig,
 }
@@ -94,22 +107,37 @@ impl PostsSubgraph {
         config: PostsConfig,
     ) -> Self {
         let db = reads.primary().clone();
-        let service = Arc::new(service::PostsService::with_reads(reads).with_feed(config.feed));
+        let live = LiveDelivery::new(live::SUBGRAPH, config.live.clone());
+        let service = Arc::new(
+            service::PostsService::with_reads(reads)
+                .with_feed(config.feed)
+                .with_live_signal(live.signal.clone()),
+        );
         Self {
-            schema: schema::build(service, config.batch_delay),
+            schema: schema::build(service, config.batch_delay, &live),
             verifier,
+            live,
             db,
             config,
         }
     }
 
-    /// `/graphql` (add `/health` with [`gantry_kit::server::with_common_layers`]).
+    /// `/graphql`, with subscriptions over WebSocket on it (add `/health` with
+    /// [`gantry_kit::server::with_common_layers`]).
     pub fn router(&self) -> Router {
         let auth = HttpAuth {
             verifier: self.verifier.clone(),
             trusted_proxies: self.config.trusted_proxies.clone(),
         };
-        graphql_router(self.schema.clone(), auth)
+        let endpoint = SubscriptionEndpoint::new(self.live.limits.clone(), &self.live.settings);
+        graphql_router(self.schema.clone(), auth, endpoint)
+    }
+
+    /// The relay of this subgraph's committed live events: to this process's
+    /// subscriptions, or, given the Redis `channel`, to every replica's (listen to it with
+    /// [`RedisLive::listen`] and [`PostsSubgraph::live`]'s bus).
+    pub fn live_relay(&self, channel: Option<RedisLive>) -> LiveRelay {
+        self.live.relay(self.db.clone(), live::TABLE, channel)
     }
 
     /// The consumer that removes deleted accounts' content; `signal` wakes it at once when

@@ -13,12 +13,11 @@
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{
-    Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject,
-};
+use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use gantry_entities::{comment, follow, post};
 use gantry_kit::authorization::authenticated;
+use gantry_kit::live::LiveDelivery;
 use gantry_kit::reads::{ReadChoice, ReadFrom, ReadRoutingExtension};
 use gantry_kit::viewer::{RequireViewer, viewer_state};
 use gantry_kit::{ApiError, cursor};
@@ -31,12 +30,18 @@ use crate::loaders::{
 };
 use crate::pages::Page;
 use crate::service::PostsService;
+use crate::subscriptions::Subscription;
 
-pub type PostsSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type PostsSchema = Schema<Query, Mutation, Subscription>;
 
 /// `batch_delay` is how long the loader gathers keys before it queries: long enough for a
-/// whole page's fields to ask, short enough not to show in latency.
-pub fn build(service: Arc<PostsService>, batch_delay: std::time::Duration) -> PostsSchema {
+/// whole page's fields to ask, short enough not to show in latency. The subscriptions read
+/// `live`'s bus and hold permits of its limits.
+pub fn build(
+    service: Arc<PostsService>,
+    batch_delay: std::time::Duration,
+    live: &LiveDelivery,
+) -> PostsSchema {
     let reads = service.reads().clone();
     let loaders = Loaders {
         primary: DataLoader::new(
@@ -46,23 +51,26 @@ pub fn build(service: Arc<PostsService>, batch_delay: std::time::Duration) -> Po
         .delay(batch_delay),
         replica: DataLoader::new(ReplicaFirst::new(reads), tokio::spawn).delay(batch_delay),
     };
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .enable_federation()
+        .enable_subscription_in_federation()
         .extension(ReadRoutingExtension(service.reads().clone()))
-        .data(loaders)
+        .data(Arc::new(loaders))
         .data(service)
+        .data(live.bus.clone())
+        .data(live.limits.clone())
         .limit_depth(32)
         .limit_complexity(10_000)
         .finish()
 }
 
 /// The loader of each read route (see [`gantry_kit::reads`]).
-struct Loaders {
-    primary: DataLoader<ContentLoader>,
+pub(crate) struct Loaders {
+    pub(crate) primary: DataLoader<ContentLoader>,
     replica: DataLoader<ReplicaFirst>,
 }
 
-fn service<'a>(ctx: &Context<'a>) -> &'a Arc<PostsService> {
+pub(crate) fn service<'a>(ctx: &Context<'a>) -> &'a Arc<PostsService> {
     ctx.data_unchecked::<Arc<PostsService>>()
 }
 
@@ -74,7 +82,7 @@ where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
     ContentLoader: Loader<K, Error = ApiError>,
 {
-    let loaders = ctx.data_unchecked::<Loaders>();
+    let loaders = ctx.data_unchecked::<Arc<Loaders>>();
     match ReadChoice::of(ctx) {
         ReadFrom::Primary => loaders.primary.load_one(key).await,
         ReadFrom::Replica => loaders.replica.load_one(key).await,

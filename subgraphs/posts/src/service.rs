@@ -1,10 +1,13 @@
 //! The posts service: every write, and the top-level lists (feed, latest posts). Per-parent
-//! reads go through [`crate::loaders`] instead.
+//! reads go through [`crate::loaders`] instead. Writes that subscribers see live (a post
+//! created, a comment added, a like count changed) record their event in their own
+//! transaction ([`crate::live`]) and ring the relay's bell once committed.
 
 use chrono::Utc;
 use gantry_entities::{comment, follow, like, post};
 use gantry_kit::db::begin_write;
 use gantry_kit::error::ApiResult;
+use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::reads::{ReadFrom, ReadRouting};
 use gantry_kit::{ApiError, Viewer};
 use sea_orm::sea_query::{OnConflict, Query};
@@ -16,6 +19,7 @@ use uuid::Uuid;
 
 use crate::accounts;
 use crate::domain::{CommentBody, PostBody};
+use crate::live;
 use crate::loaders::POSTS_BY;
 use crate::pages::{Direction, Page, merged_page_lateral, page};
 use crate::timelines::{self, FeedSettings};
@@ -32,6 +36,8 @@ pub struct PostsService {
     db: DatabaseConnection,
     reads: ReadRouting,
     feed: FeedSettings,
+    /// Rung after a write with a live event commits.
+    live: OutboxSignal,
 }
 
 impl PostsService {
@@ -46,7 +52,14 @@ impl PostsService {
             db: reads.primary().clone(),
             reads,
             feed: FeedSettings::default(),
+            live: OutboxSignal::default(),
         }
+    }
+
+    /// The bell the live-event relay waits on.
+    pub fn with_live_signal(mut self, signal: OutboxSignal) -> Self {
+        self.live = signal;
+        self
     }
 
     /// How the feed splits between fan-out on write and on read.
@@ -218,7 +231,9 @@ impl PostsService {
             .exec_without_returning(&txn)
             .await?;
         timelines::fan_out(&txn, self.feed, &model).await?;
+        live::post_created(&txn, &model).await?;
         txn.commit().await?;
+        self.live.notify();
         Ok(model)
     }
 
@@ -274,7 +289,9 @@ impl PostsService {
             .exec_without_returning(&txn)
             .await
             .map_err(post_gone)?;
+        live::comment_added(&txn, &model).await?;
         txn.commit().await?;
+        self.live.notify();
         Ok(model)
     }
 
@@ -306,7 +323,7 @@ impl PostsService {
         accounts::lock(&txn, &[viewer.user_id]).await?;
         accounts::ensure_not_deleted(&txn, viewer.user_id).await?;
         let post = find_post(&txn, post_id).await?;
-        like::Entity::insert(like::ActiveModel {
+        let inserted = like::Entity::insert(like::ActiveModel {
             post_id: Set(post_id),
             user_id: Set(viewer.user_id),
             created_at: Set(Utc::now()),
@@ -319,7 +336,13 @@ impl PostsService {
         .exec_without_returning(&txn)
         .await
         .map_err(post_gone)?;
+        if inserted > 0 {
+            live::like_count_changed(&txn, post_id).await?;
+        }
         txn.commit().await?;
+        if inserted > 0 {
+            self.live.notify();
+        }
         Ok(post)
     }
 
@@ -327,11 +350,20 @@ impl PostsService {
     #[tracing::instrument(skip(self))]
     pub async fn unlike(&self, viewer: Viewer, post_id: Uuid) -> ApiResult<post::Model> {
         let post = self.find_post(post_id).await?;
-        like::Entity::delete_many()
+        let txn = begin_write(&self.db).await?;
+        let removed = like::Entity::delete_many()
             .filter(like::Column::PostId.eq(post_id))
             .filter(like::Column::UserId.eq(viewer.user_id))
-            .exec(&self.db)
-            .await?;
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if removed > 0 {
+            live::like_count_changed(&txn, post_id).await?;
+        }
+        txn.commit().await?;
+        if removed > 0 {
+            self.live.notify();
+        }
         Ok(post)
     }
 

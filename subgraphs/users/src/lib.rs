@@ -12,9 +12,12 @@
 //! - [`relay`]: hands committed outbox events to Redis Streams, for subgraphs with
 //!   databases of their own.
 //! - [`schema`]: the GraphQL types and resolvers.
+//! - [`live`]: the live events profile changes record, and the `Subscription` root
+//!   (`profileUpdated`) they feed.
 //! - this file: [`UsersSubgraph`], which wires them and serves HTTP.
 
 pub mod domain;
+pub mod live;
 pub mod loader;
 pub mod password;
 pub mod relay;
@@ -32,9 +35,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gantry_kit::jwt::{JwtSettings, TokenSigner, TokenVerifier};
 use gantry_kit::keys::{SigningKey, jwks};
+use gantry_kit::live::channel::RedisLive;
+use gantry_kit::live::outbox::LiveRelay;
+use gantry_kit::live::{LiveDelivery, LiveSettings};
 use gantry_kit::outbox::OutboxSignal;
 use gantry_kit::revocation::{self, Revocations};
-use gantry_kit::server::{HttpAuth, graphql_router};
+use gantry_kit::server::{HttpAuth, SubscriptionEndpoint, graphql_router};
 use sea_orm::DatabaseConnection;
 
 pub use schema::UsersSchema;
@@ -56,6 +62,8 @@ pub struct UsersConfig {
     /// this subgraph writes are added at once. Keep it current with
     /// [`gantry_kit::revocation::follow`] when other replicas write too.
     pub revocations: Revocations,
+    /// How live events reach subscriptions, and their limits.
+    pub live: LiveSettings,
 }
 
 /// The assembled subgraph: its schema (for in-process calls) and its HTTP routes.
@@ -64,6 +72,8 @@ pub struct UsersSubgraph {
     pub schema: UsersSchema,
     pub key: SigningKey,
     pub verifier: Arc<TokenVerifier>,
+    /// The live events this process's subscriptions read.
+    pub live: LiveDelivery,
     trusted_proxies: gantry_kit::client::TrustedProxies,
     db: DatabaseConnection,
 }
@@ -89,28 +99,41 @@ impl UsersSubgraph {
                 .with_revocations(config.revocations.clone()),
         );
         let signer = TokenSigner::new(key.clone(), config.jwt);
-        let service = Arc::new(service::UsersService::new(
-            db.clone(),
-            signer,
-            throttle::LoginThrottle::new(config.throttle.clone(), config.shared.clone()),
-            outbox_signal,
-            config.revocations.clone(),
-        ));
+        let live = LiveDelivery::new(live::SUBGRAPH, config.live.clone());
+        let service = Arc::new(
+            service::UsersService::new(
+                db.clone(),
+                signer,
+                throttle::LoginThrottle::new(config.throttle.clone(), config.shared.clone()),
+                outbox_signal,
+                config.revocations.clone(),
+            )
+            .with_live_signal(live.signal.clone()),
+        );
         Ok(Self {
             schema: schema::build(
                 service,
                 throttle::RegistrationLimit::new(&config.throttle, config.shared.clone()),
                 config.batch_delay,
+                &live,
             ),
             key,
             verifier,
+            live,
             trusted_proxies: config.trusted_proxies.clone(),
             db,
         })
     }
 
-    /// `/graphql`, `/.well-known/jwks.json` and [`REVOCATIONS_PATH`] (add `/health` with
-    /// [`gantry_kit::server::with_common_layers`]).
+    /// The relay of this subgraph's committed live events: to this process's
+    /// subscriptions, or, given the Redis `channel`, to every replica's (listen to it with
+    /// [`RedisLive::listen`] and [`UsersSubgraph::live`]'s bus).
+    pub fn live_relay(&self, channel: Option<RedisLive>) -> LiveRelay {
+        self.live.relay(self.db.clone(), live::TABLE, channel)
+    }
+
+    /// `/graphql` (with subscriptions over WebSocket on it), `/.well-known/jwks.json` and
+    /// [`REVOCATIONS_PATH`] (add `/health` with [`gantry_kit::server::with_common_layers`]).
     pub fn router(&self) -> Router {
         let auth = HttpAuth {
             verifier: self.verifier.clone(),
@@ -118,7 +141,8 @@ impl UsersSubgraph {
         };
         let set = jwks(std::slice::from_ref(&self.key.public));
         let db = self.db.clone();
-        graphql_router(self.schema.clone(), auth)
+        let endpoint = SubscriptionEndpoint::new(self.live.limits.clone(), &self.live.settings);
+        graphql_router(self.schema.clone(), auth, endpoint)
             .route(
                 "/.well-known/jwks.json",
                 get(move || async move { Json(set.clone()) }),

@@ -5,32 +5,42 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema};
+use async_graphql::{Context, ID, InputObject, Object, Result, Schema};
 use chrono::{DateTime, Utc};
 use gantry_entities::user;
 use gantry_kit::authorization::authenticated;
+use gantry_kit::live::LiveDelivery;
 use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::viewer::{ClientAddr, RequireViewer, viewer_state};
 use gantry_kit::{ApiError, ViewerState};
 use uuid::Uuid;
 
+use crate::live::Subscription;
 use crate::loader::UserLoader;
 use crate::service::{Registration, SignedIn, UsersService};
 use crate::throttle::RegistrationLimit;
 
-pub type UsersSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type UsersSchema = Schema<Query, Mutation, Subscription>;
 
-/// Builds the schema around a service. The `User` loader batches across the request.
+/// Builds the schema around a service. The `User` loader batches across the request (and
+/// across the subscriptions delivering one event). The subscriptions read `live`'s bus
+/// and hold permits of its limits.
 pub fn build(
     service: Arc<UsersService>,
     registrations: RegistrationLimit,
     batch_delay: std::time::Duration,
+    live: &LiveDelivery,
 ) -> UsersSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .enable_federation()
-        .data(DataLoader::new(UserLoader(service.clone()), tokio::spawn).delay(batch_delay))
+        .enable_subscription_in_federation()
+        .data(Arc::new(
+            DataLoader::new(UserLoader(service.clone()), tokio::spawn).delay(batch_delay),
+        ))
         .data(service)
         .data(registrations)
+        .data(live.bus.clone())
+        .data(live.limits.clone())
         .limit_depth(32)
         .limit_complexity(5_000)
         .finish()
@@ -58,7 +68,7 @@ pub struct User {
 }
 
 impl User {
-    fn new(model: user::Model) -> Self {
+    pub(crate) fn new(model: user::Model) -> Self {
         Self {
             model,
             is_viewer: false,
@@ -205,7 +215,7 @@ impl Query {
 
 async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<User>, ApiError> {
     Ok(ctx
-        .data_unchecked::<DataLoader<UserLoader>>()
+        .data_unchecked::<Arc<DataLoader<UserLoader>>>()
         .load_one(id)
         .await?
         .map(User::new))

@@ -74,6 +74,8 @@ pub struct UsersService {
     outbox_signal: Option<OutboxSignal>,
     /// This process's revocations, told at once of the ones written here.
     revocations: Revocations,
+    /// Rung after a write with a live event commits (the live-event relay waits on it).
+    live_signal: OutboxSignal,
 }
 
 impl UsersService {
@@ -91,7 +93,14 @@ impl UsersService {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             outbox_signal,
             revocations,
+            live_signal: OutboxSignal::default(),
         }
+    }
+
+    /// The bell the live-event relay waits on.
+    pub fn with_live_signal(mut self, signal: OutboxSignal) -> Self {
+        self.live_signal = signal;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -282,7 +291,12 @@ impl UsersService {
             active.bio = Set(bio.into_inner());
         }
         active.updated_at = Set(Utc::now());
-        Ok(active.update(&self.db).await?)
+        let txn = begin_write(&self.db).await?;
+        let updated = active.update(&txn).await?;
+        crate::live::profile_updated(&txn, updated.id).await?;
+        txn.commit().await?;
+        self.live_signal.notify();
+        Ok(updated)
     }
 
     /// Changes the password after checking the current one, and ends every other session.

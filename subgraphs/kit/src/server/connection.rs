@@ -8,6 +8,8 @@
 //! come, its headers must be complete within [`ServerLimits::header_read_timeout`]. A
 //! request is in progress from the moment hyper hands it to the service until the service
 //! answers; the body and the answer have their own limits (`body`, the request deadline).
+//! A connection that switched protocols (a subscription WebSocket) is past both: its
+//! protocol keeps it alive and ends it.
 //!
 //! Over TLS the same holds for the decrypted stream; the handshake before it has a limit of
 //! its own, [`ServerLimits::tls_handshake_timeout`].
@@ -17,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -156,8 +158,15 @@ impl Connection {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_progress = RequestInProgress::start(clock.clone());
             let answer = router.clone().oneshot(request.map(Body::new));
+            let clock = clock.clone();
             async move {
                 let response = answer.await;
+                if response
+                    .as_ref()
+                    .is_ok_and(|r| r.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS)
+                {
+                    clock.upgraded.store(true, Ordering::Release);
+                }
                 drop(in_progress);
                 response
             }
@@ -197,6 +206,9 @@ struct Timeouts {
 struct ConnectionClock {
     in_progress: AtomicUsize,
     finished: AtomicU64,
+    /// The connection switched protocols (a WebSocket): no more HTTP requests come, and
+    /// the protocol keeps it alive its own way (pings), so neither timeout applies.
+    upgraded: AtomicBool,
 }
 
 /// Marks a request in progress until dropped.
@@ -265,7 +277,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.clock.in_progress.load(Ordering::Acquire) > 0 {
+        if this.clock.in_progress.load(Ordering::Acquire) > 0
+            || this.clock.upgraded.load(Ordering::Acquire)
+        {
             this.waiting = None;
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         }

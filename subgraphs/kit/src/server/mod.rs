@@ -15,6 +15,8 @@
 //! - [`access_log`]: one log line per request, and the request metrics.
 //! - [`labels`]: metric label values from clients, bounded.
 //! - [`trace_context`]: a `traceparent` for every request, made at the edge when missing.
+//! - [`subscriptions`]: subscriptions over WebSocket on a subgraph's GraphQL path, and
+//!   how a connection says who is asking.
 //! - this file: the subgraph GraphQL handler, the common layers, [`serve`].
 
 pub mod access_log;
@@ -24,6 +26,7 @@ pub mod connection;
 pub mod labels;
 pub mod limits;
 pub mod readiness;
+pub mod subscriptions;
 pub mod tls;
 pub mod trace_context;
 
@@ -33,9 +36,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{ObjectType, Schema, SubscriptionType};
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -46,6 +51,7 @@ use tower_http::trace::TraceLayer;
 pub use self::app::{App, BackgroundTasks, RunError, place_metrics};
 pub use self::body::BodyLimits;
 pub use self::limits::ServerLimits;
+pub use self::subscriptions::SubscriptionEndpoint;
 pub use self::tls::{ServerTls, ServerTlsError, ServerTlsFiles};
 use crate::client::TrustedProxies;
 use crate::jwt::TokenVerifier;
@@ -62,27 +68,37 @@ pub struct HttpAuth {
 struct GraphqlState<Q, M, S> {
     schema: Schema<Q, M, S>,
     auth: HttpAuth,
+    subscriptions: SubscriptionEndpoint,
 }
 
 /// `POST /graphql` and `GET /graphql` for `schema`, with the viewer and client address
-/// put into each request's data.
-pub fn graphql_router<Q, M, S>(schema: Schema<Q, M, S>, auth: HttpAuth) -> Router
+/// put into each request's data; a `GET` that asks for a WebSocket serves subscriptions
+/// (see [`subscriptions`]).
+pub fn graphql_router<Q, M, S>(
+    schema: Schema<Q, M, S>,
+    auth: HttpAuth,
+    subscriptions: SubscriptionEndpoint,
+) -> Router
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    let state = Arc::new(GraphqlState { schema, auth });
+    let state = Arc::new(GraphqlState {
+        schema,
+        auth,
+        subscriptions,
+    });
     Router::new()
         .route(
             "/graphql",
-            get(graphql_handler::<Q, M, S>).post(graphql_handler::<Q, M, S>),
+            get(graphql_get::<Q, M, S>).post(graphql_post::<Q, M, S>),
         )
         .with_state(state)
 }
 
 #[tracing::instrument(skip_all)]
-async fn graphql_handler<Q, M, S>(
+async fn graphql_post<Q, M, S>(
     State(state): State<Arc<GraphqlState<Q, M, S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -93,8 +109,55 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    let viewer = ViewerState::from_headers(&headers, &state.auth.verifier);
-    let client = state.auth.trusted_proxies.client_of(peer.ip(), &headers);
+    execute(&state, peer, &headers, request).await
+}
+
+/// A query in the URL, or the upgrade to a subscription WebSocket.
+#[tracing::instrument(skip_all)]
+async fn graphql_get<Q, M, S>(
+    State(state): State<Arc<GraphqlState<Q, M, S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let (parts, body) = request.into_parts();
+    if subscriptions::is_upgrade(&parts.headers) {
+        return subscriptions::upgrade(
+            state.schema.clone(),
+            state.auth.clone(),
+            state.subscriptions.clone(),
+            peer.ip(),
+            parts,
+        )
+        .await;
+    }
+    let headers = parts.headers.clone();
+    let request = axum::extract::Request::from_parts(parts, body);
+    match GraphQLRequest::<GraphQLRejection>::from_request(request, &()).await {
+        Ok(request) => execute(&state, peer, &headers, request)
+            .await
+            .into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn execute<Q, M, S>(
+    state: &GraphqlState<Q, M, S>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let viewer = ViewerState::from_headers(headers, &state.auth.verifier);
+    let client = state.auth.trusted_proxies.client_of(peer.ip(), headers);
     let request = request.into_inner().data(viewer).data(client);
     state.schema.execute(request).await.into()
 }
