@@ -182,6 +182,11 @@ pub struct CommonArgs {
     /// posts. Default 800.
     #[arg(long, env = "GANTRY_FEED_TIMELINE_CAP", help_heading = heading::DATABASE)]
     pub feed_timeline_cap: Option<u64>,
+    /// Which query answers the home feed: `hybrid` (timelines merged with the
+    /// most-followed authors' posts) or `fanout-on-read` (`follows` and `posts` alone, as
+    /// before timelines; they are still kept, so switching back needs nothing).
+    #[arg(long, env = "GANTRY_FEED_READ", value_enum, default_value_t, help_heading = heading::DATABASE)]
+    pub feed_read: FeedReadArg,
     /// How long DataLoaders gather keys before one batched query (a bare number is
     /// milliseconds).
     #[arg(long, env = "GANTRY_BATCH_DELAY_MS", default_value = "1", value_parser = values::millis, help_heading = heading::DATABASE)]
@@ -359,6 +364,16 @@ pub struct SubgraphArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub events: EventArgs,
+}
+
+/// Which query answers the home feed (`--feed-read`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum FeedReadArg {
+    /// Timelines merged with the most-followed authors' posts.
+    #[default]
+    Hybrid,
+    /// `follows` and `posts` alone.
+    FanoutOnRead,
 }
 
 /// How events between the subgraphs travel (`gantry subgraph`).

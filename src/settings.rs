@@ -11,10 +11,10 @@ use gantry_kit::keys::KeySettings;
 use gantry_kit::live::LiveSettings;
 use gantry_kit::reads::ReadSettings;
 use gantry_kit::server::{ServerLimits, ServerTls, ServerTlsFiles};
-use gantry_posts::{FeedSettings, PostsConfig};
+use gantry_posts::{FeedRead, FeedSettings, PostsConfig};
 use gantry_users::{ThrottleSettings, UsersConfig};
 
-use crate::cli::CommonArgs;
+use crate::cli::{CommonArgs, FeedReadArg};
 
 impl CommonArgs {
     pub fn database(&self) -> DatabaseSettings {
@@ -105,6 +105,10 @@ impl CommonArgs {
                 .feed_timeline_cap
                 .unwrap_or(defaults.timeline_cap)
                 .max(1),
+            read: match self.feed_read {
+                FeedReadArg::Hybrid => FeedRead::Hybrid,
+                FeedReadArg::FanoutOnRead => FeedRead::FanoutOnRead,
+            },
         }
     }
 

@@ -97,6 +97,12 @@ fn shape_description(shape: &str) -> &'static str {
         "feed-100k-heavy" => {
             "the same server: the signed-in feed of the 200 viewers who follow the most of the 200 most-followed accounts"
         }
+        "feed-100k-reference-all" => {
+            "the same data and viewers, `GANTRY_FEED_READ=fanout-on-read` (the feed before timelines): 1,000 random viewers"
+        }
+        "feed-100k-reference-heavy" => {
+            "the same data, `GANTRY_FEED_READ=fanout-on-read`: the 200 viewers who follow the most of the 200 most-followed accounts"
+        }
         _ => "",
     }
 }

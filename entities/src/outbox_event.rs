@@ -31,3 +31,8 @@ pub const TOPIC_ACCOUNT_DELETED: &str = "user.account_deleted";
 
 /// Topic of the event the users subgraph writes when an account is created.
 pub const TOPIC_ACCOUNT_CREATED: &str = "user.account_created";
+
+/// Topic of the event the users subgraph writes when an account changes its profile
+/// (display name, bio). It names the account only, never the new values: consumers drop
+/// what they cached about it, so a repeated or late event cannot bring an old value back.
+pub const TOPIC_PROFILE_UPDATED: &str = "user.profile_updated";

@@ -2,15 +2,20 @@
 //! PostgreSQL databases, each with only its own tables, and account events carried
 //! between them by Redis Streams (`GANTRY_EVENTS=redis`). An account deletion cleans the
 //! posts database, also when the posts subgraph was down as it happened; an event the
-//! posts subgraph cannot read lands in the dead-letter stream after its deliveries; and
-//! the consumer's lag and counters are on `/metrics`.
+//! posts subgraph cannot read lands in the dead-letter stream after its deliveries; the
+//! consumer's lag and counters are on `/metrics`; and a profile changed at the users
+//! subgraph, where no gateway sees it, is dropped from the gateways' shared caches by its
+//! event, also when the event comes again.
 
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Process, REGISTER, TestDatabase, eventually, fresh_database, start};
+use crate::helpers::{
+    Backend, Process, REGISTER, TestDatabase, eventually, free_port, fresh_database, start,
+    start_listening,
+};
 
 /// Two databases, one Redis prefix, a shared data dir (for the signing key), and the
 /// environment each subgraph starts with.
@@ -66,6 +71,32 @@ impl Split {
         let mut env = self.env(&self.posts_db, extra);
         env.push(("GANTRY_USERS_URL", users_url.as_str()));
         start(&["subgraph", "posts"], &env).await
+    }
+
+    /// The posts subgraph on `address`, so a gateway finds it again after a restart.
+    async fn posts_at(&self, users: &Process, address: &str) -> Process {
+        let users_url = format!("http://{}/graphql", users.address);
+        let mut env = self.env(&self.posts_db, &[]);
+        env.push(("GANTRY_USERS_URL", users_url.as_str()));
+        start_listening(&["subgraph", "posts"], &env, address).await
+    }
+
+    /// A gateway over both subgraphs, its response and entity caches in their Redis.
+    async fn gateway(&self, users: &Process, posts_address: &str) -> Process {
+        let users = format!("users=http://{}/graphql", users.address);
+        let posts = format!("posts=http://{posts_address}/graphql");
+        start(
+            &["gateway", "--subgraph", &users, "--subgraph", &posts],
+            &[
+                ("GANTRY_DATA_DIR", self.data.as_str()),
+                ("REDIS_URL", self.redis.as_str()),
+                ("GANTRY_REDIS_PREFIX", self.prefix.as_str()),
+                ("GANTRY_REDIS_TIMEOUT_MS", "1000"),
+                ("GANTRY_RESPONSE_CACHE", "true"),
+                ("GANTRY_ENTITY_CACHE", "true"),
+            ],
+        )
+        .await
     }
 
     async fn redis(&self) -> redis::aio::MultiplexedConnection {
@@ -482,4 +513,321 @@ async fn each_subgraph_migrates_only_its_own_tables_and_a_shared_database_takes_
     );
     let db = Database::connect(url.as_str()).await.unwrap();
     assert!(has_table(&db, "posts").await && has_table(&db, "users").await);
+}
+
+/// POSTs a query; the `x-cache` header and the body.
+async fn cached(process: &Process, query: &str, variables: Value) -> (Option<String>, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/graphql", process.address))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (cache, response.json().await.unwrap())
+}
+
+const PROFILE: &str = "query($id: ID!) { user(id: $id) { id displayName bio } }";
+const POST_PAGE: &str = "query($id: ID!) { post(id: $id) { id body author { id displayName } } }";
+const UPDATE_PROFILE: &str = "mutation($name: String!) { updateProfile(input: { displayName: $name, bio: \"new here\" }) { id displayName } }";
+
+/// Whether an invalidation of `id` is recorded in Redis (`<prefix>inv:<id>`, written by
+/// every invalidation of that id and by nothing else).
+async fn invalidated(split: &Split, id: &str) -> bool {
+    let mut redis = split.redis().await;
+    redis::cmd("EXISTS")
+        .arg(format!("{}inv:{id}", split.prefix))
+        .query_async::<i64>(&mut redis)
+        .await
+        .unwrap()
+        == 1
+}
+
+/// Alice with a post, read through the gateway until both her profile and the post page
+/// come from its caches: the gateway, Alice's id and token, and the post's id.
+async fn alice_cached(
+    split: &Split,
+    users: &Process,
+    posts: &Process,
+    gateway: &Process,
+) -> (String, String, String) {
+    let (alice, token) = register(users, "alice").await;
+    let post = create_post(posts, &token, "hello from alice").await;
+    for (query, variables) in [
+        (PROFILE, json!({ "id": alice })),
+        (POST_PAGE, json!({ "id": post })),
+    ] {
+        let (first, body) = cached(gateway, query, variables.clone()).await;
+        assert_eq!(first.as_deref(), Some("MISS"), "{body}");
+        let (second, again) = cached(gateway, query, variables).await;
+        assert_eq!(second.as_deref(), Some("HIT"), "{again}");
+        assert_eq!(body, again);
+    }
+    let (_, profile) = cached(gateway, PROFILE, json!({ "id": alice })).await;
+    assert_eq!(profile["data"]["user"]["displayName"], "alice", "{profile}");
+    assert!(!invalidated(split, &alice).await);
+    (alice, token, post)
+}
+
+#[tokio::test]
+async fn a_profile_changed_where_no_gateway_sees_it_is_fresh_in_the_gateways_cache_through_its_event()
+ {
+    let split = Split::new().await;
+    let users = split.users().await;
+    let posts_address = format!("127.0.0.1:{}", free_port());
+    let mut posts = split.posts_at(&users, &posts_address).await;
+    let gateway = split.gateway(&users, &posts_address).await;
+    let (alice, token, post) = alice_cached(&split, &users, &posts, &gateway).await;
+
+    // The consumer is down: the change, made at the users subgraph itself, reaches no
+    // gateway, which answers from its cache.
+    posts.child.kill().await.unwrap();
+    let changed = graphql(
+        &users,
+        UPDATE_PROFILE,
+        json!({ "name": "Alice Liddell" }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(
+        changed["data"]["updateProfile"]["displayName"], "Alice Liddell",
+        "{changed}"
+    );
+    let (cache, stale) = cached(&gateway, PROFILE, json!({ "id": alice })).await;
+    assert_eq!(cache.as_deref(), Some("HIT"));
+    assert_eq!(stale["data"]["user"]["displayName"], "alice", "{stale}");
+    assert!(
+        !invalidated(&split, &alice).await,
+        "nothing invalidated alice yet"
+    );
+
+    // The event waited in the stream; once the posts subgraph reads it, what every
+    // gateway caches about Alice is dropped.
+    let _posts = split.posts_at(&users, &posts_address).await;
+    let fresh = eventually(
+        "the profile read afresh",
+        Duration::from_secs(20),
+        || async {
+            let (_, body) = cached(&gateway, PROFILE, json!({ "id": alice })).await;
+            (body["data"]["user"]["displayName"] == "Alice Liddell").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(fresh["data"]["user"]["bio"], "new here");
+    assert!(invalidated(&split, &alice).await, "by the profile event");
+    // The post page's response and the entity cache's copy of Alice went with it.
+    let (cache, page) = cached(&gateway, POST_PAGE, json!({ "id": post })).await;
+    assert_eq!(cache.as_deref(), Some("MISS"));
+    assert_eq!(
+        page["data"]["post"]["author"]["displayName"], "Alice Liddell",
+        "{page}"
+    );
+    let (cache, _) = cached(&gateway, POST_PAGE, json!({ "id": post })).await;
+    assert_eq!(cache.as_deref(), Some("HIT"), "cached again, fresh");
+}
+
+/// Every row of the posts database, as text: what an event changed there.
+async fn posts_rows(db: &DatabaseConnection) -> Vec<String> {
+    let mut rows = Vec::new();
+    for table in [
+        "known_accounts",
+        "posts",
+        "comments",
+        "likes",
+        "follows",
+        "timelines",
+        "timeline_heads",
+        "feed_pulled_authors",
+    ] {
+        let found = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT row_to_json(t)::text AS row FROM {table} t ORDER BY 1"),
+            ))
+            .await
+            .unwrap();
+        rows.extend(
+            found
+                .iter()
+                .map(|row| format!("{table} {}", row.try_get::<String>("", "row").unwrap())),
+        );
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_profile_event_delivered_again_changes_nothing_and_brings_no_old_name_back() {
+    let split = Split::new().await;
+    let users = split.users().await;
+    let posts_address = format!("127.0.0.1:{}", free_port());
+    let posts = split.posts_at(&users, &posts_address).await;
+    let gateway = split.gateway(&users, &posts_address).await;
+    let (alice, token, post) = alice_cached(&split, &users, &posts, &gateway).await;
+    let stream = split.stream();
+    let mut redis = split.redis().await;
+    let profile_events = async |redis: &mut redis::aio::MultiplexedConnection| {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query_async(redis)
+            .await
+            .unwrap();
+        entries
+            .ids
+            .into_iter()
+            .filter(|e| e.get::<String>("topic").as_deref() == Some("user.profile_updated"))
+            .collect::<Vec<_>>()
+    };
+
+    for name in ["Alice Liddell", "Alice L."] {
+        let changed = graphql(
+            &users,
+            UPDATE_PROFILE,
+            json!({ "name": name }),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(changed["errors"], Value::Null, "{changed}");
+    }
+    let events = eventually(
+        "both profile events on the stream",
+        Duration::from_secs(20),
+        || {
+            let mut redis = redis.clone();
+            async move {
+                let events = profile_events(&mut redis).await;
+                (events.len() == 2).then_some(events)
+            }
+        },
+    )
+    .await;
+    let first = &events[0];
+    assert_eq!(
+        serde_json::from_str::<Value>(&first.get::<String>("payload").unwrap()).unwrap()["userId"],
+        alice.as_str()
+    );
+    let handled = || async {
+        let text = metrics(&posts).await;
+        sample(&text, "gantry_events_handled_total", &stream).unwrap_or(0.0)
+    };
+    // Alice's account-created event and her two profile events.
+    eventually("every event handled", Duration::from_secs(20), || async {
+        (handled().await == 3.0).then_some(())
+    })
+    .await;
+    let fresh = eventually(
+        "the latest name through the gateway",
+        Duration::from_secs(20),
+        || async {
+            let (cache, body) = cached(&gateway, POST_PAGE, json!({ "id": post })).await;
+            (body["data"]["post"]["author"]["displayName"] == "Alice L."
+                && cache.as_deref() == Some("HIT"))
+            .then_some(body)
+        },
+    )
+    .await;
+    let posts_db = Database::connect(split.posts_db.as_str()).await.unwrap();
+    let before = posts_rows(&posts_db).await;
+
+    // The relay sends the first, older event again, as after a stop between its append
+    // and its commit.
+    let fields: Vec<(String, String)> = ["id", "topic", "payload"]
+        .iter()
+        .map(|field| ((*field).to_owned(), first.get::<String>(field).unwrap()))
+        .collect();
+    redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(&fields)
+        .query_async::<String>(&mut redis)
+        .await
+        .unwrap();
+    eventually("the repeat handled", Duration::from_secs(20), || async {
+        (handled().await == 4.0).then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        posts_rows(&posts_db).await,
+        before,
+        "no row of the posts database changed"
+    );
+    let (_, page) = cached(&gateway, POST_PAGE, json!({ "id": post })).await;
+    assert_eq!(
+        page, fresh,
+        "the latest name, never the one the old event followed"
+    );
+    let (_, profile) = cached(&gateway, PROFILE, json!({ "id": alice })).await;
+    assert_eq!(profile["data"]["user"]["displayName"], "Alice L.");
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("posts")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(pending.count(), 0, "acknowledged");
+    let dead: i64 = redis::cmd("XLEN")
+        .arg(format!("{stream}:dead"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+}
+
+/// Records the ids each invalidation names.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<Vec<uuid::Uuid>>>);
+
+impl gantry_kit::invalidation::InvalidationSink for Recorded {
+    fn invalidate(
+        &self,
+        ids: Vec<uuid::Uuid>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.0.lock().unwrap().push(ids) })
+    }
+}
+
+#[tokio::test]
+async fn the_posts_subgraph_takes_a_profile_event_twice_alike_and_refuses_one_it_cannot_read() {
+    use gantry_kit::events::{Event, EventHandler, HandleError};
+
+    let split = Split::new().await;
+    let users = split.users().await;
+    let posts = split.posts(&users, &[]).await;
+    let (alice, token) = register(&users, "alice").await;
+    create_post(&posts, &token, "hello from alice").await;
+    let db = Database::connect(split.posts_db.as_str()).await.unwrap();
+    let sink = std::sync::Arc::new(Recorded::default());
+    let handler = gantry_posts::events::AccountEvents::new(
+        db.clone(),
+        gantry_kit::invalidation::Invalidations::new(sink.clone()),
+    );
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        topic: "user.profile_updated".into(),
+        payload: json!({ "userId": alice, "updatedAt": "2026-12-01T00:00:00Z" }).to_string(),
+    };
+    let before = posts_rows(&db).await;
+
+    handler.handle(&event).await.unwrap();
+    handler.handle(&event).await.unwrap();
+
+    assert_eq!(posts_rows(&db).await, before);
+    let alice: uuid::Uuid = alice.parse().unwrap();
+    assert_eq!(*sink.0.lock().unwrap(), vec![vec![alice], vec![alice]]);
+    let unreadable = Event {
+        payload: json!({ "userId": "not an id" }).to_string(),
+        ..event
+    };
+    match handler.handle(&unreadable).await {
+        Err(HandleError::Poison(cause)) => {
+            assert!(cause.contains("user.profile_updated"), "{cause}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -164,6 +164,7 @@ async fn the_hybrid_feed_equals_the_fan_out_on_read_feed_for_every_seeded_viewer
     let feed = FeedSettings {
         fanout_max_followers: 30,
         timeline_cap: 40,
+        ..FeedSettings::default()
     };
     let data = seeded(backend, 250, feed).await;
     // Both halves of the hybrid, and timelines cut short, are in play.
@@ -179,6 +180,7 @@ async fn the_hybrid_feed_stays_equal_through_follows_posts_unfollows_and_deletio
     let feed = FeedSettings {
         fanout_max_followers: 12,
         timeline_cap: 20,
+        ..FeedSettings::default()
     };
     let data = seeded(backend, 120, feed).await;
     let service = &data.service;

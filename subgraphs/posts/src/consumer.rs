@@ -12,8 +12,16 @@
 //! changed (the user, their posts, the posts they liked or commented on, the accounts they
 //! followed or were followed by) go to [`Invalidations`], so cached responses showing
 //! stale counts are dropped at once rather than at their TTL.
+//!
+//! `user.profile_updated` (a display name or bio changed) changes nothing here: the posts
+//! database keeps no copy of a profile, only account ids. Its account's id goes to
+//! [`Invalidations`], so responses and entities cached with the old name are dropped also
+//! when the change reached no gateway. The event names the account only, so handling it
+//! again, or late, drops at most entries that are then read afresh. Late ones (behind the
+//! offset) are found by the same look behind it, which handles each once per process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -42,12 +50,28 @@ struct AccountDeleted {
     user_id: Uuid,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileUpdated {
+    user_id: Uuid,
+}
+
+/// The account a `user.profile_updated` payload names, or why it cannot be read.
+pub(crate) fn updated_profile(payload: &str) -> Result<Uuid, String> {
+    serde_json::from_str::<ProfileUpdated>(payload)
+        .map(|updated| updated.user_id)
+        .map_err(|err| format!("a {} payload: {err}", outbox_event::TOPIC_PROFILE_UPDATED))
+}
+
 #[derive(Debug, Clone)]
 pub struct AccountDeletionConsumer {
     db: DatabaseConnection,
     poll_interval: Duration,
     signal: Option<OutboxSignal>,
     invalidations: Invalidations,
+    /// Profile events handled in the last [`LOOKBACK`] behind the offset, so the look
+    /// behind it handles a late one once (they leave nothing in the database to check).
+    profiles_seen: Arc<Mutex<BTreeSet<Uuid>>>,
 }
 
 impl AccountDeletionConsumer {
@@ -62,6 +86,7 @@ impl AccountDeletionConsumer {
             poll_interval,
             signal,
             invalidations,
+            profiles_seen: Arc::default(),
         }
     }
 
@@ -169,10 +194,15 @@ impl AccountDeletionConsumer {
             .into_iter()
             .map(|row| (row.user_id, row.deleted_at.is_some()))
             .collect();
+        self.forget_profiles_before(lookback_floor(offset));
         for (user_id, event) in named.into_iter().rev() {
-            let missing = match known.get(&user_id) {
-                None => true,
-                Some(deleted) => event.topic == outbox_event::TOPIC_ACCOUNT_DELETED && !deleted,
+            let missing = if event.topic == outbox_event::TOPIC_PROFILE_UPDATED {
+                !self.profile_seen(event.id)
+            } else {
+                match known.get(&user_id) {
+                    None => true,
+                    Some(deleted) => event.topic == outbox_event::TOPIC_ACCOUNT_DELETED && !deleted,
+                }
             };
             if missing {
                 tracing::info!(event_id = %event.id, topic = %event.topic, "handling an event committed after later ones");
@@ -213,15 +243,42 @@ impl AccountDeletionConsumer {
             .await?;
         }
         txn.commit().await?;
+        if event.topic == outbox_event::TOPIC_PROFILE_UPDATED {
+            self.remember_profile(event.id);
+        }
         self.invalidations.invalidate(changed).await;
         Ok(())
+    }
+
+    fn profile_seen(&self, event: Uuid) -> bool {
+        self.profiles_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&event)
+    }
+
+    fn remember_profile(&self, event: Uuid) {
+        self.profiles_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(event);
+    }
+
+    /// Drops the profile events the look behind the offset no longer reaches.
+    fn forget_profiles_before(&self, floor: Uuid) {
+        let mut seen = self
+            .profiles_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *seen = seen.split_off(&floor);
     }
 }
 
 /// The topics this consumer reads.
-pub(crate) const TOPICS: [&str; 2] = [
+pub(crate) const TOPICS: [&str; 3] = [
     outbox_event::TOPIC_ACCOUNT_CREATED,
     outbox_event::TOPIC_ACCOUNT_DELETED,
+    outbox_event::TOPIC_PROFILE_UPDATED,
 ];
 
 /// How far behind the offset each poll looks for late events: far longer than
@@ -252,6 +309,8 @@ fn lookback_floor(offset: Uuid) -> Uuid {
 fn account_of(event: &outbox_event::Model) -> Option<Uuid> {
     if event.topic == outbox_event::TOPIC_ACCOUNT_CREATED {
         accounts::created_account(&event.payload)
+    } else if event.topic == outbox_event::TOPIC_PROFILE_UPDATED {
+        updated_profile(&event.payload).ok()
     } else {
         serde_json::from_str::<AccountDeleted>(&event.payload)
             .ok()
@@ -274,6 +333,13 @@ pub(crate) async fn apply(
     topic: &str,
     payload: &str,
 ) -> Result<Applied, DbErr> {
+    if topic == outbox_event::TOPIC_PROFILE_UPDATED {
+        // Nothing here holds a profile: only what is cached about the account changes.
+        return Ok(match updated_profile(payload) {
+            Ok(user_id) => Applied::Changed(vec![user_id]),
+            Err(cause) => Applied::Unreadable(cause),
+        });
+    }
     if topic == outbox_event::TOPIC_ACCOUNT_CREATED {
         return Ok(match accounts::created_account(payload) {
             Some(user_id) => {

@@ -4,9 +4,11 @@
 //! ([`gantry_kit::events::StreamConsumer`]). Each event is applied exactly as the
 //! outbox consumer applies it ([`crate::consumer`]): a created account becomes known, a
 //! deleted one gets its tombstone and loses its content, in one transaction; the ids a
-//! deletion changed then go to [`Invalidations`]. Applying an event again changes
-//! nothing, as at-least-once delivery needs. Topics this subgraph has no use for are
-//! acknowledged and left alone.
+//! deletion changed then go to [`Invalidations`]. A profile update changes nothing in
+//! the posts database (it keeps no copy of a profile): its account's id goes to
+//! [`Invalidations`], which reach every gateway through their shared Redis cache.
+//! Applying an event again changes nothing, as at-least-once delivery needs. Topics this
+//! subgraph has no use for are acknowledged and left alone.
 
 use gantry_entities::outbox_event;
 use gantry_kit::db::{begin_write, describe};
@@ -14,7 +16,7 @@ use gantry_kit::events::{Event, EventHandler, HandleError};
 use gantry_kit::invalidation::Invalidations;
 use sea_orm::DatabaseConnection;
 
-use crate::consumer::{Applied, TOPICS, apply};
+use crate::consumer::{Applied, TOPICS, apply, updated_profile};
 
 /// The group this subgraph's replicas read events in.
 pub const GROUP: &str = "posts";
@@ -38,6 +40,12 @@ impl AccountEvents {
 impl EventHandler for AccountEvents {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         if !TOPICS.contains(&event.topic.as_str()) {
+            return Ok(());
+        }
+        if event.topic == outbox_event::TOPIC_PROFILE_UPDATED {
+            // No database work: only what the caches hold about the account changes.
+            let user_id = updated_profile(&event.payload).map_err(HandleError::Poison)?;
+            self.invalidations.invalidate(vec![user_id]).await;
             return Ok(());
         }
         let retry = |err: sea_orm::DbErr| HandleError::Retry(describe(&err));

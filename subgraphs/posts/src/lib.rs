@@ -48,7 +48,7 @@ use sea_orm::DatabaseConnection;
 
 pub use consumer::AccountDeletionConsumer;
 pub use schema::PostsSchema;
-pub use timelines::FeedSettings;
+pub use timelines::{FeedRead, FeedSettings};
 
 #[derive(Debug, Clone)]
 pub struct PostsConfig {

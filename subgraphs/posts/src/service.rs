@@ -22,7 +22,7 @@ use crate::domain::{CommentBody, PostBody};
 use crate::live;
 use crate::loaders::POSTS_BY;
 use crate::pages::{Direction, Page, merged_page_lateral, page};
-use crate::timelines::{self, FeedSettings};
+use crate::timelines::{self, FeedRead, FeedSettings};
 
 /// Up to this many followees a PostgreSQL feed merges per-author pages; past it, it walks
 /// all posts newest first. On 10,000 users and 100,000 posts (`gantry seed`) the merge
@@ -143,6 +143,9 @@ impl PostsService {
         first: u64,
         after: Option<Uuid>,
     ) -> ApiResult<Page<post::Model>> {
+        if self.feed.read == FeedRead::FanoutOnRead {
+            return self.fanout_on_read_on(db, viewer, first, after).await;
+        }
         match timelines::feed_page(db, viewer.user_id, first, after).await? {
             Some(page) => Ok(page),
             None => self.fanout_on_read_on(db, viewer, first, after).await,

@@ -46,6 +46,20 @@ pub struct FeedSettings {
     /// Entries kept per viewer's timeline (the newest); older pages are read from
     /// `follows` and `posts`. Default 800.
     pub timeline_cap: u64,
+    /// Which query answers a feed page. Timelines are kept up to date either way.
+    pub read: FeedRead,
+}
+
+/// Which query answers a feed page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FeedRead {
+    /// The viewer's timeline merged with the most-followed authors' posts.
+    #[default]
+    Hybrid,
+    /// `follows` and `posts` alone, as before timelines existed: the reference the
+    /// hybrid is measured and tested against, and a way back that needs no rebuild,
+    /// since every write still keeps the timelines.
+    FanoutOnRead,
 }
 
 impl Default for FeedSettings {
@@ -53,6 +67,7 @@ impl Default for FeedSettings {
         Self {
             fanout_max_followers: 1000,
             timeline_cap: 800,
+            read: FeedRead::Hybrid,
         }
     }
 }

@@ -271,6 +271,10 @@ impl UsersService {
         Ok(true)
     }
 
+    /// Changes the display name and/or bio, and writes a profile-updated event to the
+    /// outbox in the same transaction: the gateways' caches then drop what they hold about
+    /// the account also when no gateway carried the change (a call to this subgraph
+    /// directly).
     pub async fn update_profile(
         &self,
         viewer: Viewer,
@@ -290,12 +294,20 @@ impl UsersService {
         if let Some(bio) = bio {
             active.bio = Set(bio.into_inner());
         }
-        active.updated_at = Set(Utc::now());
+        let now = Utc::now();
+        active.updated_at = Set(now);
         let txn = begin_write(&self.db).await?;
         let updated = active.update(&txn).await?;
         crate::live::profile_updated(&txn, updated.id).await?;
+        write_event(
+            &txn,
+            outbox_event::TOPIC_PROFILE_UPDATED,
+            serde_json::json!({ "userId": updated.id, "updatedAt": now }),
+        )
+        .await?;
         txn.commit().await?;
         self.live_signal.notify();
+        self.ring_outbox();
         Ok(updated)
     }
 
