@@ -267,9 +267,12 @@ pub fn markdown(day: &DayReport, date: &str) -> String {
     md
 }
 
+/// Database reads by `(pool, reason)`.
+type ReadsByRoute = BTreeMap<(String, String), f64>;
+
 /// The database reads of a run (every process's `gantry_database_reads_total`), by pool and
-/// reason: `(pool, reason) -> reads`.
-fn reads_by_route(run: &RunReport) -> BTreeMap<(String, String), f64> {
+/// reason.
+fn reads_by_route(run: &RunReport) -> ReadsByRoute {
     let mut reads = BTreeMap::new();
     for samples in run.metrics_delta.values() {
         for (series, value) in samples {
@@ -291,7 +294,7 @@ fn reads_by_route(run: &RunReport) -> BTreeMap<(String, String), f64> {
 
 /// The replica's share of database reads, for the runs of a server with a read replica.
 fn replica_reads_section(md: &mut String, day: &DayReport) {
-    let runs: Vec<(&RunReport, BTreeMap<(String, String), f64>)> = day
+    let runs: Vec<(&RunReport, ReadsByRoute)> = day
         .runs
         .iter()
         .map(|run| (run, reads_by_route(run)))
