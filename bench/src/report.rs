@@ -91,6 +91,9 @@ fn shape_description(shape: &str) -> &'static str {
         "ceiling" => {
             "`gantry-bench ceiling`: a bare axum handler returning a captured `mobile-reads` answer (HTTP alone)"
         }
+        "replica" => {
+            "`gantry serve` on PostgreSQL and Redis with `DATABASE_READ_URL` on a streaming replica of the database (`pg_basebackup`, same machine)"
+        }
         "feed-100k-all" => {
             "`gantry serve` on PostgreSQL and Redis, 100,000 seeded users, response cache off: the signed-in feed of 1,000 random viewers"
         }
@@ -264,9 +267,85 @@ pub fn markdown(day: &DayReport, date: &str) -> String {
     }
 
     hive_section(&mut md, day);
+    replica_reads_section(&mut md, day);
     mixed_operations(&mut md, day);
     error_samples(&mut md, day);
     md
+}
+
+/// Database reads by `(pool, reason)`.
+type ReadsByRoute = BTreeMap<(String, String), f64>;
+
+/// The database reads of a run (every process's `gantry_database_reads_total`), by pool and
+/// reason.
+fn reads_by_route(run: &RunReport) -> ReadsByRoute {
+    let mut reads = BTreeMap::new();
+    for samples in run.metrics_delta.values() {
+        for (series, value) in samples {
+            let Some(labels) = series.strip_prefix("gantry_database_reads_total{") else {
+                continue;
+            };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(&format!("{key}=\"")))
+                    .map(|v| v.trim_end_matches(['}', '"']).to_owned())
+                    .unwrap_or_default()
+            };
+            *reads.entry((label("pool"), label("reason"))).or_insert(0.0) += value;
+        }
+    }
+    reads
+}
+
+/// The replica's share of database reads, for the runs of a server with a read replica.
+fn replica_reads_section(md: &mut String, day: &DayReport) {
+    let runs: Vec<(&RunReport, ReadsByRoute)> = day
+        .runs
+        .iter()
+        .map(|run| (run, reads_by_route(run)))
+        .filter(|(_, reads)| reads.keys().any(|(pool, _)| pool == "replica"))
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Reads served by the read replica\n\nDatabase reads made outside write \
+         transactions during each measured window (`gantry_database_reads_total`), by the \
+         pool that served them: the replica for reads that tolerate its lag, the primary for \
+         mutations, a viewer's reads within `GANTRY_READ_YOUR_WRITES_MS` of their own write \
+         (`must_be_current`, which also counts sign-in and session reads), and reads the \
+         replica was skipped or failed for.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| shape | scenario | load | reads | replica share | primary: must be current | primary: replica skipped or failed |"
+    );
+    let _ = writeln!(md, "|---|---|---|--:|--:|--:|--:|");
+    for (run, reads) in runs {
+        let total: f64 = reads.values().sum();
+        let of = |pick: &dyn Fn(&str, &str) -> bool| -> f64 {
+            reads
+                .iter()
+                .filter(|((pool, reason), _)| pick(pool, reason))
+                .fold(0.0, |sum, (_, n)| sum + n)
+        };
+        let share = |n: f64| format!("{:.1} %", 100.0 * n / total.max(1.0));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {} | {} | {} |",
+            label(run, "shape"),
+            run.scenario,
+            load_name(run),
+            total,
+            share(of(&|pool, _| pool == "replica")),
+            share(of(&|_, reason| reason == "must_be_current")),
+            share(of(&|_, reason| {
+                reason == "replica_skipped" || reason == "replica_failed"
+            })),
+        );
+    }
 }
 
 fn hive_section(md: &mut String, day: &DayReport) {
@@ -466,6 +545,33 @@ mod tests {
             meta: BTreeMap::new(),
             runs,
         }
+    }
+
+    #[test]
+    fn the_replica_share_is_its_reads_over_every_read_of_the_run() {
+        let mut replica = run("shapes", "", 100.0, 10.0, 1024);
+        replica.scenario = "mixed".into();
+        replica.labels.insert("shape".into(), "replica".into());
+        let delta = replica.metrics_delta.entry("serve".into()).or_default();
+        for (series, n) in [
+            ("{pool=\"replica\",reason=\"lag_tolerant\"}", 750.0),
+            ("{pool=\"primary\",reason=\"must_be_current\"}", 200.0),
+            ("{pool=\"primary\",reason=\"replica_skipped\"}", 40.0),
+            ("{pool=\"primary\",reason=\"replica_failed\"}", 10.0),
+        ] {
+            delta.insert(format!("gantry_database_reads_total{series}"), n);
+        }
+        let without = run("shapes", "", 100.0, 10.0, 1024);
+        let md = markdown(&day(vec![replica, without]), "2026-01-01");
+        assert!(
+            md.contains("| replica | mixed | 50 conn | 1000 | 75.0 % | 20.0 % | 5.0 % |"),
+            "{md}"
+        );
+        assert_eq!(
+            md.matches("| split | federation-stress | 50 conn |")
+                .count(),
+            0
+        );
     }
 
     #[test]

@@ -61,8 +61,9 @@ impl InProcessSubgraphs {
         })
     }
 
-    /// As [`InProcessSubgraphs::new`], with the posts subgraph's reads routed by `reads`
-    /// (a read replica beside the primary).
+    /// As [`InProcessSubgraphs::new`], with both subgraphs' reads routed by `reads` (a
+    /// read replica beside the primary). They share its read-your-writes marks: a write in
+    /// either keeps the writer's reads in both on the primary.
     pub fn with_reads(
         common: &CommonArgs,
         reads: gantry_kit::reads::ReadRouting,
@@ -81,7 +82,7 @@ impl InProcessSubgraphs {
             revocations: revocations.clone(),
             ..common.users()
         };
-        let users = UsersSubgraph::new(db.clone(), key, config, signal)?;
+        let users = UsersSubgraph::with_reads(reads.clone(), key, config, signal)?;
         let posts = PostsSubgraph::with_reads(reads, verifier, common.posts());
         Ok(Self {
             users,

@@ -1,8 +1,9 @@
 //! `gantry subgraph users|posts`: one subgraph on its own port, with `/health`, `/ready`
-//! (its database, and Redis when the posts subgraph has one) and `/metrics`. Each applies
-//! only its own migrations, so each may have a database of its own; events between them
-//! then travel through Redis Streams (see [`super::events`]). Each serves its
-//! subscriptions over WebSocket on `/graphql`, fed by its live events (see
+//! (its database, its read replica with `DATABASE_READ_URL`, and Redis when it has one)
+//! and `/metrics`. Each applies only its own migrations, so each may have a database of
+//! its own; events between them then travel through Redis Streams (see
+//! [`super::events`]). Each routes its public reads to its own `DATABASE_READ_URL`, and
+//! serves its subscriptions over WebSocket on `/graphql`, fed by its live events (see
 //! [`super::live`]).
 
 use std::net::SocketAddr;
@@ -53,7 +54,10 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                 &args.redis.redis_prefix,
                 args.redis.redis_timeout_ms,
             )?;
-            readiness = readiness.with_redis(shared.clone());
+            let reads = super::read_routing(common, db.clone(), shared.clone(), &mut tasks).await?;
+            readiness = readiness
+                .with_redis(shared.clone())
+                .with(Arc::new(ReplicaCheck(reads.clone())));
             let config = gantry_users::UsersConfig {
                 shared,
                 revocations: follow_revocations(&mut tasks, &db),
@@ -65,7 +69,7 @@ pub async fn build(common: &CommonArgs, args: &SubgraphArgs) -> anyhow::Result<A
                 )?),
                 None => None,
             };
-            let users = UsersSubgraph::new(db, key, config, signal)?;
+            let users = UsersSubgraph::with_reads(reads, key, config, signal)?;
             super::live::start(
                 &mut tasks,
                 gantry_users::live::SUBGRAPH,

@@ -3,7 +3,8 @@
 //! own. Pausing the replica's replay (`pg_wal_replay_pause()`) makes its lag visible: public
 //! reads show the replica's older state while a writer's own reads, right after the write,
 //! come from the primary. A replica stopped mid-run moves every read to the primary, and
-//! `/ready` and `/metrics` say so.
+//! `/ready` and `/metrics` say so. Both subgraphs route their reads so: posts' pages and
+//! counts, users' profiles, in `gantry serve` and in each `gantry subgraph`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -298,6 +299,47 @@ async fn newest_post(process: &Process, token: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Reads served by the replica, as `/metrics` counts them.
+const REPLICA_READS: &str = "gantry_database_reads_total{pool=\"replica\",reason=\"lag_tolerant\"}";
+
+/// The viewer's own profile (`me`): `{ id username bio }`.
+async fn own_profile(process: &Process, token: &str) -> Value {
+    let response = graphql(
+        process,
+        "{ me { id username bio } }",
+        json!({}),
+        Some(token),
+    )
+    .await;
+    assert!(response["errors"].is_null(), "me: {response}");
+    response["data"]["me"].clone()
+}
+
+/// The profile of `id` as `token` (or an anonymous client) reads it: `{ username bio }`,
+/// or null.
+async fn profile(process: &Process, id: &str, token: Option<&str>) -> Value {
+    let response = graphql(
+        process,
+        "query($id: ID!) { user(id: $id) { username bio } }",
+        json!({ "id": id }),
+        token,
+    )
+    .await;
+    assert!(response["errors"].is_null(), "user: {response}");
+    response["data"]["user"].clone()
+}
+
+async fn update_bio(process: &Process, token: &str, bio: &str) {
+    let response = graphql(
+        process,
+        "mutation($bio: String!) { updateProfile(input: { bio: $bio }) { bio } }",
+        json!({ "bio": bio }),
+        Some(token),
+    )
+    .await;
+    assert_eq!(response["data"]["updateProfile"]["bio"], bio, "{response}");
+}
+
 async fn ready(process: &Process) -> (u16, Value) {
     let response = reqwest::get(format!("http://{}/ready", process.address))
         .await
@@ -395,12 +437,30 @@ async fn while_the_replica_lags_public_reads_lag_but_a_writer_reads_their_own_wr
         newest_post(&serve, None).await.as_deref(),
         Some("before the pause")
     );
-    assert_eq!(
-        newest_post(&serve, Some(&bob)).await.as_deref(),
-        Some("before the pause")
-    );
-    let replica_reads = metric(&serve, "gantry_database_reads_total{pool=\"replica\"}").await;
+    // So do other signed-in viewers, once their own registration is no longer recent.
+    eventually(
+        "bob's reads go to the replica",
+        Duration::from_secs(30),
+        || async {
+            (newest_post(&serve, Some(&bob)).await.as_deref() == Some("before the pause"))
+                .then_some(())
+        },
+    )
+    .await;
+    let replica_reads = metric(&serve, REPLICA_READS).await;
     assert!(replica_reads.is_some_and(|n| n > 0.0), "{replica_reads:?}");
+
+    // The same for a profile, in the users subgraph of the same process.
+    let alice_id = own_profile(&serve, &alice).await["id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("alice's id");
+    update_bio(&serve, &alice, "changed while the replica is paused").await;
+    assert_eq!(
+        own_profile(&serve, &alice).await["bio"],
+        "changed while the replica is paused"
+    );
+    assert_eq!(profile(&serve, &alice_id, Some(&bob)).await["bio"], "");
 
     sql(&standby, "SELECT pg_wal_replay_resume()").await;
     eventually(
@@ -572,4 +632,113 @@ async fn reads_the_stopped_replica_fails_before_the_next_check_are_answered_by_t
     );
     let fallbacks = metric(&serve, "gantry_database_replica_fallbacks_total").await;
     assert!(fallbacks.is_some_and(|n| n > 0.0), "{fallbacks:?}");
+}
+
+/// `gantry subgraph users` with `DATABASE_READ_URL`: profiles come from the replica, while
+/// a writer's own read right after the write, a new account's first request and sign-in
+/// come from the primary.
+#[tokio::test]
+async fn the_users_subgraph_reads_profiles_from_the_replica_and_a_writers_own_from_the_primary() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(Backend::Postgres, data_dir.path()).await;
+    let replica = StreamingReplica::start().await;
+    let data = data_dir.path().display().to_string();
+    let read_url = replica.url_of(&database);
+    let users = start(
+        &["subgraph", "users"],
+        &[
+            ("GANTRY_DATA_DIR", data.as_str()),
+            ("DATABASE_URL", database.as_str()),
+            ("DATABASE_READ_URL", read_url.as_str()),
+            ("GANTRY_DATABASE_READ_MAX_LAG_MS", "600000"),
+            ("GANTRY_DATABASE_READ_CHECK_MS", "100"),
+        ],
+    )
+    .await;
+    replica_in_use(&users).await;
+    let alice = register(&users, "alice").await;
+    let bob = register(&users, "bob").await;
+    let alice_id = own_profile(&users, &alice).await["id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("alice's id");
+    eventually(
+        "the replica has alice's account",
+        Duration::from_secs(30),
+        || async { (!profile(&users, &alice_id, None).await.is_null()).then_some(()) },
+    )
+    .await;
+
+    let standby = replica.connect(&database).await;
+    sql(&standby, "SELECT pg_wal_replay_pause()").await;
+    update_bio(&users, &alice, "written while the replica is paused").await;
+
+    // The writer's own read, right after the write, sees it: it came from the primary.
+    assert_eq!(
+        own_profile(&users, &alice).await["bio"],
+        "written while the replica is paused"
+    );
+    assert_eq!(
+        profile(&users, &alice_id, Some(&alice)).await["bio"],
+        "written while the replica is paused"
+    );
+    // Everyone else reads the replica, which has not replayed the write.
+    assert_eq!(
+        profile(&users, &alice_id, None).await,
+        json!({ "username": "alice", "bio": "" })
+    );
+    eventually(
+        "bob's reads go to the replica once his registration is no longer recent",
+        Duration::from_secs(30),
+        || async { (profile(&users, &alice_id, Some(&bob)).await["bio"] == "").then_some(()) },
+    )
+    .await;
+    let by_name = graphql(
+        &users,
+        "{ userByUsername(username: \"alice\") { bio } }",
+        json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_name,
+        json!({ "data": { "userByUsername": { "bio": "" } } })
+    );
+
+    // An account made while the replica lags: the replica does not know it, yet its first
+    // request finds it, and it can sign in at once.
+    let carol = register(&users, "carol").await;
+    assert_eq!(own_profile(&users, &carol).await["username"], "carol");
+    let unknown = graphql(
+        &users,
+        "{ userByUsername(username: \"carol\") { username } }",
+        json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(unknown, json!({ "data": { "userByUsername": null } }));
+    let login = graphql(
+        &users,
+        "mutation { login(input: { login: \"carol\", password: \"correct horse battery\" }) { user { username } } }",
+        json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        login,
+        json!({ "data": { "login": { "user": { "username": "carol" } } } })
+    );
+    let replica_reads = metric(&users, REPLICA_READS).await;
+    assert!(replica_reads.is_some_and(|n| n > 0.0), "{replica_reads:?}");
+
+    sql(&standby, "SELECT pg_wal_replay_resume()").await;
+    eventually(
+        "the replica replays the write",
+        Duration::from_secs(30),
+        || async {
+            (profile(&users, &alice_id, None).await["bio"] == "written while the replica is paused")
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -15,6 +15,10 @@
 //! resolvers as a [`ReadChoice`]; they ask [`ReadRouting::connection`] for the pool. A read
 //! that fails on the replica (one in flight when it died, before the next check skips it)
 //! is run again on the primary.
+//!
+//! `gantry_database_reads_total{pool, reason}` counts the reads made outside write
+//! transactions by where they went and why ([`ReadReason`]): the replica's share of reads
+//! is its `pool="replica"` series over all of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +62,54 @@ impl Default for ReadSettings {
 pub enum ReadFrom {
     Primary,
     Replica,
+}
+
+/// Why a read went where it went: the `reason` label of `gantry_database_reads_total`,
+/// whose `pool` label says where. The replica's share of reads is
+/// `pool="replica"` over all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadReason {
+    /// A read that tolerates the replica's lag, on the replica (`lag_tolerant`).
+    LagTolerant,
+    /// Part of a request that writes, by a viewer who wrote lately, or a read that always
+    /// needs the latest data (sign-in, sessions, tokens, account changes): on the primary
+    /// (`must_be_current`).
+    MustBeCurrent,
+    /// It could have gone to the replica, which the last check found down or lagging
+    /// (`replica_skipped`).
+    ReplicaSkipped,
+    /// It failed on the replica and ran again on the primary (`replica_failed`).
+    ReplicaFailed,
+    /// No replica is configured (`no_replica`).
+    NoReplica,
+}
+
+impl ReadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LagTolerant => "lag_tolerant",
+            Self::MustBeCurrent => "must_be_current",
+            Self::ReplicaSkipped => "replica_skipped",
+            Self::ReplicaFailed => "replica_failed",
+            Self::NoReplica => "no_replica",
+        }
+    }
+
+    fn pool(self) -> &'static str {
+        match self {
+            Self::LagTolerant => "replica",
+            _ => "primary",
+        }
+    }
+
+    fn count(self) {
+        metrics::counter!(
+            "gantry_database_reads_total",
+            "pool" => self.pool(),
+            "reason" => self.as_str()
+        )
+        .increment(1);
+    }
 }
 
 /// The primary and, when configured, a replica, with what decides between them. Cheap to
@@ -140,27 +192,27 @@ impl ReadRouting {
     }
 
     /// The pool for a read the request was routed to `from`: the replica only while it is
-    /// usable. Counted in `gantry_database_reads_total{pool}`.
+    /// usable. Counted in `gantry_database_reads_total{pool, reason}` (see [`ReadReason`]).
     pub fn connection(&self, from: ReadFrom) -> &DatabaseConnection {
-        match &self.inner.replica {
-            Some(replica)
-                if from == ReadFrom::Replica && replica.usable.load(Ordering::Relaxed) =>
-            {
-                metrics::counter!("gantry_database_reads_total", "pool" => "replica").increment(1);
-                &replica.db
+        let (db, reason) = match (&self.inner.replica, from) {
+            (None, _) => (&self.inner.primary, ReadReason::NoReplica),
+            (Some(replica), ReadFrom::Replica) if replica.usable.load(Ordering::Relaxed) => {
+                (&replica.db, ReadReason::LagTolerant)
             }
-            _ => {
-                metrics::counter!("gantry_database_reads_total", "pool" => "primary").increment(1);
-                &self.inner.primary
-            }
-        }
+            (Some(_), ReadFrom::Replica) => (&self.inner.primary, ReadReason::ReplicaSkipped),
+            (Some(_), ReadFrom::Primary) => (&self.inner.primary, ReadReason::MustBeCurrent),
+        };
+        reason.count();
+        db
     }
 
     /// Records a read that failed on the replica and is run again on the primary
-    /// (`gantry_database_replica_fallbacks_total`): a replica that died fails the reads
-    /// in flight before the next check skips it, and those must not fail the request.
+    /// (`gantry_database_replica_fallbacks_total`, and a primary read for
+    /// [`ReadReason::ReplicaFailed`]): a replica that died fails the reads in flight
+    /// before the next check skips it, and those must not fail the request.
     pub fn replica_read_failed(&self) {
         metrics::counter!("gantry_database_replica_fallbacks_total").increment(1);
+        ReadReason::ReplicaFailed.count();
         tracing::debug!("a read failed on the read replica; running it on the primary");
     }
 

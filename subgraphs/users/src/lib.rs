@@ -8,7 +8,7 @@
 //! - [`throttle`]: login back-off per account and per client address, reserved before
 //!   the password is verified; the registration limit per address.
 //! - [`service`]: every operation, over SeaORM.
-//! - [`loader`]: the `User` DataLoader.
+//! - [`loader`]: the `User` DataLoaders, one per read route.
 //! - [`relay`]: hands committed outbox events to Redis Streams, for subgraphs with
 //!   databases of their own.
 //! - [`schema`]: the GraphQL types and resolvers.
@@ -39,6 +39,7 @@ use gantry_kit::live::channel::RedisLive;
 use gantry_kit::live::outbox::LiveRelay;
 use gantry_kit::live::{LiveDelivery, LiveSettings};
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::reads::ReadRouting;
 use gantry_kit::revocation::{self, Revocations};
 use gantry_kit::server::{HttpAuth, SubscriptionEndpoint, graphql_router};
 use sea_orm::DatabaseConnection;
@@ -87,13 +88,26 @@ impl std::fmt::Debug for UsersSubgraph {
 }
 
 impl UsersSubgraph {
-    /// `outbox_signal` wakes outbox consumers running in the same process.
+    /// `outbox_signal` wakes outbox consumers running in the same process. Every read
+    /// from `db`.
     pub fn new(
         db: DatabaseConnection,
         key: SigningKey,
         config: UsersConfig,
         outbox_signal: Option<OutboxSignal>,
     ) -> anyhow::Result<Self> {
+        Self::with_reads(ReadRouting::primary_only(db), key, config, outbox_signal)
+    }
+
+    /// Public profile reads routed between the primary and a replica by `reads` (see
+    /// [`service`]); writes, sign-in, sessions and revocations use its primary.
+    pub fn with_reads(
+        reads: ReadRouting,
+        key: SigningKey,
+        config: UsersConfig,
+        outbox_signal: Option<OutboxSignal>,
+    ) -> anyhow::Result<Self> {
+        let db = reads.primary().clone();
         let verifier = Arc::new(
             TokenVerifier::new(std::slice::from_ref(&key.public), &config.jwt)?
                 .with_revocations(config.revocations.clone()),
@@ -102,7 +116,7 @@ impl UsersSubgraph {
         let live = LiveDelivery::new(live::SUBGRAPH, config.live.clone());
         let service = Arc::new(
             service::UsersService::new(
-                db.clone(),
+                reads,
                 signer,
                 throttle::LoginThrottle::new(config.throttle.clone(), config.shared.clone()),
                 outbox_signal,

@@ -8,19 +8,18 @@
 //!   read when the event arrives, through the loader every subscription shares, so its
 //!   private fields never travel through the event channel.
 
-use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionRoot};
 use futures::{Stream, StreamExt};
 use gantry_kit::ApiError;
 use gantry_kit::live::outbox::record;
 use gantry_kit::live::{LiveBus, SubscriptionLimits};
+use gantry_kit::reads::ReadFrom;
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::loader::UserLoader;
+use crate::loader::UserLoaders;
 use crate::schema::User;
 
 /// The table this subgraph's live events are written to.
@@ -65,7 +64,11 @@ impl Subscription {
         let permit = ctx
             .data_unchecked::<SubscriptionLimits>()
             .acquire_for(ctx)?;
-        let loader = ctx.data_unchecked::<Arc<DataLoader<UserLoader>>>().clone();
+        // An event follows a commit the replica may not have yet: read the primary.
+        let loader = ctx
+            .data_unchecked::<UserLoaders>()
+            .of(ReadFrom::Primary)
+            .clone();
         if loader.load_one(user_id).await?.is_none() {
             return Err(ApiError::not_found("no account has that id").into());
         }

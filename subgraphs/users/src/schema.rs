@@ -4,27 +4,28 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema};
 use chrono::{DateTime, Utc};
 use gantry_entities::user;
 use gantry_kit::authorization::authenticated;
 use gantry_kit::live::LiveDelivery;
+use gantry_kit::reads::{ReadChoice, ReadRoutingExtension};
 use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::viewer::{ClientAddr, RequireViewer, viewer_state};
 use gantry_kit::{ApiError, ViewerState};
 use uuid::Uuid;
 
 use crate::live::Subscription;
-use crate::loader::UserLoader;
+use crate::loader::UserLoaders;
 use crate::service::{Registration, SignedIn, UsersService};
 use crate::throttle::RegistrationLimit;
 
 pub type UsersSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema around a service. The `User` loader batches across the request (and
-/// across the subscriptions delivering one event). The subscriptions read `live`'s bus
-/// and hold permits of its limits.
+/// across the subscriptions delivering one event); each request's reads are routed by the
+/// service's [`gantry_kit::reads::ReadRouting`]. The subscriptions read `live`'s bus and
+/// hold permits of its limits.
 pub fn build(
     service: Arc<UsersService>,
     registrations: RegistrationLimit,
@@ -34,9 +35,8 @@ pub fn build(
     Schema::build(Query, Mutation, Subscription)
         .enable_federation()
         .enable_subscription_in_federation()
-        .data(Arc::new(
-            DataLoader::new(UserLoader(service.clone()), tokio::spawn).delay(batch_delay),
-        ))
+        .extension(ReadRoutingExtension(service.reads().clone()))
+        .data(UserLoaders::new(&service, batch_delay))
         .data(service)
         .data(registrations)
         .data(live.bus.clone())
@@ -174,7 +174,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user; without a token null with `UNAUTHORIZED_FIELD_OR_TYPE`,
-    /// `UNAUTHENTICATED` with a bad one.
+    /// `UNAUTHENTICATED` with a bad one. From the replica unless the viewer wrote lately.
     #[graphql(cache_control(private), directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let viewer = match viewer_state(ctx) {
@@ -182,7 +182,7 @@ impl Query {
             state => state.require()?,
         };
         Ok(service(ctx)
-            .find_by_id(viewer.user_id)
+            .profile(ReadChoice::of(ctx), viewer.user_id)
             .await?
             .map(User::new))
     }
@@ -199,7 +199,7 @@ impl Query {
     async fn user_by_username(&self, ctx: &Context<'_>, username: String) -> Result<Option<User>> {
         refuse_control_characters(&username, "username", "a username", Lines::Refused)?;
         Ok(service(ctx)
-            .find_by_username(&username)
+            .profile_by_username(ReadChoice::of(ctx), &username)
             .await?
             .map(User::new))
     }
@@ -215,7 +215,8 @@ impl Query {
 
 async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<User>, ApiError> {
     Ok(ctx
-        .data_unchecked::<Arc<DataLoader<UserLoader>>>()
+        .data_unchecked::<UserLoaders>()
+        .of(ReadChoice::of(ctx))
         .load_one(id)
         .await?
         .map(User::new))

@@ -1,5 +1,12 @@
 //! The account service: every operation of the users subgraph, over SeaORM. Resolvers
 //! parse nothing and decide nothing; they call in here.
+//!
+//! Reads and the read replica (`DATABASE_READ_URL`, see [`gantry_kit::reads`]): public
+//! profile lookups ([`UsersService::profile`], [`UsersService::profiles`],
+//! [`UsersService::profile_by_username`]) read where the request was routed, the replica
+//! unless the request writes or its viewer wrote lately. Sign-in, registration checks,
+//! sessions, tokens, revocations and account management read the primary: they must see
+//! the latest password, session and account.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +17,7 @@ use gantry_kit::db::begin_write;
 use gantry_kit::error::{ApiResult, on_unique_violation};
 use gantry_kit::jwt::TokenSigner;
 use gantry_kit::outbox::OutboxSignal;
+use gantry_kit::reads::{ReadFrom, ReadRouting};
 use gantry_kit::revocation::{self, Ended, Revocation, Revocations};
 use gantry_kit::text::{Lines, refuse_control_characters};
 use gantry_kit::{ApiError, Viewer};
@@ -52,6 +60,27 @@ async fn write_event<C: ConnectionTrait>(
     Ok(())
 }
 
+async fn by_id(db: &DatabaseConnection, id: Uuid) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find_by_id(id).one(db).await
+}
+
+async fn by_username(
+    db: &DatabaseConnection,
+    username: &str,
+) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Username.eq(username.trim().to_lowercase()))
+        .one(db)
+        .await
+}
+
+async fn by_ids(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await
+}
+
 /// Raw registration input, as the client sent it.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -66,7 +95,9 @@ pub const DEFAULT_SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30
 
 #[derive(Debug)]
 pub struct UsersService {
+    /// The primary: writes, and the reads that must be current.
     db: DatabaseConnection,
+    reads: ReadRouting,
     signer: TokenSigner,
     throttle: LoginThrottle,
     session_lifetime: chrono::Duration,
@@ -79,15 +110,17 @@ pub struct UsersService {
 }
 
 impl UsersService {
+    /// Public profile reads routed by `reads`; everything else on its primary.
     pub fn new(
-        db: DatabaseConnection,
+        reads: ReadRouting,
         signer: TokenSigner,
         throttle: LoginThrottle,
         outbox_signal: Option<OutboxSignal>,
         revocations: Revocations,
     ) -> Self {
         Self {
-            db,
+            db: reads.primary().clone(),
+            reads,
             signer,
             throttle,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
@@ -105,6 +138,16 @@ impl UsersService {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    pub fn reads(&self) -> &ReadRouting {
+        &self.reads
+    }
+
+    /// The primary, for a read outside a write transaction that must be current (counted
+    /// as such in `gantry_database_reads_total`).
+    fn current(&self) -> &DatabaseConnection {
+        self.reads.connection(ReadFrom::Primary)
     }
 
     #[tracing::instrument(skip_all, fields(username = %input.username))]
@@ -161,6 +204,9 @@ impl UsersService {
         .await?;
         txn.commit().await?;
         self.ring_outbox();
+        // The new account's first requests carry its new token: they read the primary for
+        // a while, as any writer's do, so `me` finds the account at once.
+        self.reads.wrote(model.id).await;
         tracing::info!(user_id = %model.id, "account registered");
         self.signed_in(model, session_id, refresh_token)
     }
@@ -377,36 +423,72 @@ impl UsersService {
         Ok(true)
     }
 
+    /// The account `id`, from the primary.
     pub async fn find_by_id(&self, id: Uuid) -> ApiResult<Option<user::Model>> {
-        Ok(user::Entity::find_by_id(id).one(&self.db).await?)
+        Ok(by_id(self.current(), id).await?)
     }
 
+    /// The account named `username`, from the primary.
     pub async fn find_by_username(&self, username: &str) -> ApiResult<Option<user::Model>> {
-        Ok(user::Entity::find()
-            .filter(user::Column::Username.eq(username.trim().to_lowercase()))
-            .one(&self.db)
-            .await?)
+        Ok(by_username(self.current(), username).await?)
     }
 
+    /// The account with `email` (in any case), from the primary.
     pub async fn find_by_email(&self, email: &str) -> ApiResult<Option<user::Model>> {
         Ok(user::Entity::find()
             .filter(ExprTrait::eq(
                 Func::lower(Expr::col(user::Column::Email)),
                 email.trim().to_lowercase(),
             ))
-            .one(&self.db)
+            .one(self.current())
             .await?)
     }
 
-    /// One query for many ids; what the `User` DataLoader calls.
-    pub async fn find_many(&self, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, user::Model>> {
-        Ok(user::Entity::find()
-            .filter(user::Column::Id.is_in(ids.iter().copied()))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect())
+    /// A profile read routed `from` (`me`): a failure on the replica is read again from
+    /// the primary.
+    #[tracing::instrument(skip(self))]
+    pub async fn profile(&self, from: ReadFrom, id: Uuid) -> ApiResult<Option<user::Model>> {
+        match by_id(self.reads.connection(from), id).await {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                Ok(by_id(&self.db, id).await?)
+            }
+            done => Ok(done?),
+        }
+    }
+
+    /// [`Self::profile`] by username (`userByUsername`).
+    #[tracing::instrument(skip(self))]
+    pub async fn profile_by_username(
+        &self,
+        from: ReadFrom,
+        username: &str,
+    ) -> ApiResult<Option<user::Model>> {
+        match by_username(self.reads.connection(from), username).await {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                Ok(by_username(&self.db, username).await?)
+            }
+            done => Ok(done?),
+        }
+    }
+
+    /// Many profiles in one query, routed `from`: what the `User` DataLoader calls (`user`,
+    /// entity representations from the gateway).
+    #[tracing::instrument(skip(self, ids), fields(ids = ids.len()))]
+    pub async fn profiles(
+        &self,
+        from: ReadFrom,
+        ids: &[Uuid],
+    ) -> ApiResult<HashMap<Uuid, user::Model>> {
+        let found = match by_ids(self.reads.connection(from), ids).await {
+            Err(_) if from == ReadFrom::Replica => {
+                self.reads.replica_read_failed();
+                by_ids(&self.db, ids).await?
+            }
+            done => done?,
+        };
+        Ok(found.into_iter().map(|u| (u.id, u)).collect())
     }
 
     async fn viewer_account(&self, viewer: Viewer) -> ApiResult<user::Model> {
