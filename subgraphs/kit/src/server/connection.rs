@@ -6,8 +6,10 @@
 //! [`WatchedStream`] keeps the two apart: while no request is in progress a connection may
 //! stay idle for [`ServerLimits::idle_timeout`], and once the first byte of a request has
 //! come, its headers must be complete within [`ServerLimits::header_read_timeout`]. A
-//! request is in progress from the moment hyper hands it to the service until the service
-//! answers; the body and the answer have their own limits (`body`, the request deadline).
+//! request is in progress from the moment hyper hands it to the service until its answer's
+//! body is sent (a stream of events included); the body and the answer have their own
+//! limits (`body`, the request deadline). A connection that switched protocols (a
+//! WebSocket) is no longer HTTP: its owner watches it (pings), these timers do not.
 //!
 //! Over TLS the same holds for the decrypted stream; the handshake before it has a limit of
 //! its own, [`ServerLimits::tls_handshake_timeout`].
@@ -17,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -156,10 +158,19 @@ impl Connection {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_progress = RequestInProgress::start(clock.clone());
             let answer = router.clone().oneshot(request.map(Body::new));
+            let clock = clock.clone();
             async move {
-                let response = answer.await;
-                drop(in_progress);
-                response
+                let response = answer.await?;
+                if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+                    clock.upgraded.store(true, Ordering::Release);
+                    return Ok(response);
+                }
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(HeldBody {
+                        body,
+                        _in_progress: in_progress,
+                    })
+                }))
             }
         });
         let connection = builder
@@ -197,6 +208,8 @@ struct Timeouts {
 struct ConnectionClock {
     in_progress: AtomicUsize,
     finished: AtomicU64,
+    /// The connection answered `101 Switching Protocols`: what follows is not HTTP.
+    upgraded: AtomicBool,
 }
 
 /// Marks a request in progress until dropped.
@@ -213,6 +226,34 @@ impl Drop for RequestInProgress {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Ordering::AcqRel);
         self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in progress until it is sent or dropped, so a
+/// long stream (server-sent events) is not taken for an idle connection.
+struct HeldBody {
+    body: Body,
+    /// Dropped with the body.
+    _in_progress: RequestInProgress,
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -265,7 +306,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.clock.in_progress.load(Ordering::Acquire) > 0 {
+        if this.clock.in_progress.load(Ordering::Acquire) > 0
+            || this.clock.upgraded.load(Ordering::Acquire)
+        {
             this.waiting = None;
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         }
