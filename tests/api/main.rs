@@ -33,6 +33,7 @@ mod posts;
 mod read_replica;
 mod replicas;
 mod schema;
+mod subscriptions;
 mod timelines;
 mod tls;
 mod users;
