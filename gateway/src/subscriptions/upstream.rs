@@ -78,7 +78,7 @@ pub(crate) enum Upstream {
 
 /// An open upstream subscription.
 pub(crate) enum UpstreamSubscription {
-    WebSocket(WebSocketSubscription),
+    WebSocket(Box<WebSocketSubscription>),
     InProcess(BoxStream<'static, SubgraphResponse>),
 }
 
@@ -103,7 +103,7 @@ impl UpstreamSubscription {
         }
         WebSocketSubscription::open(request, init_timeout)
             .await
-            .map(Self::WebSocket)
+            .map(|socket| Self::WebSocket(Box::new(socket)))
     }
 
     /// What the subscription says next.

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::TOO_MANY_SUBSCRIPTIONS;
-use super::routes::{StreamState, bad_request, context};
+use super::routes::{StreamState, context};
 use super::session::{self, Opened};
 use crate::graphql_http::{GraphQLRequest, RequestContext};
 
@@ -57,9 +57,6 @@ pub(crate) async fn upgrade(state: StreamState, request: Request, request_id: St
     let bare = Request::from_parts(parts, ());
     let headers = bare.headers().clone();
     let base = context(&state.http, &bare, headers, request_id);
-    if bare.uri().path() != state.http.path {
-        return bad_request("not the GraphQL endpoint");
-    }
     upgrade.on_upgrade(move |socket| async move {
         let mut connection = Connection {
             socket,
