@@ -55,6 +55,8 @@
 //! - [`persisted`]: persisted queries (APQ, manifests, safelisting) before parsing.
 //! - [`rate_limit`]: rate limits per user, client address and client name (Redis-shared).
 //! - [`pipeline`]: [`execute_operation`], the request path.
+//! - [`subscriptions`]: subscriptions over WebSocket, server-sent events and multipart
+//!   HTTP, planned like queries, each upstream subscription shared by identical ones.
 //! - [`cors`]: which web origins may call the gateway, answered before any GraphQL work.
 //! - [`graphql_http`]: GraphQL over HTTP (POST, GET, batches, media types, status codes,
 //!   compression, request ids) around any [`graphql_http::OperationExecutor`].
@@ -93,6 +95,7 @@ pub mod runtime;
 pub mod schema;
 pub mod service;
 pub mod shared;
+pub mod subscriptions;
 pub mod supergraph;
 pub mod telemetry;
 pub mod transport;
@@ -121,7 +124,7 @@ pub use crate::supergraph::{
 };
 pub use crate::transport::{
     HttpTransport, HttpTransportConfig, InProcessTransport, SubgraphRequest, SubgraphResponse,
-    SubgraphTransport, TransportError, Transports,
+    SubgraphSubscriber, SubgraphTransport, TransportError, Transports,
 };
 
 /// Gateway behaviour that is not derived from the supergraph.
@@ -166,6 +169,8 @@ pub struct Gateway {
     /// Turns on the blocking threads that prepare new documents: one per core, so
     /// preparations never take every thread a busy machine has.
     preparation_pool: Arc<Semaphore>,
+    /// Counts supergraph replacements, for what must follow them (live subscriptions).
+    supergraphs: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gateway {
@@ -183,6 +188,7 @@ impl Gateway {
             max_response_bytes: config.max_response_bytes,
             preparer,
             preparation_pool,
+            supergraphs: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -221,6 +227,12 @@ impl Gateway {
             self.preparation_pool.clone(),
         );
         *self.runtime.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(runtime);
+        self.supergraphs.send_modify(|replaced| *replaced += 1);
+    }
+
+    /// Changes each time the supergraph is replaced.
+    pub fn supergraph_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.supergraphs.subscribe()
     }
 
     pub fn transports(&self) -> &Transports {

@@ -252,9 +252,6 @@ impl Preparer {
         }
         let (operation_index, operation) = validate::select_operation(&document, operation_name)?;
         let (kind, name, _, selection_set) = validate::operation_parts(operation);
-        if kind == OperationKind::Subscription {
-            return Err(RequestError::invalid("Subscriptions are not supported.").into());
-        }
         if !self.allow_introspection && validate::selects_introspection(&document, selection_set) {
             return Err(RequestError::invalid("Introspection is disabled.").into());
         }
@@ -262,7 +259,8 @@ impl Preparer {
         let figures = figures.get(operation_index).copied().unwrap_or_default();
         let root_type = match kind {
             OperationKind::Mutation => schema.mutation_type(),
-            _ => Some(schema.query_type()),
+            OperationKind::Subscription => schema.subscription_type(),
+            OperationKind::Query => Some(schema.query_type()),
         };
         let authorization = root_type.map_or_else(OperationAuthorization::default, |root| {
             OperationAuthorization::collect(

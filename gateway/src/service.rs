@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::Gateway;
 use crate::auth::{Authenticator, Identity};
 use crate::authorization::AuthorizationSettings;
+use crate::authorization::operation::Denied;
 use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching, Operation};
@@ -34,8 +35,9 @@ use crate::override_labels::ActiveLabels;
 use crate::persisted::{PersistedQueries, Registrar};
 use crate::pipeline;
 use crate::prepare::PrepareError;
+use crate::prepare::PreparedOperation;
 use crate::rate_limit::{RateLimits, Requester};
-use crate::runtime::Authorized;
+use crate::runtime::{Authorized, SupergraphRuntime};
 use crate::shared::SharedState;
 use crate::supergraph::Supergraph;
 
@@ -230,6 +232,9 @@ impl GatewayService {
         request: GraphQLRequest,
         context: &RequestContext,
     ) -> GraphQLResponse {
+        if operation.prepared.kind == OperationKind::Subscription {
+            return subscription_needs_a_stream();
+        }
         let identity = match self.auth.authenticate(&context.headers).await {
             Ok(identity) => identity,
             Err(refusal) => return unauthenticated(refusal.to_string()),
@@ -321,6 +326,172 @@ impl GatewayService {
             Ok(cost) if max == 0 || cost <= max => u32::try_from(cost).unwrap_or(u32::MAX),
             _ => 1,
         }
+    }
+}
+
+/// A subscription sent as a plain HTTP request: it is a stream, so it needs a transport
+/// that carries one.
+fn subscription_needs_a_stream() -> GraphQLResponse {
+    GraphQLResponse::request_error(
+        "A subscription needs a streaming transport: a WebSocket (graphql-transport-ws), \
+         server-sent events (Accept: text/event-stream) or multipart HTTP \
+         (Accept: multipart/mixed)",
+        "BAD_REQUEST",
+    )
+    .with_status(StatusCode::BAD_REQUEST)
+}
+
+/// A subscription the service admitted: its document resolved and prepared, its caller
+/// verified and authorized, within the rate limits; what its events are resolved with.
+#[derive(Debug)]
+pub struct AdmittedSubscription {
+    pub runtime: Arc<SupergraphRuntime>,
+    pub prepared: Arc<PreparedOperation>,
+    /// The caller may not see some fields: the plan without them, and the errors.
+    pub denied: Option<Arc<Denied>>,
+    pub identity: Identity,
+    /// What every subgraph hears about the caller (the upstream subscription's
+    /// `connection_init` too).
+    pub context: pipeline::RequestContext,
+    pub variables: serde_json::Map<String, Value>,
+    /// The request, its text resolved, and where it came from: to prepare it again when
+    /// the supergraph changes.
+    request: GraphQLRequest,
+    origin: RequestContext,
+}
+
+/// What a request on a streaming transport comes to.
+#[derive(Debug)]
+pub enum StreamAdmission {
+    /// A subscription, to open.
+    Subscription(Box<AdmittedSubscription>),
+    /// A query or mutation: the transport answers with its one response.
+    Single(Box<GraphQLResponse>),
+}
+
+impl GatewayService {
+    /// Takes a request that arrived on a streaming transport (WebSocket, server-sent
+    /// events, multipart) through the same steps as any request: persisted queries,
+    /// preparation, authentication (the headers in `context`: the transport puts the
+    /// token there), authorization and rate limits. A query or mutation simply runs.
+    /// `Err` is the response that refuses it.
+    pub async fn admit_stream(
+        &self,
+        mut request: GraphQLRequest,
+        context: &RequestContext,
+    ) -> Result<StreamAdmission, Box<GraphQLResponse>> {
+        let resolved = self
+            .persisted
+            .peek(&mut request, &context.headers)
+            .await
+            .map_err(Box::new)?;
+        let prepared = self.prepare(&request, context).await;
+        let client = registering_client(context);
+        self.persisted
+            .settle(resolved, &request, &registrar(&client, prepared.is_ok()))
+            .await;
+        let operation = prepared?;
+        if operation.prepared.kind != OperationKind::Subscription {
+            let response = self.run(operation, request, context).await;
+            return Ok(StreamAdmission::Single(Box::new(response)));
+        }
+        let identity = self
+            .auth
+            .authenticate(&context.headers)
+            .await
+            .map_err(|refusal| Box::new(unauthenticated(refusal.to_string())))?;
+        let requester = Requester {
+            user: identity.key,
+            address: context.client_addr,
+            headers: &context.headers,
+        };
+        self.rate_limits
+            .admit(requester, 1)
+            .await
+            .map_err(|refusal| Box::new(*refusal))?;
+        let admitted = self
+            .authorized_subscription(operation, identity, request, context)
+            .await?;
+        Ok(StreamAdmission::Subscription(Box::new(admitted)))
+    }
+
+    /// `admitted` prepared again on the current supergraph, for the same caller: what a
+    /// live subscription runs after a recomposition. `Err` (its field is gone, say) is
+    /// the response that ends it.
+    pub async fn readmit(
+        &self,
+        admitted: &AdmittedSubscription,
+    ) -> Result<AdmittedSubscription, Box<GraphQLResponse>> {
+        let operation = self.prepare(&admitted.request, &admitted.origin).await?;
+        if operation.prepared.kind != OperationKind::Subscription {
+            return Err(Box::new(GraphQLResponse::request_error(
+                "The operation is no longer a subscription",
+                "GRAPHQL_VALIDATION_FAILED",
+            )));
+        }
+        self.authorized_subscription(
+            operation,
+            admitted.identity.clone(),
+            admitted.request.clone(),
+            &admitted.origin,
+        )
+        .await
+    }
+
+    /// The subscription with the fields `identity` may not see removed.
+    async fn authorized_subscription(
+        &self,
+        mut operation: Operation,
+        identity: Identity,
+        request: GraphQLRequest,
+        context: &RequestContext,
+    ) -> Result<AdmittedSubscription, Box<GraphQLResponse>> {
+        match operation
+            .runtime
+            .authorize(&operation.prepared, &identity, &self.authorization)
+            .await
+        {
+            Ok(Authorized::Whole) => {}
+            Ok(Authorized::Partly(denied)) => operation.denied = Some(denied),
+            Ok(Authorized::Refused(errors)) => {
+                return Err(Box::new(GraphQLResponse::new(json!({ "errors": errors }))));
+            }
+            Err(error) => return Err(Box::new(refused(&error, context))),
+        }
+        let client = context.client_addr.map(ClientAddr);
+        let pipeline_context = pipeline::RequestContext {
+            forwarded_headers: forwarded_headers(
+                &self.header_rules,
+                &context.headers,
+                &identity,
+                client,
+                &context.request_id,
+            ),
+            context: Some(Arc::new(Caller {
+                viewer: identity.viewer.clone(),
+                client,
+            })),
+            request_id: Some(context.request_id.clone()),
+            deadline: None,
+        };
+        Ok(AdmittedSubscription {
+            runtime: operation.runtime,
+            prepared: operation.prepared,
+            denied: operation.denied,
+            identity,
+            context: pipeline_context,
+            variables: request.variables.clone().unwrap_or_default(),
+            request,
+            origin: context.clone(),
+        })
+    }
+
+    /// Verifies the headers' token again (a live subscription at its token's expiry).
+    pub async fn reauthenticate(&self, headers: &HeaderMap) -> Result<Identity, String> {
+        self.auth
+            .authenticate(headers)
+            .await
+            .map_err(|refusal| refusal.to_string())
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args};
 use gantry_gateway::GatewayConfig;
 use gantry_gateway::cost::CostSettings;
+use gantry_gateway::subscriptions::SubscriptionSettings;
 
 use super::{CommonArgs, CorsArgs, heading, values};
 
@@ -136,6 +137,18 @@ pub struct GatewayOptions {
     /// the `@policy` rules. Default: Gantry's own tokens from `Authorization`, no policies.
     #[arg(long, env = "GANTRY_AUTH_CONFIG", help_heading = heading::AUTH)]
     pub auth_config: Option<PathBuf>,
+    /// Subscriptions one WebSocket connection may hold at once; one more is refused with
+    /// `TOO_MANY_SUBSCRIPTIONS`. Default: 100.
+    #[arg(long, env = "GANTRY_MAX_SUBSCRIPTIONS_PER_CONNECTION", help_heading = heading::LIMITS)]
+    pub max_subscriptions_per_connection: Option<usize>,
+    /// Subscriptions this process holds at once, every transport together; one more is
+    /// refused with `TOO_MANY_SUBSCRIPTIONS`. Default: 10000.
+    #[arg(long, env = "GANTRY_MAX_SUBSCRIPTIONS", help_heading = heading::LIMITS)]
+    pub max_subscriptions: Option<usize>,
+    /// How often an idle subscription stream carries a heartbeat (a WebSocket `ping`, an
+    /// SSE comment, a multipart `{}`; a bare number is seconds). Default: 15.
+    #[arg(long, env = "GANTRY_SUBSCRIPTION_HEARTBEAT_SECS", value_parser = values::seconds, help_heading = heading::LIMITS)]
+    pub subscription_heartbeat_secs: Option<u64>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -242,6 +255,23 @@ impl GatewayOptions {
                 .unwrap_or(defaults.max_response_bytes)
                 .max(1),
             limits: self.limits.limits(),
+        }
+    }
+
+    /// The subscription settings; what is not given keeps its default.
+    pub fn subscription_settings(&self) -> SubscriptionSettings {
+        let defaults = SubscriptionSettings::default();
+        SubscriptionSettings {
+            max_per_connection: self
+                .max_subscriptions_per_connection
+                .unwrap_or(defaults.max_per_connection),
+            max_per_process: self.max_subscriptions.unwrap_or(defaults.max_per_process),
+            heartbeat: self
+                .subscription_heartbeat_secs
+                .map_or(defaults.heartbeat, |secs| {
+                    std::time::Duration::from_secs(secs.max(1))
+                }),
+            ..defaults
         }
     }
 

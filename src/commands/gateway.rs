@@ -95,6 +95,7 @@ pub fn settings(
         jwt: common.jwt(),
         identity: auth_config(options)?,
         startup_wait: common.startup_wait(),
+        subscriptions: options.subscription_settings(),
         ..GatewaySettings::default()
     })
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gantry_gateway::app::{GatewayApp, RevocationFeed, SupergraphSource, TokenKeys};
+use gantry_gateway::subscriptions::InProcessSubscribers;
 use gantry_gateway::{InProcessTransport, SubgraphSdl, Supergraph, SupergraphOptions, Transports};
 use gantry_kit::invalidation::Invalidations;
 use gantry_kit::jwt::TokenVerifier;
@@ -171,6 +172,20 @@ impl InProcessSubgraphs {
             )
             .measured()
     }
+
+    /// Both subgraphs, for subscriptions that reach them without a socket.
+    pub fn subscribers(&self) -> InProcessSubscribers {
+        let mut subscribers = InProcessSubscribers::new();
+        subscribers.insert(
+            "users".into(),
+            Arc::new(InProcessTransport::new(self.users.schema.clone())),
+        );
+        subscribers.insert(
+            "posts".into(),
+            Arc::new(InProcessTransport::new(self.posts.schema.clone())),
+        );
+        subscribers
+    }
 }
 
 fn service_sdl(response: &async_graphql::Response) -> anyhow::Result<String> {
@@ -214,6 +229,7 @@ pub async fn build(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<App>
             transports,
         })
         .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
+        .in_process_subscribers(subgraphs.subscribers())
         .revocations(RevocationFeed::Shared(subgraphs.revocations.clone()))
         .shared_state(shared)
         .publish_jwks(key.public.clone())

@@ -340,7 +340,7 @@ async fn sighup_recomposes_and_a_failed_composition_keeps_the_last_good_supergra
 }
 
 /// A signing key in `dir`, for a gateway in front of subgraphs that issue no tokens.
-fn key_file(dir: &std::path::Path) -> String {
+pub(crate) fn key_file(dir: &std::path::Path) -> String {
     SigningKey::load(&KeySettings {
         data_dir: dir.into(),
         ..Default::default()

@@ -18,6 +18,7 @@ mod edge;
 mod federation;
 mod feed;
 mod gateway;
+mod gateway_subscriptions;
 mod header_rules;
 mod helpers;
 mod hostile;

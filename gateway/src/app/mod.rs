@@ -70,6 +70,9 @@ use crate::persisted::{PersistedError, PersistedQueries, PersistedSettings};
 use crate::rate_limit::{RateLimitSettings, RateLimits};
 use crate::revocations::RemoteRevocations;
 use crate::service::{GatewayService, ServiceFeatures};
+use crate::subscriptions::{
+    InProcessSubscribers, SubscriptionSettings, Subscriptions, with_subscriptions,
+};
 use crate::transport::{HttpTransportConfig, TransportError, Transports};
 use crate::{Gateway, GatewayConfig, Supergraph, SupergraphError, SupergraphOptions};
 
@@ -140,6 +143,8 @@ pub struct GatewaySettings {
     /// The request header in which clients name progressive override labels to activate;
     /// `None`: only `percent(x)` labels are ever active.
     pub override_labels_header: Option<axum::http::HeaderName>,
+    /// Subscriptions: limits per connection and per process, heartbeats.
+    pub subscriptions: SubscriptionSettings,
 }
 
 /// Where the supergraph comes from.
@@ -249,9 +254,18 @@ pub struct GatewayBuilder {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     routes: Option<Router>,
     tasks: BackgroundTasks,
+    in_process_subscribers: InProcessSubscribers,
 }
 
 impl GatewayBuilder {
+    /// Subgraphs in this process that subscriptions reach without a socket (the
+    /// all-in-one server's); every other subgraph is subscribed to over a WebSocket at its
+    /// URL.
+    pub fn in_process_subscribers(mut self, subscribers: InProcessSubscribers) -> Self {
+        self.in_process_subscribers = subscribers;
+        self
+    }
+
     /// Where the supergraph comes from (required).
     pub fn supergraph(mut self, source: SupergraphSource) -> Self {
         self.supergraph = Some(source);
@@ -429,8 +443,17 @@ impl GatewayBuilder {
         // them counts it; the request id and tracing layers stay outermost, so preflights
         // are logged.
         let metrics = crate::service::metrics_router(service.clone());
-        let mut router =
-            graphql_http::router(service.clone(), settings.http.clone()).merge(readiness.router());
+        let subscriptions = Subscriptions::new(
+            service.clone(),
+            settings.subscriptions.clone(),
+            self.in_process_subscribers,
+        );
+        let graphql = with_subscriptions(
+            graphql_http::router(service.clone(), settings.http.clone()),
+            subscriptions.clone(),
+            &settings.http,
+        );
+        let mut router = graphql.merge(readiness.router());
         if let Some(routes) = self.routes {
             router = router.merge(routes);
         }
@@ -457,7 +480,11 @@ impl GatewayBuilder {
             limits: settings.server.clone(),
             tls: None,
         };
-        Ok(GatewayApp { app, service })
+        Ok(GatewayApp {
+            app,
+            service,
+            subscriptions,
+        })
     }
 }
 
@@ -468,6 +495,8 @@ pub struct GatewayApp {
     pub app: App,
     /// The gateway behind the HTTP layer (its caches, metrics and supergraph).
     pub service: Arc<GatewayService>,
+    /// The live subscriptions, and the upstream subscriptions they share.
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 impl GatewayApp {
@@ -483,6 +512,7 @@ impl GatewayApp {
             checks: Vec::new(),
             routes: None,
             tasks: BackgroundTasks::default(),
+            in_process_subscribers: InProcessSubscribers::default(),
         }
     }
 

@@ -69,39 +69,69 @@ pub struct ExecutionOutput {
 /// missing and adds an error.
 #[tracing::instrument(name = "execute", skip_all)]
 pub async fn execute_plan(plan: &Plan, context: &ExecutionContext<'_>) -> ExecutionOutput {
-    let executor = Executor {
-        plan,
-        context,
-        data: Mutex::new(Value::Object(Map::new())),
-        errors: Mutex::new(Vec::new()),
-        cache_control: Mutex::new(Vec::new()),
-        headers: Mutex::new(HeaderMap::new()),
-        unresolved: Mutex::new(Vec::new()),
-    };
+    let executor = Executor::new(plan, context);
     if let Some(node) = &plan.query_plan.node {
         executor.execute_node(node).await;
     }
-    ExecutionOutput {
-        data: executor
-            .data
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
-        errors: executor
-            .errors
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
-        cache_control: executor
-            .cache_control
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
-        headers: executor
-            .headers
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
-        unresolved: executor
-            .unresolved
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
+    executor.finish()
+}
+
+/// Runs the rest of a subscription's plan for one event: `event` is the subscription
+/// fetch's answer (`primary`), merged as a root fetch's would be; `rest` then resolves the
+/// fields other subgraphs own, as after any root fetch.
+#[tracing::instrument(name = "execute_event", skip_all)]
+pub async fn execute_after_primary(
+    plan: &Plan,
+    primary: &FetchNode,
+    event: SubgraphResponse,
+    rest: Option<&PlanNode>,
+    context: &ExecutionContext<'_>,
+) -> ExecutionOutput {
+    let executor = Executor::new(plan, context);
+    executor.merge_root(primary, event);
+    if let Some(node) = rest {
+        executor.execute_node(node).await;
+    }
+    executor.finish()
+}
+
+impl<'a> Executor<'a> {
+    fn new(plan: &'a Plan, context: &'a ExecutionContext<'a>) -> Self {
+        Self {
+            plan,
+            context,
+            data: Mutex::new(Value::Object(Map::new())),
+            errors: Mutex::new(Vec::new()),
+            cache_control: Mutex::new(Vec::new()),
+            headers: Mutex::new(HeaderMap::new()),
+            unresolved: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn finish(self) -> ExecutionOutput {
+        let executor = self;
+        ExecutionOutput {
+            data: executor
+                .data
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+            errors: executor
+                .errors
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+            cache_control: executor
+                .cache_control
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+            headers: executor
+                .headers
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+            unresolved: executor
+                .unresolved
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+        }
     }
 }
 
@@ -175,6 +205,11 @@ impl<'a> Executor<'a> {
         else {
             return;
         };
+        self.merge_root(fetch, response);
+    }
+
+    /// Merges a root fetch's answer into the data, its errors into the errors.
+    fn merge_root(&self, fetch: &FetchNode, response: SubgraphResponse) {
         let errors: Vec<_> = response
             .errors
             .iter()

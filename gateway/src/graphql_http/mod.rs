@@ -35,7 +35,7 @@
 mod handler;
 mod media;
 pub(crate) mod request;
-mod request_id;
+pub(crate) mod request_id;
 mod response;
 pub mod settings;
 

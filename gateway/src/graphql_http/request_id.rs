@@ -23,13 +23,17 @@ fn is_acceptable(id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-'))
 }
 
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The id of a request with these headers: the client's, when sane, else a fresh one.
+pub(crate) fn id_for(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_acceptable(id))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string)
+}
+
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = id_for(request.headers());
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("http_request", request_id = %id);
     let mut response = next.run(request).instrument(span).await;

@@ -8,7 +8,12 @@ use async_graphql::{ObjectType, Schema, SubscriptionType, Variables};
 use async_trait::async_trait;
 use gantry_identity::viewer::Caller;
 
-use super::{SubgraphRequest, SubgraphResponse, SubgraphTransport, TransportError};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::{
+    SubgraphRequest, SubgraphResponse, SubgraphSubscriber, SubgraphTransport, TransportError,
+};
 
 pub struct InProcessTransport<Q, M, S> {
     schema: Schema<Q, M, S>,
@@ -45,24 +50,7 @@ where
     S: SubscriptionType + 'static,
 {
     async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError> {
-        let caller = request
-            .context
-            .as_ref()
-            .and_then(|context| context.downcast_ref::<Caller>())
-            .cloned()
-            .unwrap_or_default();
-        let mut graphql = async_graphql::Request::new(request.query)
-            .variables(Variables::from_json(serde_json::Value::Object(
-                request.variables,
-            )))
-            .data(caller.viewer);
-        if let Some(client) = caller.client {
-            graphql = graphql.data(client);
-        }
-        if let Some(name) = request.operation_name {
-            graphql = graphql.operation_name(name);
-        }
-        let response = self.schema.execute(graphql).await;
+        let response = self.schema.execute(graphql_request(request)).await;
         let cache_control = response.cache_control.value();
         if let Some(limit) = self.max_response_bytes
             && !super::serializes_within(&response, limit)
@@ -74,6 +62,52 @@ where
         let mut response = SubgraphResponse::from_json(body)?;
         response.cache_control = cache_control;
         Ok(response)
+    }
+}
+
+/// The subgraph's request, with the caller the gateway verified instead of its token.
+fn graphql_request(request: SubgraphRequest) -> async_graphql::Request {
+    let caller = request
+        .context
+        .as_ref()
+        .and_then(|context| context.downcast_ref::<Caller>())
+        .cloned()
+        .unwrap_or_default();
+    let mut graphql = async_graphql::Request::new(request.query)
+        .variables(Variables::from_json(serde_json::Value::Object(
+            request.variables,
+        )))
+        .data(caller.viewer);
+    if let Some(client) = caller.client {
+        graphql = graphql.data(client);
+    }
+    if let Some(name) = request.operation_name {
+        graphql = graphql.operation_name(name);
+    }
+    graphql
+}
+
+impl<Q, M, S> SubgraphSubscriber for InProcessTransport<Q, M, S>
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    fn subscribe(&self, request: SubgraphRequest) -> BoxStream<'static, SubgraphResponse> {
+        self.schema
+            .execute_stream(graphql_request(request))
+            .map(|response| {
+                serde_json::to_value(&response)
+                    .ok()
+                    .and_then(|body| SubgraphResponse::from_json(body).ok())
+                    .unwrap_or_else(|| SubgraphResponse {
+                        errors: vec![
+                            serde_json::json!({ "message": "an event could not be read" }),
+                        ],
+                        ..SubgraphResponse::default()
+                    })
+            })
+            .boxed()
     }
 }
 

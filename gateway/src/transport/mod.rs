@@ -2,7 +2,7 @@
 //! the subgraph is a separate process (HTTP) or a `Schema` in this process is a wiring choice.
 //! Wrappers add behaviour around any transport: [`MeasuredTransport`] (metrics and a span
 //! per fetch, closest to the wire), [`DedupTransport`] (in-flight de-duplication) and the
-//! entity cache.
+//! entity cache. [`SubgraphSubscriber`] subscribes to a subgraph in this process.
 
 mod dedup;
 mod http;
@@ -177,6 +177,17 @@ pub(crate) fn serializes_within(value: &impl serde::Serialize, limit: usize) -> 
 #[async_trait]
 pub trait SubgraphTransport: Send + Sync {
     async fn execute(&self, request: SubgraphRequest) -> Result<SubgraphResponse, TransportError>;
+}
+
+/// Subscribes to a subgraph without a socket (the all-in-one server's subgraphs, in this
+/// process): its events, ending when the subscription does; dropping the stream ends it.
+/// Subgraphs elsewhere are subscribed to over a WebSocket instead (the gateway's
+/// `subscriptions` module).
+pub trait SubgraphSubscriber: Send + Sync + std::fmt::Debug {
+    fn subscribe(
+        &self,
+        request: SubgraphRequest,
+    ) -> futures::stream::BoxStream<'static, SubgraphResponse>;
 }
 
 /// Subgraph name → transport.

@@ -7,4 +7,5 @@ mod browser;
 mod builder;
 mod dependencies;
 mod protocol;
+mod subscriptions;
 mod support;

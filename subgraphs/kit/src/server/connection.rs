@@ -6,10 +6,10 @@
 //! [`WatchedStream`] keeps the two apart: while no request is in progress a connection may
 //! stay idle for [`ServerLimits::idle_timeout`], and once the first byte of a request has
 //! come, its headers must be complete within [`ServerLimits::header_read_timeout`]. A
-//! request is in progress from the moment hyper hands it to the service until the service
-//! answers; the body and the answer have their own limits (`body`, the request deadline).
-//! A connection that switched protocols (a subscription WebSocket) is past both: its
-//! protocol keeps it alive and ends it.
+//! request is in progress from the moment hyper hands it to the service until its answer's
+//! body is sent (a stream of events included); the body and the answer have their own
+//! limits (`body`, the request deadline). A connection that switched protocols (a
+//! WebSocket) is no longer HTTP: its owner watches it (pings), these timers do not.
 //!
 //! Over TLS the same holds for the decrypted stream; the handshake before it has a limit of
 //! its own, [`ServerLimits::tls_handshake_timeout`].
@@ -160,15 +160,17 @@ impl Connection {
             let answer = router.clone().oneshot(request.map(Body::new));
             let clock = clock.clone();
             async move {
-                let response = answer.await;
-                if response
-                    .as_ref()
-                    .is_ok_and(|r| r.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS)
-                {
+                let response = answer.await?;
+                if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
                     clock.upgraded.store(true, Ordering::Release);
+                    return Ok(response);
                 }
-                drop(in_progress);
-                response
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(HeldBody {
+                        body,
+                        _in_progress: in_progress,
+                    })
+                }))
             }
         });
         let connection = builder
@@ -206,8 +208,7 @@ struct Timeouts {
 struct ConnectionClock {
     in_progress: AtomicUsize,
     finished: AtomicU64,
-    /// The connection switched protocols (a WebSocket): no more HTTP requests come, and
-    /// the protocol keeps it alive its own way (pings), so neither timeout applies.
+    /// The connection answered `101 Switching Protocols`: what follows is not HTTP.
     upgraded: AtomicBool,
 }
 
@@ -225,6 +226,34 @@ impl Drop for RequestInProgress {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Ordering::AcqRel);
         self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in progress until it is sent or dropped, so a
+/// long stream (server-sent events) is not taken for an idle connection.
+struct HeldBody {
+    body: Body,
+    /// Dropped with the body.
+    _in_progress: RequestInProgress,
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -1,0 +1,240 @@
+//! Upstream subscriptions shared by identical client subscriptions: the same subgraph
+//! operation, variables and caller (its user, or anonymous) read one upstream
+//! subscription's events through a broadcast channel. The upstream opens with the first
+//! client subscription and closes (`complete`, then the WebSocket) when the last one ends;
+//! one that ends by itself is forgotten first, so a later client subscription opens a
+//! fresh one.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::UPSTREAMS_GAUGE;
+use super::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamSubscription};
+use crate::transport::SubgraphResponse;
+
+/// Events a slow client subscription may fall behind by before it misses some.
+const BACKLOG: usize = 256;
+
+/// What an upstream subscription says, to every client subscription sharing it.
+#[derive(Debug)]
+pub(crate) enum HubEvent {
+    Next(SubgraphResponse),
+    /// The subgraph ended the subscription with these errors.
+    Errors(Vec<Value>),
+    Complete,
+    /// It could not be opened, or broke.
+    Failed(UpstreamError),
+}
+
+/// What tells identical upstream subscriptions apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct UpstreamKey(u64);
+
+impl UpstreamKey {
+    pub fn new(subgraph: &str, request: &UpstreamRequest, caller: Option<Uuid>) -> Self {
+        let mut hasher = Xxh3::new();
+        subgraph.hash(&mut hasher);
+        request.url.hash(&mut hasher);
+        request.query.hash(&mut hasher);
+        Value::Object(request.variables.clone())
+            .to_string()
+            .hash(&mut hasher);
+        caller.hash(&mut hasher);
+        Self(hasher.finish())
+    }
+}
+
+struct Entry {
+    generation: u64,
+    events: broadcast::Sender<Arc<HubEvent>>,
+    subscribers: usize,
+    /// Dropped to stop the upstream task.
+    _stop: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Shared {
+    entries: Mutex<HashMap<UpstreamKey, Entry>>,
+    upstreams: AtomicUsize,
+    generations: AtomicU64,
+}
+
+impl Shared {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<UpstreamKey, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The shared upstream subscriptions of one process.
+pub(crate) struct Hub {
+    shared: Arc<Shared>,
+    init_timeout: Duration,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("upstreams", &self.active())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One client subscription's place on an upstream; leaving (drop) closes the upstream
+/// when it was the last.
+pub(crate) struct HubSubscription {
+    shared: Arc<Shared>,
+    key: UpstreamKey,
+    generation: u64,
+    pub events: broadcast::Receiver<Arc<HubEvent>>,
+}
+
+impl Drop for HubSubscription {
+    fn drop(&mut self) {
+        let mut entries = self.shared.entries();
+        if let Some(entry) = entries.get_mut(&self.key)
+            && entry.generation == self.generation
+        {
+            entry.subscribers -= 1;
+            if entry.subscribers == 0 {
+                entries.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Counts an upstream as open until its task ends, however it ends.
+struct OpenUpstream(Arc<Shared>);
+
+impl OpenUpstream {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.upstreams.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(UPSTREAMS_GAUGE).increment(1.0);
+        Self(shared)
+    }
+}
+
+impl Drop for OpenUpstream {
+    fn drop(&mut self) {
+        self.0.upstreams.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(UPSTREAMS_GAUGE).decrement(1.0);
+    }
+}
+
+impl Hub {
+    pub fn new(init_timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared::default()),
+            init_timeout,
+        }
+    }
+
+    /// Upstream subscriptions open now.
+    pub fn active(&self) -> usize {
+        self.shared.upstreams.load(Ordering::Acquire)
+    }
+
+    /// Joins the upstream subscription `key` names, opening it with `request` when there
+    /// is none.
+    pub fn join(&self, key: UpstreamKey, request: UpstreamRequest) -> HubSubscription {
+        let mut entries = self.shared.entries();
+        if let Some(entry) = entries.get_mut(&key) {
+            entry.subscribers += 1;
+            return HubSubscription {
+                shared: self.shared.clone(),
+                key,
+                generation: entry.generation,
+                events: entry.events.subscribe(),
+            };
+        }
+        let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
+        let (events, receiver) = broadcast::channel(BACKLOG);
+        let (stop, stopped) = oneshot::channel();
+        entries.insert(
+            key,
+            Entry {
+                generation,
+                events: events.clone(),
+                subscribers: 1,
+                _stop: stop,
+            },
+        );
+        let open = OpenUpstream::new(self.shared.clone());
+        tokio::spawn(run_upstream(
+            open,
+            key,
+            generation,
+            request,
+            self.init_timeout,
+            events,
+            stopped,
+        ));
+        HubSubscription {
+            shared: self.shared.clone(),
+            key,
+            generation,
+            events: receiver,
+        }
+    }
+}
+
+/// Holds one upstream subscription open until it ends or its last client leaves.
+async fn run_upstream(
+    open: OpenUpstream,
+    key: UpstreamKey,
+    generation: u64,
+    request: UpstreamRequest,
+    init_timeout: Duration,
+    events: broadcast::Sender<Arc<HubEvent>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let shared = open.0.clone();
+    let finish = |event: HubEvent| {
+        let mut entries = shared.entries();
+        if entries
+            .get(&key)
+            .is_some_and(|entry| entry.generation == generation)
+        {
+            entries.remove(&key);
+        }
+        let _ = events.send(Arc::new(event));
+    };
+    let opened = tokio::select! {
+        opened = UpstreamSubscription::open(&request, init_timeout) => opened,
+        _ = &mut stopped => return,
+    };
+    let mut upstream = match opened {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::warn!(url = %request.url, error = %error, "could not subscribe to the subgraph");
+            return finish(HubEvent::Failed(error));
+        }
+    };
+    loop {
+        let said = tokio::select! {
+            said = upstream.next() => said,
+            _ = &mut stopped => {
+                upstream.close().await;
+                return;
+            }
+        };
+        match said {
+            Ok(Upstream::Next(response)) => {
+                let _ = events.send(Arc::new(HubEvent::Next(response)));
+            }
+            Ok(Upstream::Errors(errors)) => return finish(HubEvent::Errors(errors)),
+            Ok(Upstream::Complete) => return finish(HubEvent::Complete),
+            Err(error) => {
+                tracing::warn!(url = %request.url, error = %error, "the subgraph subscription broke");
+                return finish(HubEvent::Failed(error));
+            }
+        }
+    }
+}

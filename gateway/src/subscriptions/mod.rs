@@ -1,0 +1,180 @@
+//! Subscriptions through the gateway: clients subscribe over a WebSocket
+//! (`graphql-transport-ws`), server-sent events (`graphql-sse`, distinct connections mode)
+//! or multipart HTTP (Apollo's `multipart/mixed; subscriptionSpec="1.0"`) on the GraphQL
+//! endpoint. A subscription goes through the same steps as a query
+//! ([`GatewayService::admit_stream`]: persisted queries, preparation, authentication,
+//! authorization, rate limits); its plan is a subscription fetch to the subgraph that owns
+//! the root field and, per event, the rest of the plan, which resolves the fields other
+//! subgraphs own. The gateway subscribes to the owning subgraph over a WebSocket
+//! (`graphql-transport-ws`, the caller's headers in `connection_init`); identical
+//! subscriptions (same subgraph operation, variables and caller) share one upstream
+//! subscription, which ends when the last of them does.
+//!
+//! A subscription ends with an `UNAUTHENTICATED` error when its access token expires (the
+//! token is verified again at its expiry; a refreshed connection subscribes again). When
+//! the supergraph is recomposed, live subscriptions are planned again and keep their
+//! client connections; one whose field disappeared ends with the validation error that
+//! says so. Subgraphs in this process (`gantry serve`) are subscribed to without a socket.
+//!
+//! # Layout
+//!
+//! - this file: [`SubscriptionSettings`], [`Subscriptions`] (the process's limits, its
+//!   shared upstreams and its gauges) and the error codes.
+//! - `plan`: a subscription's plan split into its subscription fetch and the rest.
+//! - `upstream`: the `graphql-transport-ws` client that subscribes to a subgraph.
+//! - `hub`: upstream subscriptions shared by identical client subscriptions.
+//! - `session`: one client subscription — admitted, its upstream joined, each event
+//!   resolved and shaped like a query's response, ended at token expiry.
+//! - `ws`, `sse`, `multipart`: the client transports.
+//! - `routes`: which requests on the GraphQL endpoint go to a client transport.
+
+mod hub;
+mod multipart;
+mod plan;
+mod routes;
+mod session;
+mod sse;
+mod upstream;
+mod ws;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use self::routes::with_subscriptions;
+pub use self::session::Event;
+
+use self::hub::Hub;
+use crate::service::GatewayService;
+use crate::transport::SubgraphSubscriber;
+
+/// The code of a subscription refused because a limit on subscriptions is reached.
+pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+/// The code of the error that ends a subscription whose subgraph subscription failed or
+/// could not be opened.
+pub use crate::execute::SUBGRAPH_ERROR;
+
+/// Limits and timers of subscriptions; every default is safe for a small server.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSettings {
+    /// Client subscriptions one WebSocket connection may hold at once; one more is
+    /// refused with an `error` message (`TOO_MANY_SUBSCRIPTIONS`). Default: 100.
+    pub max_per_connection: usize,
+    /// Client subscriptions this process holds at once, every transport together; one
+    /// more is refused with `TOO_MANY_SUBSCRIPTIONS`. Default: 10,000.
+    pub max_per_process: usize,
+    /// How often an idle stream carries a heartbeat: a `ping` on WebSockets, a comment on
+    /// server-sent events, `{}` on multipart. Default: 15 s.
+    pub heartbeat: Duration,
+    /// How long a WebSocket client has to send `connection_init` after connecting, and
+    /// how long a subgraph has to acknowledge the gateway's. Default: 10 s.
+    pub init_timeout: Duration,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            max_per_connection: 100,
+            max_per_process: 10_000,
+            heartbeat: Duration::from_secs(15),
+            init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The subscriptions of one gateway process: the service that admits them, the shared
+/// upstreams, and how many are open.
+pub struct Subscriptions {
+    service: Arc<GatewayService>,
+    settings: SubscriptionSettings,
+    hub: Hub,
+    active: Arc<AtomicUsize>,
+    /// Subgraphs in this process, subscribed to without a socket.
+    in_process: InProcessSubscribers,
+}
+
+/// Subgraph name → how to subscribe to it in this process.
+pub type InProcessSubscribers = HashMap<String, Arc<dyn SubgraphSubscriber>>;
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("settings", &self.settings)
+            .field("active", &self.active())
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriptions {
+    /// Subscriptions admitted by `service`; the subgraphs in `in_process` are subscribed
+    /// to directly, every other one over a WebSocket at its URL in the supergraph.
+    pub fn new(
+        service: Arc<GatewayService>,
+        settings: SubscriptionSettings,
+        in_process: InProcessSubscribers,
+    ) -> Arc<Self> {
+        describe_metrics();
+        Arc::new(Self {
+            hub: Hub::new(settings.init_timeout),
+            service,
+            settings,
+            active: Arc::new(AtomicUsize::new(0)),
+            in_process,
+        })
+    }
+
+    pub fn settings(&self) -> &SubscriptionSettings {
+        &self.settings
+    }
+
+    /// Client subscriptions open now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Upstream subscriptions to subgraphs open now.
+    pub fn upstreams(&self) -> usize {
+        self.hub.active()
+    }
+
+    /// A place for one more client subscription, or `None` at the process limit.
+    fn admit(&self) -> Option<ActiveSubscription> {
+        let max = self.settings.max_per_process;
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .ok()
+            .map(|_| {
+                metrics::gauge!(ACTIVE_GAUGE).increment(1.0);
+                ActiveSubscription(self.active.clone())
+            })
+    }
+}
+
+const ACTIVE_GAUGE: &str = "gantry_subscriptions_active";
+const UPSTREAMS_GAUGE: &str = "gantry_subscription_upstreams_active";
+
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        ACTIVE_GAUGE,
+        "Client subscriptions open, every transport together"
+    );
+    metrics::describe_gauge!(
+        UPSTREAMS_GAUGE,
+        "Subscriptions the gateway holds open to subgraphs (shared by identical client subscriptions)"
+    );
+}
+
+/// Counts one client subscription as open until dropped.
+#[derive(Debug)]
+struct ActiveSubscription(Arc<AtomicUsize>);
+
+impl Drop for ActiveSubscription {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(ACTIVE_GAUGE).decrement(1.0);
+    }
+}

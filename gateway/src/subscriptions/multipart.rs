@@ -1,0 +1,67 @@
+//! Apollo's multipart HTTP subscriptions: a `POST` that accepts
+//! `multipart/mixed; subscriptionSpec="1.0"` gets `multipart/mixed; boundary="graphql"`,
+//! one JSON part per event as `{"payload": {data, errors}}`, a `{}` part every heartbeat,
+//! and the closing boundary when the subscription ends. A query or mutation sent this way
+//! is answered as plain JSON.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use super::routes::{StreamState, context, read_request};
+use super::session::{self, Opened};
+
+const CONTENT: &str = "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"";
+const END: &[u8] = b"\r\n--graphql--\r\n";
+
+/// One part: the delimiter, its headers, and `json`.
+fn part(json: &Value) -> Bytes {
+    Bytes::from(format!(
+        "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{json}"
+    ))
+}
+
+/// The events as parts, with a heartbeat part whenever none came for `every`.
+fn parts(
+    events: impl Stream<Item = Value> + Send + 'static,
+    every: Duration,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let events = events.map(|event| part(&json!({ "payload": event })));
+    let events = Box::pin(events);
+    futures::stream::unfold(Some(events), move |events| async move {
+        let mut events = events?;
+        let bytes = tokio::select! {
+            event = events.next() => match event {
+                Some(bytes) => bytes,
+                None => return Some((Bytes::from_static(END), None)),
+            },
+            () = tokio::time::sleep(every) => part(&json!({})),
+        };
+        Some((bytes, Some(events)))
+    })
+    .map(Ok)
+}
+
+pub(crate) async fn respond(state: StreamState, request: Request, request_id: String) -> Response {
+    let headers = request.headers().clone();
+    let (graphql, bare) = match read_request(&state.http, request).await {
+        Ok(read) => read,
+        Err(refusal) => return refusal,
+    };
+    let context = context(&state.http, &bare, headers, request_id);
+    match session::open(&state.subscriptions, graphql, &context).await {
+        Opened::Single(event) => {
+            ([(CONTENT_TYPE, "application/json")], event.to_string()).into_response()
+        }
+        Opened::Stream(stream) => (
+            [(CONTENT_TYPE, CONTENT), (CACHE_CONTROL, "no-cache")],
+            Body::from_stream(parts(stream, state.subscriptions.settings.heartbeat)),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,381 @@
+//! One client subscription: admitted like a query (see [`GatewayService::admit_stream`]),
+//! within the process's limit, its variables coerced and its cost admitted; then it joins
+//! the upstream subscription of its subscription fetch, and for each event runs the rest
+//! of the plan and shapes the response like a query's. When the supergraph is replaced it
+//! is prepared and planned again on the new one and goes on, on the same connection (and
+//! on the same upstream subscription when its subscription fetch did not change). It ends
+//! when the upstream ends, when its client leaves (the stream is dropped: no task outlives
+//! it), with the preparation's errors when it is no longer valid on a new supergraph (its
+//! field is gone), or with an `UNAUTHENTICATED` error when its access token expires and
+//! does not verify any more.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::hub::{HubEvent, HubSubscription, UpstreamKey};
+use super::plan::{SubscriptionPlan, split};
+use super::upstream::UpstreamRequest;
+use super::{ActiveSubscription, SUBGRAPH_ERROR, Subscriptions, TOO_MANY_SUBSCRIPTIONS};
+use crate::execute::{ExecutionContext, execute_after_primary};
+use crate::graphql::GraphQLError;
+use crate::graphql_http::{GraphQLRequest, RequestContext};
+use crate::limits::truncate_errors;
+use crate::response::shape_response;
+use crate::service::{AdmittedSubscription, StreamAdmission};
+use crate::transport::SubgraphResponse;
+use crate::variables::coerce_variables;
+
+/// What a client transport sends: a GraphQL response body (`{data?, errors?}`).
+pub type Event = Value;
+
+/// A live subscription's events; it ends when the subscription does.
+pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
+
+/// What a request on a streaming transport comes to.
+pub(crate) enum Opened {
+    /// A subscription's events.
+    Stream(EventStream),
+    /// A query or mutation's one response, or a refusal (`{errors}`): sent, then done.
+    Single(Event),
+}
+
+/// How often a subscription whose token has expired (but is still within the verifier's
+/// leeway) is verified again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+fn internal_error(request_id: &str) -> Value {
+    json!({ "errors": [{
+        "message": "Internal server error",
+        "extensions": { "code": "INTERNAL_SERVER_ERROR", "requestId": request_id }
+    }] })
+}
+
+fn errors_body(errors: Vec<GraphQLError>) -> Value {
+    json!({ "errors": errors })
+}
+
+/// Opens what `request` asks for on a streaming transport; `headers` in `context` carry
+/// the caller's token.
+pub(crate) async fn open(
+    subscriptions: &Arc<Subscriptions>,
+    request: GraphQLRequest,
+    context: &RequestContext,
+) -> Opened {
+    let Some(place) = subscriptions.admit() else {
+        let max = subscriptions.settings.max_per_process;
+        tracing::warn!(max, "a subscription was refused at the process's limit");
+        return Opened::Single(errors_body(vec![
+            GraphQLError::with_code(
+                format!("This server holds its limit of {max} subscriptions; try again later"),
+                TOO_MANY_SUBSCRIPTIONS,
+            )
+            .extension("limit", Value::from(max)),
+        ]));
+    };
+    let admitted = match subscriptions.service.admit_stream(request, context).await {
+        Ok(StreamAdmission::Subscription(admitted)) => admitted,
+        Ok(StreamAdmission::Single(response)) | Err(response) => {
+            return Opened::Single(http_body(*response));
+        }
+    };
+    match Live::start(subscriptions, *admitted, context, place) {
+        Ok(live) => Opened::Stream(Box::pin(live.into_stream())),
+        Err(refusal) => Opened::Single(refusal),
+    }
+}
+
+/// The body of an HTTP-layer response, as an event.
+fn http_body(response: crate::graphql_http::GraphQLResponse) -> Value {
+    match response.serialized {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        None => response.body,
+    }
+}
+
+/// A subscription that is running.
+struct Live {
+    subscriptions: Arc<Subscriptions>,
+    admitted: AdmittedSubscription,
+    running: Running,
+    upstream: HubSubscription,
+    /// The client headers the token came in, to verify it again at expiry.
+    headers: axum::http::HeaderMap,
+    expires: Option<Instant>,
+    /// Changes when the supergraph is replaced: the subscription is prepared again.
+    supergraphs: watch::Receiver<u64>,
+    request_id: String,
+    _place: ActiveSubscription,
+    ended: bool,
+}
+
+/// What an admitted subscription runs: its plan, its coerced variables, and the upstream
+/// subscription of its subscription fetch.
+struct Running {
+    plan: SubscriptionPlan,
+    variables: Map<String, Value>,
+    upstream: UpstreamRequest,
+    key: UpstreamKey,
+}
+
+impl Running {
+    fn new(
+        subscriptions: &Subscriptions,
+        admitted: &AdmittedSubscription,
+        request_id: &str,
+    ) -> Result<Self, Value> {
+        let gateway = subscriptions.service.gateway();
+        let runtime = &admitted.runtime;
+        let supergraph = runtime.supergraph();
+        let schema = supergraph.api_schema();
+        let max_errors = runtime.preparer().limits().max_errors;
+        let variables = coerce_variables(
+            schema,
+            admitted.prepared.variable_definitions(),
+            &admitted.variables,
+        )
+        .map_err(|errors| errors_body(truncate_errors(errors, max_errors)))?;
+        gateway
+            .cost()
+            .admit(supergraph.costs(), admitted.prepared.for_cost(), &variables)
+            .map_err(|refusal| errors_body(vec![*refusal]))?;
+        let whole_plan = match &admitted.denied {
+            Some(denied) => &denied.plan,
+            None => &admitted.prepared.plan,
+        };
+        let Some(plan) = split(whole_plan) else {
+            tracing::error!(
+                request_id,
+                "a subscription's plan has no subscription fetch first"
+            );
+            return Err(internal_error(request_id));
+        };
+        let subgraph = &plan.primary.service_name;
+        let in_process = subscriptions.in_process.get(subgraph).cloned();
+        let Some(url) = supergraph.subgraph_urls().get(subgraph) else {
+            tracing::error!(%subgraph, "no URL for the subgraph a subscription goes to");
+            return Err(internal_error(request_id));
+        };
+        let upstream = UpstreamRequest {
+            subgraph: subgraph.clone(),
+            url: url.clone(),
+            context: admitted.context.context.clone(),
+            in_process,
+            query: plan.primary.operation.document_str.clone(),
+            variables: plan
+                .primary
+                .variable_usages
+                .iter()
+                .flatten()
+                .filter_map(|name| Some((name.clone(), variables.get(name)?.clone())))
+                .collect(),
+            headers: admitted.context.forwarded_headers.clone(),
+        };
+        let key = UpstreamKey::new(subgraph, &upstream, admitted.identity.key);
+        Ok(Self {
+            plan,
+            variables,
+            upstream,
+            key,
+        })
+    }
+}
+
+impl Live {
+    fn start(
+        subscriptions: &Arc<Subscriptions>,
+        admitted: AdmittedSubscription,
+        context: &RequestContext,
+        place: ActiveSubscription,
+    ) -> Result<Self, Value> {
+        let running = Running::new(subscriptions, &admitted, &context.request_id)?;
+        let upstream = subscriptions
+            .hub
+            .join(running.key, running.upstream.clone());
+        let expires = admitted
+            .identity
+            .claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map(expiry_instant);
+        let mut supergraphs = subscriptions.service.gateway().supergraph_changes();
+        supergraphs.mark_unchanged();
+        Ok(Self {
+            subscriptions: subscriptions.clone(),
+            running,
+            upstream,
+            headers: context.headers.clone(),
+            expires,
+            supergraphs,
+            request_id: context.request_id.clone(),
+            admitted,
+            _place: place,
+            ended: false,
+        })
+    }
+
+    /// Prepares the subscription again on the new supergraph and keeps it going: on the
+    /// same upstream subscription when its subscription fetch is unchanged, else on the
+    /// new one's. `Err` is the event that ends it (its field is gone, say).
+    async fn replan(&mut self) -> Result<(), Event> {
+        let readmitted = self
+            .subscriptions
+            .service
+            .readmit(&self.admitted)
+            .await
+            .map_err(|response| {
+                tracing::info!(request_id = %self.request_id, "a subscription ended: it is not valid on the new supergraph");
+                http_body(*response)
+            })?;
+        let running = Running::new(&self.subscriptions, &readmitted, &self.request_id)?;
+        if running.key != self.running.key {
+            self.upstream = self
+                .subscriptions
+                .hub
+                .join(running.key, running.upstream.clone());
+        }
+        self.running = running;
+        self.admitted = readmitted;
+        Ok(())
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Event> + Send {
+        futures::stream::unfold(self, |mut live| async move {
+            if live.ended {
+                return None;
+            }
+            let event = live.next_event().await?;
+            Some((event, live))
+        })
+    }
+
+    /// The next event for the client; `None` when the subscription is over.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            let expiry = async {
+                match self.expires {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let received = tokio::select! {
+                received = self.upstream.events.recv() => received,
+                Ok(()) = self.supergraphs.changed() => {
+                    match self.replan().await {
+                        Ok(()) => continue,
+                        Err(event) => {
+                            self.ended = true;
+                            return Some(event);
+                        }
+                    }
+                }
+                () = expiry => {
+                    match self.subscriptions.service.reauthenticate(&self.headers).await {
+                        Ok(_) => {
+                            self.expires = Some(Instant::now() + RECHECK);
+                            continue;
+                        }
+                        Err(refusal) => {
+                            self.ended = true;
+                            return Some(errors_body(vec![GraphQLError::with_code(
+                                refusal,
+                                "UNAUTHENTICATED",
+                            )]));
+                        }
+                    }
+                }
+            };
+            let event = match received {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a slow subscriber missed events");
+                    continue;
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            return match event.as_ref() {
+                HubEvent::Next(response) => Some(self.resolve(response.clone()).await),
+                HubEvent::Errors(errors) => {
+                    self.ended = true;
+                    let response = SubgraphResponse {
+                        errors: errors.clone(),
+                        ..SubgraphResponse::default()
+                    };
+                    Some(self.resolve(response).await)
+                }
+                HubEvent::Complete => None,
+                HubEvent::Failed(error) => {
+                    self.ended = true;
+                    let service = &self.running.plan.primary.service_name;
+                    tracing::warn!(request_id = %self.request_id, subgraph = %service, %error, "a subscription ended: its subgraph subscription failed");
+                    Some(errors_body(vec![
+                        GraphQLError::with_code(
+                            format!("The subscription to subgraph `{service}` failed"),
+                            SUBGRAPH_ERROR,
+                        )
+                        .extension("serviceName", Value::String(service.clone()))
+                        .extension("requestId", Value::String(self.request_id.clone())),
+                    ]))
+                }
+            };
+        }
+    }
+
+    /// One event resolved through the rest of the plan and shaped for the client.
+    async fn resolve(&self, event: SubgraphResponse) -> Event {
+        let gateway = self.subscriptions.service.gateway();
+        let runtime = &self.admitted.runtime;
+        let schema = runtime.supergraph().api_schema();
+        let context = &self.admitted.context;
+        let execution = ExecutionContext {
+            transports: gateway.transports(),
+            schema,
+            variables: &self.running.variables,
+            headers: &context.forwarded_headers,
+            context: context.context.clone(),
+            deadline: None,
+            max_entity_representations: gateway.max_entity_representations(),
+        };
+        let output = execute_after_primary(
+            &self.running.plan.whole,
+            &self.running.plan.primary,
+            event,
+            self.running.plan.rest.as_ref(),
+            &execution,
+        )
+        .await;
+        let mut errors = self
+            .admitted
+            .denied
+            .as_ref()
+            .map(|denied| denied.errors.clone())
+            .unwrap_or_default();
+        errors.extend(output.errors);
+        let mut response = shape_response(
+            schema,
+            &self.admitted.prepared,
+            &self.running.variables,
+            output.data,
+            errors,
+            &output.unresolved,
+        );
+        let max_errors = runtime.preparer().limits().max_errors;
+        response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
+        response.into_json()
+    }
+}
+
+/// When a token with `exp` (seconds since the epoch) expires, on the monotonic clock.
+fn expiry_instant(exp: i64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let left = u64::try_from(exp).unwrap_or(0).saturating_sub(now);
+    Instant::now() + Duration::from_secs(left)
+}

@@ -1,0 +1,301 @@
+//! How the gateway subscribes to a subgraph. Over a WebSocket, as a `graphql-transport-ws`
+//! client: connect to the subgraph's GraphQL URL, `connection_init` with the caller's
+//! headers as `{"headers": {...}}` (what an HTTP fetch would send as headers), wait for
+//! `connection_ack`, `subscribe`, then read `next` payloads until `complete` or `error`;
+//! pings are answered with pongs. Or, for a subgraph in this process, through its
+//! [`SubgraphSubscriber`], with the verified caller instead of headers.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{SinkExt, StreamExt};
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::transport::{SubgraphRequest, SubgraphResponse, SubgraphSubscriber};
+
+/// The one subscription id the gateway uses on an upstream connection (one subscription
+/// per connection).
+const ID: &str = "1";
+
+/// Why an upstream subscription could not be opened or ended abnormally. Internal: logged,
+/// and the client gets a generic `SUBGRAPH_ERROR`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("the subgraph URL `{0}` cannot be reached over a WebSocket (http:// URLs only)")]
+    Url(String),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("the subgraph did not acknowledge the connection in time")]
+    InitTimeout,
+    #[error("the subgraph broke the protocol: {0}")]
+    Protocol(String),
+    #[error("the connection closed: {0}")]
+    Closed(String),
+}
+
+/// What one upstream subscription asks.
+#[derive(Clone)]
+pub(crate) struct UpstreamRequest {
+    pub subgraph: String,
+    /// The subgraph's GraphQL URL (`http://…`).
+    pub url: String,
+    pub query: String,
+    pub variables: Map<String, Value>,
+    /// Sent in `connection_init` as `{"headers": {...}}`.
+    pub headers: HeaderMap,
+    /// The verified caller, for a subgraph in this process.
+    pub context: Option<Arc<dyn Any + Send + Sync>>,
+    /// Set for a subgraph in this process: subscribed to without a socket.
+    pub in_process: Option<Arc<dyn SubgraphSubscriber>>,
+}
+
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRequest")
+            .field("subgraph", &self.subgraph)
+            .field("url", &self.url)
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an upstream subscription says next.
+#[derive(Debug)]
+pub(crate) enum Upstream {
+    Next(SubgraphResponse),
+    /// The subgraph refused the subscription or it failed: raw GraphQL errors.
+    Errors(Vec<Value>),
+    Complete,
+}
+
+/// An open upstream subscription.
+pub(crate) enum UpstreamSubscription {
+    WebSocket(Box<WebSocketSubscription>),
+    InProcess(BoxStream<'static, SubgraphResponse>),
+}
+
+impl UpstreamSubscription {
+    /// Subscribes as `request` says: in this process, or over a WebSocket, initialised
+    /// within `init_timeout`.
+    pub async fn open(
+        request: &UpstreamRequest,
+        init_timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
+        if let Some(subscriber) = &request.in_process {
+            let events = subscriber.subscribe(SubgraphRequest {
+                subgraph_name: request.subgraph.clone(),
+                query: request.query.clone(),
+                operation_name: None,
+                variables: request.variables.clone(),
+                headers: request.headers.clone(),
+                extensions: Map::new(),
+                context: request.context.clone(),
+            });
+            return Ok(Self::InProcess(events));
+        }
+        WebSocketSubscription::open(request, init_timeout)
+            .await
+            .map(|socket| Self::WebSocket(Box::new(socket)))
+    }
+
+    /// What the subscription says next.
+    pub async fn next(&mut self) -> Result<Upstream, UpstreamError> {
+        match self {
+            Self::WebSocket(socket) => socket.next().await,
+            Self::InProcess(events) => Ok(events
+                .next()
+                .await
+                .map_or(Upstream::Complete, Upstream::Next)),
+        }
+    }
+
+    /// Ends the subscription, politely.
+    pub async fn close(self) {
+        if let Self::WebSocket(socket) = self {
+            socket.close().await;
+        }
+    }
+}
+
+/// A subscription over a WebSocket to a subgraph (one subscription per connection).
+pub(crate) struct WebSocketSubscription {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// `ws://` for an `http://` URL.
+fn websocket_url(url: &str) -> Result<String, UpstreamError> {
+    match url.strip_prefix("http://") {
+        Some(rest) => Ok(format!("ws://{rest}")),
+        None if url.starts_with("ws://") => Ok(url.to_owned()),
+        None => Err(UpstreamError::Url(url.to_owned())),
+    }
+}
+
+/// `connection_init`'s payload: the headers a fetch would carry.
+fn init_payload(headers: &HeaderMap) -> Value {
+    let headers: Map<String, Value> = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = value.to_str().ok()?;
+            Some((name.as_str().to_owned(), Value::String(value.to_owned())))
+        })
+        .collect();
+    json!({ "headers": headers })
+}
+
+impl WebSocketSubscription {
+    /// Connects, initialises within `init_timeout`, and subscribes.
+    pub async fn open(
+        request: &UpstreamRequest,
+        init_timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
+        let mut ws_request = websocket_url(&request.url)?
+            .into_client_request()
+            .map_err(|error| UpstreamError::Url(format!("{}: {error}", request.url)))?;
+        ws_request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let opened = async {
+            let (socket, _) = tokio_tungstenite::connect_async(ws_request)
+                .await
+                .map_err(|error| UpstreamError::Connect(error.to_string()))?;
+            let mut upstream = Self { socket };
+            upstream
+                .send(
+                    json!({ "type": "connection_init", "payload": init_payload(&request.headers) }),
+                )
+                .await?;
+            upstream.wait_for_ack().await?;
+            Ok::<_, UpstreamError>(upstream)
+        };
+        let mut upstream = tokio::time::timeout(init_timeout, opened)
+            .await
+            .map_err(|_| UpstreamError::InitTimeout)??;
+        let mut payload = json!({ "query": request.query });
+        if !request.variables.is_empty() {
+            payload["variables"] = Value::Object(request.variables.clone());
+        }
+        upstream
+            .send(json!({ "id": ID, "type": "subscribe", "payload": payload }))
+            .await?;
+        Ok(upstream)
+    }
+
+    async fn send(&mut self, message: Value) -> Result<(), UpstreamError> {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .map_err(|error| UpstreamError::Closed(error.to_string()))
+    }
+
+    async fn wait_for_ack(&mut self) -> Result<(), UpstreamError> {
+        loop {
+            let message = self.read().await?;
+            match message.get("type").and_then(Value::as_str) {
+                Some("connection_ack") => return Ok(()),
+                Some("ping") => self.send(json!({ "type": "pong" })).await?,
+                Some("pong") => {}
+                other => {
+                    return Err(UpstreamError::Protocol(format!(
+                        "expected connection_ack, got {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The next protocol message, as JSON.
+    async fn read(&mut self) -> Result<Value, UpstreamError> {
+        loop {
+            let message = match self.socket.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => return Err(UpstreamError::Closed(error.to_string())),
+                None => return Err(UpstreamError::Closed("end of stream".into())),
+            };
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str())
+                        .map_err(|error| UpstreamError::Protocol(error.to_string()));
+                }
+                Message::Close(frame) => {
+                    let reason = frame.map_or_else(
+                        || "no close frame".to_owned(),
+                        |frame| format!("{} {}", u16::from(frame.code), frame.reason),
+                    );
+                    return Err(UpstreamError::Closed(reason));
+                }
+                Message::Binary(_) => {
+                    return Err(UpstreamError::Protocol("a binary message".into()));
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    /// What the subscription says next.
+    pub async fn next(&mut self) -> Result<Upstream, UpstreamError> {
+        loop {
+            let message = self.read().await?;
+            let kind = message.get("type").and_then(Value::as_str);
+            let for_us = message.get("id").and_then(Value::as_str) == Some(ID);
+            match kind {
+                Some("ping") => self.send(json!({ "type": "pong" })).await?,
+                Some("pong") => {}
+                Some("next") if for_us => {
+                    let payload = message.get("payload").cloned().unwrap_or(Value::Null);
+                    let response = SubgraphResponse::from_json(payload)
+                        .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+                    return Ok(Upstream::Next(response));
+                }
+                Some("error") if for_us => {
+                    let errors = match message.get("payload") {
+                        Some(Value::Array(errors)) => errors.clone(),
+                        Some(other) => vec![other.clone()],
+                        None => Vec::new(),
+                    };
+                    return Ok(Upstream::Errors(errors));
+                }
+                Some("complete") if for_us => return Ok(Upstream::Complete),
+                other => {
+                    return Err(UpstreamError::Protocol(format!(
+                        "unexpected message {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Ends the subscription and the connection, politely.
+    pub async fn close(mut self) {
+        let _ = self.send(json!({ "id": ID, "type": "complete" })).await;
+        let _ = self.socket.close(None).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_subgraph_url_becomes_a_websocket_url_and_https_is_refused() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:4001/graphql")
+                .ok()
+                .as_deref(),
+            Some("ws://127.0.0.1:4001/graphql")
+        );
+        assert!(matches!(
+            websocket_url("https://posts.example/graphql"),
+            Err(UpstreamError::Url(_))
+        ));
+    }
+}
