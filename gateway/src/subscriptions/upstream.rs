@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::fetch::EntityCalls;
+use crate::graphql::OperationKind;
 use crate::transport::{SubgraphRequest, SubgraphResponse, SubgraphSubscriber};
 
 /// The one subscription id the gateway uses on an upstream connection (one subscription
@@ -98,6 +100,8 @@ impl UpstreamSubscription {
                 headers: request.headers.clone(),
                 extensions: Map::new(),
                 context: request.context.clone(),
+                kind: OperationKind::Subscription,
+                entity_calls: EntityCalls::default(),
             });
             return Ok(Self::InProcess(events));
         }
