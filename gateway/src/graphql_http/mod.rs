@@ -12,7 +12,11 @@
 //!   over GET is refused with `405` and `Allow: POST`, so GETs stay safe to cache.
 //! - The response media type follows `Accept`: `application/graphql-response+json` when the
 //!   client names it, `application/json` when it names that, sends `*/*` or no `Accept`
-//!   (as the audit expects), `406` when it accepts neither.
+//!   (as the audit expects), `406` when it accepts neither (nor `multipart/mixed`).
+//! - An incrementally delivered response (`@defer`, see [`GraphQLResponse::incremental`])
+//!   goes out as `multipart/mixed`, each payload in its own part as soon as it is ready
+//!   (never compressed, which would hold parts back), in the format `Accept` chose
+//!   ([`IncrementalFormat`]).
 //! - Status codes: with `application/graphql-response+json` a request that never executed
 //!   (no `data` entry: parse, validation or variable errors) gets `400`, one that executed
 //!   gets `200`; with `application/json` every GraphQL response gets `200`. A malformed body,
