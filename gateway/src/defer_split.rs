@@ -94,10 +94,12 @@ pub fn split(
         steps: Vec::new(),
         path: Vec::new(),
         found: Vec::new(),
+        placeholder_taken: false,
     };
     let (_, selection_set) = operation_parts(operation);
     let primary = splitter.primary(selection_set);
-    if splitter.found.is_empty() {
+    // A client's own field under the placeholder's name would be removed with it.
+    if splitter.found.is_empty() || splitter.placeholder_taken {
         return None;
     }
     let deferred = std::mem::take(&mut splitter.found)
@@ -157,6 +159,8 @@ struct Splitter<'a> {
     steps: Vec<Step>,
     path: Vec<String>,
     found: Vec<Found>,
+    /// Whether the operation itself uses [`PLACEHOLDER`] as a response key.
+    placeholder_taken: bool,
 }
 
 impl Splitter<'_> {
@@ -164,6 +168,11 @@ impl Splitter<'_> {
     fn primary(&mut self, set: &SelectionSet) -> SelectionSet {
         let mut items = Vec::with_capacity(set.items.len());
         for item in &set.items {
+            if let Selection::Field(field) = item
+                && field.alias.as_deref() == Some(PLACEHOLDER)
+            {
+                self.placeholder_taken = true;
+            }
             match item {
                 Selection::Field(field) if field.selection_set.items.is_empty() => {
                     items.push(item.clone());
@@ -528,6 +537,12 @@ mod tests {
             compact(&split.primary),
             format!("query {{ post(id: 1) {{ {PLACEHOLDER}: __typename }} }}")
         );
+    }
+
+    #[test]
+    fn a_query_using_the_placeholders_name_is_answered_whole() {
+        let text = format!("{{ {PLACEHOLDER}: post(id: 1) {{ ... @defer {{ title }} }} }}");
+        assert!(cut(&text, json!({})).is_none());
     }
 
     #[test]

@@ -284,6 +284,7 @@ impl GatewayService {
         if let Some(format) = incremental_format(&context.headers)
             && operation.prepared.defers
         {
+            let _turn = self.caching.turn().await;
             let deferred = defer::run_deferred(
                 &operation,
                 request.variables(),
