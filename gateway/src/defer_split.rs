@@ -266,10 +266,10 @@ impl Splitter<'_> {
         for (name, value) in &defer.arguments {
             match (name.as_str(), value) {
                 ("if", Value::Boolean(false)) => return None,
-                ("if", Value::Variable(variable)) => {
-                    if self.variables.get(variable) == Some(&Json::Bool(false)) {
-                        return None;
-                    }
+                ("if", Value::Variable(variable))
+                    if self.variables.get(variable) == Some(&Json::Bool(false)) =>
+                {
+                    return None;
                 }
                 ("label", Value::String(text)) => label = Some(text.clone()),
                 _ => {}
