@@ -1,6 +1,6 @@
 //! `@defer` against the real `gantry serve` binary: Apollo Client reading the primary part
-//! first and the deferred author after it, and a persisted query with `@defer` answered in
-//! parts by hash, over POST and GET.
+//! first and the deferred author after it, GraphiQL reading the parts, and a persisted query
+//! with `@defer` answered in parts by hash, over POST and GET.
 
 use gantry_gateway::persisted::sha256_hex;
 use serde_json::{Value, json};
@@ -139,5 +139,30 @@ async fn a_persisted_query_with_defer_is_answered_in_parts_by_hash_over_post_and
         whole,
         json!({"data": {"latestPosts": {"edges": [{"node": {"body": "deferred hello",
             "author": {"username": "writer", "followerCount": 0}}}]}}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_runs_a_deferred_query_and_shows_the_deferred_part() {
+    let (_dir, serve) = serve_with_a_post().await;
+    let url = format!("http://{}/graphql", serve.address);
+
+    let (ok, output) = node(
+        "playground.mjs",
+        &[&url, "--query", LATEST, "--expect", "followerCount"],
+    )
+    .await;
+    assert!(ok, "the playground check failed:\n{output}");
+    let summary: Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(
+        summary["result"]["data"]["latestPosts"]["edges"][0]["node"],
+        json!({"body": "deferred hello", "author": {"username": "writer", "followerCount": 0}})
+    );
+    let types = summary["responseTypes"].as_array().unwrap();
+    assert!(
+        types.iter().any(|media| media
+            .as_str()
+            .is_some_and(|media| media.starts_with("multipart/mixed"))),
+        "the playground was answered in parts: {types:?}"
     );
 }
