@@ -25,6 +25,9 @@
 //!   it (planner, API schema, URLs).
 //! - [`schema`]: name-indexed lookups over the client-facing API schema.
 //! - [`cost`]: demand control's static cost estimate (`@cost`, `@listSize`) and its metric.
+//! - [`defer_split`]: `@defer` — cutting a query into its primary operation and one operation
+//!   per deferred fragment (a leaf: preparation notes whether there is anything to cut).
+//! - [`defer`]: answering a query with deferred fragments in parts (incremental delivery).
 //! - [`limits`]: operation limits, on the text before parsing and on the operation with
 //!   fragments expanded, and where the request path's recursion is bounded.
 //! - [`validate`]: parsing and validation of the client operation; [`variables`]: variable
@@ -75,6 +78,8 @@ pub mod cache;
 pub mod caller;
 pub mod cors;
 pub mod cost;
+pub mod defer;
+pub mod defer_split;
 pub mod execute;
 pub mod fetch;
 pub mod graphql;

@@ -59,6 +59,9 @@ pub struct PreparedOperation {
     pub override_labels: ActiveLabels,
     /// The fields with authorization requirements it selects, and its filtered plans.
     pub authorization: OperationAuthorization,
+    /// Whether it has a `@defer` (see [`crate::defer_split`]); when not, nothing about deferral
+    /// is looked at per request.
+    pub defers: bool,
 }
 
 impl PreparedOperation {
@@ -284,6 +287,7 @@ impl Preparer {
             PlanError::Cancelled => self.stopped(cancel),
             other => PrepareError::Planning(other.to_string()),
         })?;
+        let defers = crate::defer_split::mentions_defer(&document);
         Ok(PreparedOperation {
             document,
             operation_index,
@@ -292,6 +296,7 @@ impl Preparer {
             plan,
             figures,
             override_labels: labels.clone(),
+            defers,
             authorization,
         })
     }

@@ -26,9 +26,11 @@ use crate::cache::backend::CacheBackend;
 use crate::cache::metrics::GatewayMetrics;
 use crate::cache::{CacheSettings, Caching, Operation};
 use crate::cost::COST_ESTIMATED_TOO_EXPENSIVE;
+use crate::defer;
 use crate::execute::GATEWAY_TIMEOUT;
 use crate::graphql_http::{
     GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
+    incremental_format,
 };
 use crate::header_rules::HeaderRules;
 use crate::override_labels::ActiveLabels;
@@ -284,6 +286,25 @@ impl GatewayService {
             .is_none()
             .then(|| operation.prepared.operation_name.clone())
             .flatten();
+        if let Some(format) = incremental_format(&context.headers)
+            && operation.prepared.defers
+        {
+            let _turn = self.caching.turn().await;
+            let deferred = defer::run_deferred(
+                &operation,
+                request.variables(),
+                pipeline_context.clone(),
+                &identity,
+                &self.authorization,
+                format,
+            )
+            .await;
+            if let Some(response) = deferred {
+                let mut response = with_deadline_status(response);
+                response.operation_name = unnamed;
+                return response;
+            }
+        }
         let answer = self
             .caching
             .execute(operation, request, pipeline_context, viewer_id);

@@ -225,7 +225,9 @@ impl Supergraph {
         let override_labels = OverrideLabels::from_supergraph(&document)?;
         let planner = Planner::new_from_supergraph(&document, QueryPlannerOptions::default())
             .map_err(|error| SupergraphError::Planner(error.to_string()))?;
-        let api_schema = Arc::new(ApiSchema::new(planner.consumer_schema.document.clone()));
+        let mut api_document = (*planner.consumer_schema.document).clone();
+        add_defer_directive(&mut api_document);
+        let api_schema = Arc::new(ApiSchema::new(Arc::new(api_document)));
         Ok(Self {
             sdl: document.to_string(),
             costs: CostModel::from_schema(&document),
@@ -285,8 +287,38 @@ impl Supergraph {
     }
 }
 
+/// `@defer` as the incremental-delivery RFC defines it: the gateway answers it (see
+/// [`crate::defer_split`]), whatever the subgraphs support.
+const DEFER_DIRECTIVE: &str =
+    "directive @defer(label: String, if: Boolean! = true) on FRAGMENT_SPREAD | INLINE_FRAGMENT";
+
+/// Adds `@defer` to the API schema, so that operations using it validate and
+/// introspection shows it.
+fn add_defer_directive(document: &mut Document) {
+    let defined = document.definitions.iter().any(|definition| {
+        matches!(definition, Definition::DirectiveDefinition(def) if def.name == "defer")
+    });
+    if defined {
+        return;
+    }
+    if let Ok(parsed) = graphql_tools::parser::parse_schema::<String>(DEFER_DIRECTIVE) {
+        document
+            .definitions
+            .extend(parsed.into_static().definitions);
+    }
+}
+
 const BUILT_IN_SCALARS: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];
-const BUILT_IN_DIRECTIVES: [&str; 5] = ["skip", "include", "deprecated", "specifiedBy", "oneOf"];
+/// Left out of `schema.graphql`: every GraphQL tool knows them (`@defer` is the incremental
+/// delivery RFC's).
+const BUILT_IN_DIRECTIVES: [&str; 6] = [
+    "skip",
+    "include",
+    "deprecated",
+    "specifiedBy",
+    "oneOf",
+    "defer",
+];
 
 fn api_sdl(document: &Document) -> String {
     let mut document = document.clone();

@@ -11,6 +11,7 @@ mod caching;
 mod configuration;
 mod cors;
 mod databases;
+mod defer;
 mod demand;
 mod deploy;
 mod e2e;

@@ -38,6 +38,13 @@ try {
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  // The media type of each GraphQL answer (multipart/mixed when it came in parts).
+  const responseTypes = [];
+  page.on('response', (response) => {
+    if (response.request().method() === 'POST') {
+      responseTypes.push(response.headers()['content-type'] ?? '');
+    }
+  });
   // A GraphQL error answered with 400 (application/graphql-response+json) is logged by
   // Chromium as a failed resource: noted, not a problem. A blocked resource (CSP) is.
   const consoleErrors = [];
@@ -80,6 +87,7 @@ try {
     query: options.query,
     result: JSON.parse(result),
     requests,
+    responseTypes,
     foreignRequests: foreign,
     problems,
     consoleErrors,

@@ -4,6 +4,7 @@
 import React from 'react';
 import { createRoot } from 'react-dom/client';
 import { GraphiQL } from 'graphiql';
+import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import 'graphiql/graphiql.css';
 
 function readConfig() {
@@ -15,20 +16,11 @@ function readConfig() {
   };
 }
 
+// GraphiQL's own HTTP fetcher: it accepts `multipart/mixed` besides JSON and reads an
+// incremental response part by part, so a query with `@defer` shows its primary data
+// first and each deferred fragment as it arrives.
 function createFetcher(endpoint) {
-  return async (params, options) => {
-    const response = await fetch(endpoint, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/graphql-response+json, application/json',
-        ...(options && options.headers),
-      },
-      body: JSON.stringify(params),
-      credentials: 'same-origin',
-    });
-    return response.json();
-  };
+  return createGraphiQLFetcher({ url: endpoint });
 }
 
 const config = readConfig();

@@ -183,6 +183,12 @@ impl Caching {
         &self.metrics
     }
 
+    /// A turn among the operations running at once, for work that runs the request path
+    /// beside the cache (the primary part of a deferred query); `None` when unlimited.
+    pub(crate) async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        take_turn(self.turns.clone()).await
+    }
+
     /// Runs one operation through the cache: a query is answered from the cache or executed
     /// once for every identical concurrent request (and stored when cacheable); a mutation
     /// is executed, then invalidates what it touched.

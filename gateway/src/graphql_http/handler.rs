@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{ACCEPT, CONTENT_LENGTH};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use futures::future::join_all;
@@ -158,6 +158,12 @@ pub async fn graphql_post(State(state): State<HttpState>, request: Request) -> R
             with_operation(response::single(answer, media), operation)
         }
         Ok(PostBody::Batch(items)) => {
+            // A batch is one JSON array: its items are answered whole, `@defer` or not.
+            let mut context = context;
+            context.headers.insert(
+                ACCEPT,
+                axum::http::HeaderValue::from_static(media.content_type()),
+            );
             // Items run concurrently, as independent requests; a client that needs one
             // mutation to see another's effect sends them separately.
             let responses = join_all(items.into_iter().map(|item| {

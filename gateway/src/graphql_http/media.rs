@@ -22,6 +22,62 @@ impl ResponseMediaType {
     }
 }
 
+/// An incremental-delivery format (`@defer`), sent as `multipart/mixed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncrementalFormat {
+    /// `deferSpec=20220824`, what Apollo Client and Relay speak: the first part
+    /// `{data, hasNext}`, then `{incremental: [{data, path, label}], hasNext}`. Also what a
+    /// plain `multipart/mixed` gets.
+    DeferSpec20220824,
+    /// `incrementalSpec=v0.2`, the current incremental-delivery RFC (graphql-js 17): the
+    /// first part announces `pending: [{id, path, label}]`, later ones carry
+    /// `incremental: [{id, data}]` and `completed: [{id}]`.
+    IncrementalV02,
+}
+
+impl IncrementalFormat {
+    /// The boundary every part ends with; JSON never contains it at a line start.
+    pub const BOUNDARY: &'static str = "graphql";
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::DeferSpec20220824 => "multipart/mixed; boundary=\"graphql\"; deferSpec=20220824",
+            Self::IncrementalV02 => "multipart/mixed; boundary=\"graphql\"; incrementalSpec=v0.2",
+        }
+    }
+}
+
+/// The incremental-delivery format `Accept` allows, the first one it names: a
+/// `multipart/mixed` range with `deferSpec=20220824`, `incrementalSpec=v0.2` or neither
+/// (which gets `deferSpec=20220824`). Ranges naming another version are passed over.
+pub fn incremental_format(headers: &HeaderMap) -> Option<IncrementalFormat> {
+    let accept = accept_header(headers)?;
+    accept.split(',').find_map(|range| {
+        let mut parts = range.split(';');
+        let essence = parts.next()?.trim();
+        if !essence.eq_ignore_ascii_case("multipart/mixed") {
+            return None;
+        }
+        let mut format = Some(IncrementalFormat::DeferSpec20220824);
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "q" if value.parse::<f32>().is_ok_and(|q| q <= 0.0) => return None,
+                "deferspec" if value != "20220824" => format = None,
+                "incrementalspec" if value == "v0.2" => {
+                    format = Some(IncrementalFormat::IncrementalV02);
+                }
+                "incrementalspec" => format = None,
+                _ => {}
+            }
+        }
+        format
+    })
+}
+
 /// One media range of an `Accept` header.
 #[derive(Debug, PartialEq)]
 struct MediaRange<'a> {
@@ -80,7 +136,8 @@ fn accept_header(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| !value.is_empty())
 }
 
-/// The response media type for `Accept`, or `None` when the client accepts neither (`406`).
+/// The response media type for `Accept`, or `None` when the client accepts neither (`406`)
+/// nor an incremental format.
 ///
 /// No `Accept`, `*/*` and `application/*` get `application/json`, as the `graphql-http`
 /// audit expects during the spec's transition period; a client that names
@@ -91,11 +148,14 @@ pub fn negotiate(headers: &HeaderMap) -> Option<ResponseMediaType> {
         return Some(ResponseMediaType::Json);
     };
     let ranges = media_ranges(accept);
+    let multipart_only = || incremental_format(headers).map(|_| ResponseMediaType::Json);
     let graphql = preference(&ranges, "application", "graphql-response+json")
         .filter(|(quality, _)| *quality > 0.0);
     let json = preference(&ranges, "application", "json").filter(|(quality, _)| *quality > 0.0);
     match (graphql, json) {
-        (None, None) => None,
+        // A client that reads only incremental responses reads their JSON parts: an answer
+        // that is not incremental gets `application/json`.
+        (None, None) => multipart_only(),
         (Some(_), None) => Some(ResponseMediaType::GraphQLResponseJson),
         (None, Some(_)) => Some(ResponseMediaType::Json),
         (Some((graphql_q, graphql_s)), Some((json_q, _))) => {

@@ -12,7 +12,11 @@
 //!   over GET is refused with `405` and `Allow: POST`, so GETs stay safe to cache.
 //! - The response media type follows `Accept`: `application/graphql-response+json` when the
 //!   client names it, `application/json` when it names that, sends `*/*` or no `Accept`
-//!   (as the audit expects), `406` when it accepts neither.
+//!   (as the audit expects), `406` when it accepts neither (nor `multipart/mixed`).
+//! - An incrementally delivered response (`@defer`, see [`GraphQLResponse::incremental`])
+//!   goes out as `multipart/mixed`, each payload in its own part as soon as it is ready
+//!   (never compressed, which would hold parts back), in the format `Accept` chose
+//!   ([`IncrementalFormat`]).
 //! - Status codes: with `application/graphql-response+json` a request that never executed
 //!   (no `data` entry: parse, validation or variable errors) gets `400`, one that executed
 //!   gets `200`; with `application/json` every GraphQL response gets `200`. A malformed body,
@@ -48,11 +52,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
+use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
-pub use crate::graphql_http::media::ResponseMediaType;
+pub use crate::graphql_http::media::{IncrementalFormat, ResponseMediaType, incremental_format};
 pub use crate::graphql_http::request_id::REQUEST_ID_HEADER;
 pub use crate::graphql_http::settings::HttpSettings;
 use crate::playground;
@@ -96,6 +102,43 @@ pub struct GraphQLResponse {
     /// The name of the operation that ran, when the client did not name it in
     /// `operationName` and the executor knows it: for the access log and request metrics.
     pub operation_name: Option<String>,
+    /// The payloads that follow `body`, when the response is delivered incrementally
+    /// (`@defer`): then `body` is the first payload, and all of them go out as the parts of
+    /// one `multipart/mixed` response.
+    pub incremental: Option<IncrementalParts>,
+}
+
+/// The later payloads of an incrementally delivered response, in the format the client
+/// asked for. Taken once, by whoever writes the response.
+#[derive(Clone)]
+pub struct IncrementalParts {
+    pub format: IncrementalFormat,
+    parts: Arc<std::sync::Mutex<Option<BoxStream<'static, Value>>>>,
+}
+
+impl IncrementalParts {
+    pub fn new(format: IncrementalFormat, parts: BoxStream<'static, Value>) -> Self {
+        Self {
+            format,
+            parts: Arc::new(std::sync::Mutex::new(Some(parts))),
+        }
+    }
+
+    /// The payloads, unless they were taken already.
+    pub fn take(&self) -> Option<BoxStream<'static, Value>> {
+        self.parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl std::fmt::Debug for IncrementalParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncrementalParts")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GraphQLResponse {
@@ -107,6 +150,7 @@ impl GraphQLResponse {
             cache_control: None,
             extra_headers: HeaderMap::new(),
             operation_name: None,
+            incremental: None,
         }
     }
 
@@ -202,7 +246,11 @@ pub fn router(executor: Arc<dyn OperationExecutor>, settings: HttpSettings) -> R
     }
     let router = router.with_state(state);
     let router = if settings.compression {
-        router.layer(CompressionLayer::new())
+        // An incremental response is sent part by part: a compressor would hold the parts
+        // back until it had enough to compress.
+        let predicate =
+            DefaultPredicate::new().and(NotForContentType::const_new("multipart/mixed"));
+        router.layer(CompressionLayer::new().compress_when(predicate))
     } else {
         router
     };

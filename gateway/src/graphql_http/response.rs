@@ -5,10 +5,11 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
 
 use crate::graphql_http::GraphQLResponse;
-use crate::graphql_http::media::ResponseMediaType;
+use crate::graphql_http::media::{IncrementalFormat, ResponseMediaType};
 
 /// The `extensions.code` of errors about the HTTP request itself (not GraphQL).
 pub const BAD_REQUEST_CODE: &str = "BAD_REQUEST";
@@ -49,12 +50,18 @@ fn bytes_response(status: StatusCode, media: ResponseMediaType, bytes: Bytes) ->
     response
 }
 
-/// The HTTP response for one executed (or refused) GraphQL request.
-pub fn single(response: GraphQLResponse, media: ResponseMediaType) -> Response {
+/// The HTTP response for one executed (or refused) GraphQL request; `multipart/mixed` when
+/// it is delivered incrementally.
+pub fn single(mut response: GraphQLResponse, media: ResponseMediaType) -> Response {
+    let parts = response
+        .incremental
+        .take()
+        .and_then(|parts| Some((parts.format, parts.take()?)));
     let status = status_for(&response, media);
-    let mut http = match response.serialized {
-        Some(bytes) => bytes_response(status, media, bytes),
-        None => json_response(status, media, &response.body),
+    let mut http = match (parts, response.serialized) {
+        (Some((format, parts)), _) => multipart(format, &response.body, parts),
+        (None, Some(bytes)) => bytes_response(status, media, bytes),
+        (None, None) => json_response(status, media, &response.body),
     };
     let headers = http.headers_mut();
     if let Some(policy) = response
@@ -68,6 +75,42 @@ pub fn single(response: GraphQLResponse, media: ResponseMediaType) -> Response {
         headers.append(name, value.clone());
     }
     http
+}
+
+/// One part of a `multipart/mixed` body: its headers, the payload, and the boundary after
+/// it (the body starts with the first boundary).
+fn part(payload: &Value) -> Bytes {
+    let mut bytes = b"\r\ncontent-type: application/json; charset=utf-8\r\n\r\n".to_vec();
+    if let Err(error) = serde_json::to_writer(&mut bytes, payload) {
+        tracing::error!(%error, "serializing an incremental payload failed");
+        bytes.extend_from_slice(b"{\"hasNext\":false}");
+    }
+    bytes.extend_from_slice(b"\r\n--");
+    bytes.extend_from_slice(IncrementalFormat::BOUNDARY.as_bytes());
+    Bytes::from(bytes)
+}
+
+/// An incrementally delivered response: `first`, then each later payload as it comes, each
+/// in its own part, written as soon as it is ready; `200` (errors are in the payloads).
+fn multipart(
+    format: IncrementalFormat,
+    first: &Value,
+    later: BoxStream<'static, Value>,
+) -> Response {
+    let opening = Bytes::from(format!("\r\n--{}", IncrementalFormat::BOUNDARY));
+    let chunks = stream::iter([opening, part(first)])
+        .chain(later.map(|payload| part(&payload)))
+        .chain(stream::once(async { Bytes::from_static(b"--\r\n") }))
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut response = Response::new(Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(VARY, HeaderValue::from_static("accept"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The HTTP response for a batch: an array of bodies in request order, `200` (each item

@@ -5,6 +5,7 @@
 mod audit;
 mod browser;
 mod builder;
+mod defer;
 mod dependencies;
 mod protocol;
 mod subscriptions;
