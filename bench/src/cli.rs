@@ -33,6 +33,10 @@ pub enum Command {
     Sample(SampleArgs),
     /// Serve fixed bytes from a bare axum handler: the HTTP ceiling.
     Ceiling(CeilingArgs),
+    /// Serve the four in-memory federation subgraphs of the gateway-bound comparison.
+    Subgraphs(SubgraphsArgs),
+    /// Send the deep query to each gateway; fail unless the answers are equal (keys sorted).
+    CompareAnswers(CompareAnswersArgs),
     /// Gather a folder of run JSON files into the day's JSON and Markdown reports.
     Report(ReportArgs),
 }
@@ -153,6 +157,27 @@ pub struct CeilingArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SubgraphsArgs {
+    /// A subgraph (accounts, products, reviews, inventory) and where it listens, as
+    /// NAME=ADDRESS; repeat for each.
+    #[arg(long, value_name = "NAME=ADDRESS", value_parser = name_value::<SocketAddr>, required = true)]
+    pub listen: Vec<(String, SocketAddr)>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareAnswersArgs {
+    /// A gateway's GraphQL endpoint, as NAME=URL; give two or more.
+    #[arg(long, value_name = "NAME=URL", value_parser = name_value::<String>, required = true)]
+    pub gateway: Vec<(String, String)>,
+    /// Write each gateway's answer, keys sorted, to this folder as NAME.json.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The folder of run JSON files (read in file-name order).
     #[arg(long)]
@@ -207,6 +232,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }))
         }
         Command::Sample(args) => runtime(1)?.block_on(sample(args)),
+        Command::Subgraphs(args) => {
+            runtime(args.threads)?.block_on(crate::subgraphs::serve(args.listen, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
+        }
+        Command::CompareAnswers(args) => {
+            runtime(1)?.block_on(crate::answers::compare(&args.gateway, args.save.as_deref()))
+        }
         Command::Report(args) => report(args),
     }
 }

@@ -1,5 +1,6 @@
 //! `gantry-bench report`: gathers the JSON of every run in a folder into the day's JSON and
-//! Markdown reports: one table per shape, then Gantry and Hive Router side by side.
+//! Markdown reports: one table per shape, then Gantry and Hive Router side by side (over
+//! the `split` subgraphs, and gateway-bound in [`crate::side_by_side`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -68,7 +69,7 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<RunReport>> {
         .collect()
 }
 
-fn label<'a>(run: &'a RunReport, key: &str) -> &'a str {
+pub(crate) fn label<'a>(run: &'a RunReport, key: &str) -> &'a str {
     run.labels.get(key).map_or("", String::as_str)
 }
 
@@ -268,6 +269,7 @@ pub fn markdown(day: &DayReport, date: &str) -> String {
 
     hive_section(&mut md, day);
     replica_reads_section(&mut md, day);
+    crate::side_by_side::section(&mut md, day);
     mixed_operations(&mut md, day);
     error_samples(&mut md, day);
     md

@@ -8,6 +8,8 @@
 //!   refreshes (1 %).
 //! - `federation-stress`: one deep query across both subgraphs, anonymous, over a few hundred
 //!   users.
+//! - `gateway-bound`: the deep query through the four in-memory subgraphs of
+//!   `gantry-bench subgraphs`, anonymous, every request the same.
 //! - `ceiling`: GET of the URL as given (for `gantry-bench ceiling`).
 
 pub mod operations;
@@ -31,6 +33,7 @@ pub enum ScenarioName {
     SignedInFeed,
     Mixed,
     FederationStress,
+    GatewayBound,
     Ceiling,
 }
 
@@ -41,6 +44,7 @@ impl ScenarioName {
             Self::SignedInFeed => "signed-in-feed",
             Self::Mixed => "mixed",
             Self::FederationStress => "federation-stress",
+            Self::GatewayBound => "gateway-bound",
             Self::Ceiling => "ceiling",
         }
     }
@@ -123,6 +127,9 @@ enum Plan {
     FederationStress {
         bodies: Vec<String>,
     },
+    GatewayBound {
+        body: String,
+    },
     Ceiling,
 }
 
@@ -197,6 +204,9 @@ impl Scenario {
                     .collect();
                 Plan::FederationStress { bodies }
             }
+            ScenarioName::GatewayBound => Plan::GatewayBound {
+                body: deep_query_body(),
+            },
             ScenarioName::Ceiling => Plan::Ceiling,
         };
         Ok(Self { name, url, plan })
@@ -310,6 +320,7 @@ impl Scenario {
                 let body = &bodies[rng.gen_range(0..bodies.len())];
                 self.post("FederationStress", body.clone(), None)
             }
+            Plan::GatewayBound { body } => self.post("DeepQuery", body.clone(), None),
             Plan::Ceiling => Request {
                 operation: "Ceiling",
                 method: Method::GET,
@@ -413,6 +424,11 @@ impl Scenario {
         let body = json!({ "query": query, "operationName": operation, "variables": variables });
         self.post(operation, body.to_string(), auth)
     }
+}
+
+/// The `gateway-bound` request body: the deep query, by name, without variables.
+pub fn deep_query_body() -> String {
+    json!({ "query": operations::DEEP_QUERY, "operationName": "DeepQuery" }).to_string()
 }
 
 /// `extensions.persistedQuery` for `query`: the lowercase hex SHA-256 of its exact text.

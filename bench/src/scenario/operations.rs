@@ -33,7 +33,71 @@ pub const LOGIN: &str = "mutation Login($login: String!, $password: String!) { l
 
 pub const REFRESH: &str = "mutation Refresh($refreshToken: String!) { refreshSession(refreshToken: $refreshToken) { accessToken refreshToken expiresIn } }";
 
-/// Every operation above, for checks.
+/// `gateway-bound`: the public gateway benchmarks' deep query through the four in-memory
+/// subgraphs of `gantry-bench subgraphs` (not Gantry's schema): users → reviews → product →
+/// reviews → author → reviews → product, and topProducts → reviews → author → reviews →
+/// product, with fragments. About 1 KB as sent; the answer is about 90 KB.
+pub const DEEP_QUERY: &str = r#"query DeepQuery {
+  users {
+    ...UserFields
+    reviews {
+      ...ReviewFields
+      product {
+        ...ProductFields
+        reviews {
+          ...ReviewFields
+          author {
+            ...UserFields
+            reviews {
+              ...ReviewFields
+              product {
+                ...ProductFields
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  topProducts {
+    ...ProductFields
+    reviews {
+      ...ReviewFields
+      author {
+        ...UserFields
+        reviews {
+          ...ReviewFields
+          product {
+            ...ProductFields
+          }
+        }
+      }
+    }
+  }
+}
+
+fragment UserFields on User {
+  id
+  username
+  name
+}
+
+fragment ReviewFields on Review {
+  id
+  body
+}
+
+fragment ProductFields on Product {
+  inStock
+  name
+  price
+  shippingEstimate
+  upc
+  weight
+}
+"#;
+
+/// Every operation above on Gantry's own schema, for checks.
 pub const ALL: &[&str] = &[
     LATEST_POSTS,
     POST_PAGE,
