@@ -8,7 +8,6 @@
 //!   read when the event arrives, through the loader every subscription shares, so its
 //!   private fields never travel through the event channel.
 
-
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionRoot};
 use futures::{Stream, StreamExt};
 use gantry_kit::ApiError;
