@@ -110,19 +110,9 @@ impl AccountDeletionConsumer {
                     (self.poll_interval * failures.min(30)).min(Duration::from_secs(30))
                 }
             };
-            let signal = self.signal.clone();
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = async move {
-                    match signal {
-                        Some(signal) => signal.notified().await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-                _ = stop.wait_for(|stop| *stop) => {
-                    tracing::info!("account-deletion consumer stopped");
-                    return;
-                }
+            if gantry_kit::outbox::pause(wait, self.signal.as_ref(), &mut stop).await {
+                tracing::info!("account-deletion consumer stopped");
+                return;
             }
         }
     }
