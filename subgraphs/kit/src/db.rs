@@ -124,9 +124,24 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     }
     let mut options = pool_options(settings);
     options.min_connections(1);
-    let mut db = match Database::connect(options).await {
-        Ok(db) => db,
-        Err(err) => return Err(connect_error(settings, &err).await),
+    // Several processes opening one fresh SQLite file at once (replicas migrating together)
+    // race to switch its journal to WAL; SQLite answers the loser "database is locked"
+    // without waiting on its busy handler, so that answer is retried until the deadline.
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    let mut db = loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => break db,
+            Err(err)
+                if settings.is_sqlite()
+                    && sqlx_error(&err).and_then(primary_code) == Some(SQLITE_BUSY)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(err) => return Err(connect_error(settings, &err).await),
+        }
     };
     db.set_metric_callback(|_| {
         STATEMENTS_EXECUTED.fetch_add(1, Ordering::Relaxed);
