@@ -47,7 +47,7 @@ pub use self::session::Event;
 
 use self::hub::Hub;
 use crate::service::GatewayService;
-use crate::transport::SubgraphSubscriber;
+use crate::transport::{ClientTls, SubgraphSubscriber};
 
 /// The code of a subscription refused because a limit on subscriptions is reached.
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
@@ -109,15 +109,23 @@ impl std::fmt::Debug for Subscriptions {
 
 impl Subscriptions {
     /// Subscriptions admitted by `service`; the subgraphs in `in_process` are subscribed
-    /// to directly, every other one over a WebSocket at its URL in the supergraph.
+    /// to directly, every other one over a WebSocket at its URL in the supergraph (`wss://`
+    /// for an `https://` URL, with `tls`, the TLS settings of every subgraph client).
     pub fn new(
         service: Arc<GatewayService>,
         settings: SubscriptionSettings,
         in_process: InProcessSubscribers,
+        tls: &ClientTls,
     ) -> Arc<Self> {
         describe_metrics();
+        let tls = tls
+            .websocket_config()
+            .inspect_err(|error| {
+                tracing::error!(%error, "no TLS for subgraph subscriptions: wss:// upstreams will fail");
+            })
+            .ok();
         Arc::new(Self {
-            hub: Hub::new(settings.init_timeout),
+            hub: Hub::new(settings.init_timeout, tls),
             service,
             settings,
             active: Arc::new(AtomicUsize::new(0)),

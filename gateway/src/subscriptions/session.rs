@@ -316,7 +316,10 @@ impl Live {
                     tracing::warn!(request_id = %self.request_id, subgraph = %service, %error, "a subscription ended: its subgraph subscription failed");
                     Some(errors_body(vec![
                         GraphQLError::with_code(
-                            format!("The subscription to subgraph `{service}` failed"),
+                            format!(
+                                "The subscription to subgraph `{service}` failed: {}",
+                                error.summary()
+                            ),
                             SUBGRAPH_ERROR,
                         )
                         .extension("serviceName", Value::String(service.clone()))

@@ -10,3 +10,4 @@ mod dependencies;
 mod protocol;
 mod subscriptions;
 mod support;
+mod wss_upstreams;
