@@ -7,6 +7,7 @@ mod browser;
 mod builder;
 mod defer;
 mod dependencies;
+mod event_streams;
 mod protocol;
 mod subscriptions;
 mod support;
