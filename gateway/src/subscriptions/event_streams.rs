@@ -91,7 +91,11 @@ struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        for task in self.operations.values().filter_map(|(_, task)| task.as_ref()) {
+        for task in self
+            .operations
+            .values()
+            .filter_map(|(_, task)| task.as_ref())
+        {
             task.abort();
         }
     }
@@ -176,7 +180,11 @@ async fn caller(state: &StreamState, headers: &HeaderMap) -> Result<Option<Uuid>
 
 /// Whether the reservation `token` exists and belongs to the caller of `headers`; `Err`
 /// is the response refusing the request.
-async fn check_caller(state: &StreamState, token: &str, headers: &HeaderMap) -> Result<(), Response> {
+async fn check_caller(
+    state: &StreamState,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
     let streams = &state.subscriptions.event_streams;
     let Some(reserved_by) = streams.caller_of(token) else {
         return Err(not_found());
@@ -289,7 +297,8 @@ pub(crate) async fn open(state: StreamState, request: Request, token: String) ->
     };
     // A comment first: some browsers wait for a first byte before they report the stream
     // open.
-    let first = futures::stream::once(async { Ok::<_, Infallible>(SseEvent::default().comment("")) });
+    let first =
+        futures::stream::once(async { Ok::<_, Infallible>(SseEvent::default().comment("")) });
     let events = futures::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
         let event = receiver.recv().await?;
         Some((Ok(event), (receiver, guard)))
@@ -397,7 +406,13 @@ pub(crate) async fn operation(
         reservations.clone(),
         token.clone(),
     ));
-    if !settle(&reservations, &token, &id, number, Some(task.abort_handle())) {
+    if !settle(
+        &reservations,
+        &token,
+        &id,
+        number,
+        Some(task.abort_handle()),
+    ) {
         // Stopped (or the stream closed) while it was being prepared.
         task.abort();
         return StatusCode::NO_CONTENT.into_response();

@@ -38,7 +38,9 @@ const ID: &str = "1";
 /// and the client gets a generic `SUBGRAPH_ERROR`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum UpstreamError {
-    #[error("the subgraph URL `{0}` cannot be reached over a WebSocket (http:// or https:// URLs only)")]
+    #[error(
+        "the subgraph URL `{0}` cannot be reached over a WebSocket (http:// or https:// URLs only)"
+    )]
     Url(String),
     #[error("could not connect: {0}")]
     Connect(String),
@@ -58,7 +60,9 @@ impl UpstreamError {
         match self {
             Self::Url(_) => "its URL cannot be reached over a WebSocket",
             Self::Connect(_) => "the gateway could not connect to it",
-            Self::Tls(_) => "the gateway could not connect to it over TLS (its certificate is not trusted, or it refused the gateway's)",
+            Self::Tls(_) => {
+                "the gateway could not connect to it over TLS (its certificate is not trusted, or it refused the gateway's)"
+            }
             Self::InitTimeout => "it did not acknowledge the connection in time",
             Self::Protocol(_) => "it broke the subscription protocol",
             Self::Closed(_) => "its connection closed",
