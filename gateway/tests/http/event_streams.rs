@@ -81,7 +81,11 @@ async fn the_graphql_sse_client_runs_two_subscriptions_on_one_stream_and_each_is
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(reviews.open.load(Ordering::SeqCst), 0, "the subgraph still holds one");
+    assert_eq!(
+        reviews.open.load(Ordering::SeqCst),
+        0,
+        "the subgraph still holds one"
+    );
 }
 
 /// The protocol's requests, one by one.
@@ -182,14 +186,21 @@ async fn a_reserved_stream_carries_operations_by_id_and_closing_it_frees_them() 
             .unwrap_or_default()
             .starts_with("text/event-stream")
     );
-    assert_eq!(protocol.open(&token).await.status(), 409, "one stream per token");
+    assert_eq!(
+        protocol.open(&token).await.status(),
+        409,
+        "one stream per token"
+    );
 
     let subscribe = |id: &str, product: &str| {
         json!({ "query": REVIEW_ADDED, "variables": { "product": product },
                 "extensions": { "operationId": id } })
     };
     let without_id = protocol
-        .operate(&token, json!({ "query": REVIEW_ADDED, "variables": { "product": "p1" } }))
+        .operate(
+            &token,
+            json!({ "query": REVIEW_ADDED, "variables": { "product": "p1" } }),
+        )
         .await;
     assert_eq!(without_id.status(), 400);
     let invalid = protocol
@@ -205,16 +216,25 @@ async fn a_reserved_stream_carries_operations_by_id_and_closing_it_frees_them() 
         "GRAPHQL_VALIDATION_FAILED"
     );
     assert_eq!(
-        protocol.operate(&token, subscribe("a", "p1")).await.status(),
+        protocol
+            .operate(&token, subscribe("a", "p1"))
+            .await
+            .status(),
         202
     );
     assert_eq!(
-        protocol.operate(&token, subscribe("a", "p1")).await.status(),
+        protocol
+            .operate(&token, subscribe("a", "p1"))
+            .await
+            .status(),
         409,
         "an operation id in use"
     );
     assert_eq!(
-        protocol.operate(&token, subscribe("b", "p2")).await.status(),
+        protocol
+            .operate(&token, subscribe("b", "p2"))
+            .await
+            .status(),
         202
     );
     let query = protocol
@@ -263,7 +283,10 @@ async fn a_reserved_stream_carries_operations_by_id_and_closing_it_frees_them() 
         .until(|s| s.active() == 0 && s.upstreams() == 0 && s.event_streams() == 0)
         .await;
     assert_eq!(
-        protocol.operate(&token, subscribe("c", "p1")).await.status(),
+        protocol
+            .operate(&token, subscribe("c", "p1"))
+            .await
+            .status(),
         404,
         "a closed stream's token names nothing"
     );
@@ -282,7 +305,10 @@ async fn a_reservation_never_opened_expires_and_a_bad_token_reserves_nothing() {
     let refused = protocol.reserve(Some("Bearer not-a-token")).await;
     assert_eq!(refused.status(), 401);
     let refused: Value = refused.json().await.expect("JSON");
-    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
 
     let token = protocol.token().await;
     assert_eq!(gateway.subscriptions.event_streams(), 1);

@@ -306,7 +306,10 @@ pub(crate) struct Gateway {
     _stop: oneshot::Sender<()>,
 }
 
-pub(crate) async fn gateway(subgraphs: Vec<SubgraphUrl>, settings: SubscriptionSettings) -> Gateway {
+pub(crate) async fn gateway(
+    subgraphs: Vec<SubgraphUrl>,
+    settings: SubscriptionSettings,
+) -> Gateway {
     gateway_with(
         SupergraphSource::Subgraphs(subgraphs),
         GatewaySettings {
@@ -326,11 +329,11 @@ pub(crate) async fn gateway_with(source: SupergraphSource, settings: GatewaySett
     })
     .expect("a generated key");
     let app = GatewayApp::builder(settings)
-    .supergraph(source)
-    .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
-    .build()
-    .await
-    .expect("the gateway builds");
+        .supergraph(source)
+        .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
+        .build()
+        .await
+        .expect("the gateway builds");
     let subscriptions = app.subscriptions.clone();
     let service = app.service.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -92,13 +92,13 @@ async fn an_https_subgraph_is_subscribed_to_over_wss_trusting_the_configured_ca(
 
     assert_eq!(
         client.receive().await,
-        Ok(json!({ "id": "1", "type": "next", "payload": { "data": { "reviewAdded": {
+        Ok(
+            json!({ "id": "1", "type": "next", "payload": { "data": { "reviewAdded": {
             "body": "review r1", "author": { "name": "person u1" }
-        } } } }))
+        } } } })
+        )
     );
-    client
-        .send(json!({ "id": "1", "type": "complete" }))
-        .await;
+    client.send(json!({ "id": "1", "type": "complete" })).await;
     gateway
         .until(|s| s.active() == 0 && s.upstreams() == 0)
         .await;
