@@ -1,7 +1,7 @@
-//! Subscriptions to a subgraph served over TLS: its `https://` URL is subscribed to over
-//! `wss://` with the TLS settings of every subgraph client (the configured CA), and a
-//! gateway that does not trust the subgraph's certificate ends the subscription with an
-//! error that says so.
+//! Subscriptions to a subgraph served over mutual TLS: its `https://` URL is subscribed to
+//! over `wss://` with the TLS settings of every subgraph client (the configured CA and
+//! client certificate), and a gateway that does not trust the subgraph's certificate ends
+//! the subscription with an error that says so.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -18,8 +18,17 @@ use crate::subscriptions::{
     Gateway, REVIEW_ADDED, WsClient, gateway_with, review, subgraphs_serving_reviews_with,
 };
 
-/// A private CA (its PEM) and a TLS acceptor for 127.0.0.1 with a certificate it signed.
-fn private_ca() -> (String, tokio_rustls::TlsAcceptor) {
+/// A private CA (its PEM), a TLS acceptor for 127.0.0.1 with a certificate it signed that
+/// asks every client for a certificate it signed too (mutual TLS), and such a client
+/// certificate and its key (PEM).
+struct PrivateCa {
+    pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+    client_cert: String,
+    client_key: String,
+}
+
+fn private_ca() -> PrivateCa {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().expect("a CA key");
@@ -33,28 +42,51 @@ fn private_ca() -> (String, tokio_rustls::TlsAcceptor) {
     let leaf = leaf_params
         .signed_by(&leaf_key, &ca, &ca_key)
         .expect("a leaf certificate");
+    let client_key = KeyPair::generate().expect("a client key");
+    let client = CertificateParams::new(vec!["gateway".to_owned()])
+        .expect("client parameters")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("a client certificate");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("the CA as a root");
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("a client verifier");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .expect("a server config");
-    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(clients)
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("a server config");
+    PrivateCa {
+        pem: ca.pem(),
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
 }
 
-/// Subgraph clients that trust the CA in `ca_pem` (written to `dir`).
-fn trusting(dir: &Path, ca_pem: &str) -> HttpTransportConfig {
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_pem).expect("the CA file");
+/// Subgraph clients that trust the CA in `ca_pem` and present `client` (certificate and
+/// key PEM), through files in `dir`.
+fn trusting(dir: &Path, ca_pem: &str, client: (&str, &str)) -> HttpTransportConfig {
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("a PEM file");
+        path
+    };
     HttpTransportConfig {
         tls: ClientTls::load(&ClientTlsFiles {
-            ca_file: Some(ca_file),
-            ..ClientTlsFiles::default()
+            ca_file: Some(write("ca.pem", ca_pem)),
+            client_cert: Some(write("gateway.pem", client.0)),
+            client_key: Some(write("gateway-key.pem", client.1)),
         })
-        .expect("the CA loads"),
+        .expect("the TLS files load"),
         ..HttpTransportConfig::default()
     }
 }
@@ -71,15 +103,15 @@ async fn subscribe(gateway: &Gateway) -> WsClient {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_https_subgraph_is_subscribed_to_over_wss_trusting_the_configured_ca() {
-    let (ca_pem, acceptor) = private_ca();
-    let (reviews, urls, _) = subgraphs_serving_reviews_with(Some(acceptor)).await;
+async fn an_https_subgraph_is_subscribed_to_over_wss_with_the_configured_ca_and_client_cert() {
+    let ca = private_ca();
+    let (reviews, urls, _) = subgraphs_serving_reviews_with(Some(ca.acceptor.clone())).await;
     assert!(urls.iter().any(|url| url.url.starts_with("https://")));
     let dir = tempfile::tempdir().expect("tempdir");
     let gateway = gateway_with(
         SupergraphSource::Subgraphs(urls),
         GatewaySettings {
-            subgraph_http: trusting(dir.path(), &ca_pem),
+            subgraph_http: trusting(dir.path(), &ca.pem, (&ca.client_cert, &ca.client_key)),
             ..GatewaySettings::default()
         },
     )
@@ -106,9 +138,9 @@ async fn an_https_subgraph_is_subscribed_to_over_wss_trusting_the_configured_ca(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subgraph_whose_certificate_is_not_trusted_ends_the_subscription_with_a_clear_error() {
-    let (_, acceptor) = private_ca();
-    let (other_ca_pem, _) = private_ca();
-    let (_reviews, _, sdls) = subgraphs_serving_reviews_with(Some(acceptor)).await;
+    let ca = private_ca();
+    let other = private_ca();
+    let (_reviews, _, sdls) = subgraphs_serving_reviews_with(Some(ca.acceptor)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // Composed beforehand: the gateway could not fetch the SDL it does not trust either.
     let supergraph = dir.path().join("supergraph.graphql");
@@ -120,7 +152,11 @@ async fn a_subgraph_whose_certificate_is_not_trusted_ends_the_subscription_with_
     let gateway = gateway_with(
         SupergraphSource::File(supergraph),
         GatewaySettings {
-            subgraph_http: trusting(dir.path(), &other_ca_pem),
+            subgraph_http: trusting(
+                dir.path(),
+                &other.pem,
+                (&other.client_cert, &other.client_key),
+            ),
             ..GatewaySettings::default()
         },
     )
