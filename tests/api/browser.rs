@@ -86,3 +86,63 @@ async fn the_playground_runs_a_query_without_leaving_the_gateway() {
             .contains("latestPosts")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_runs_a_subscription_over_a_websocket_and_shows_its_events() {
+    let app = serve().await;
+    let author = app.register("livewire").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = app
+        .graphql(
+            "mutation { createPost(input: { body: \"watched live\" }) { id } }",
+            serde_json::json!({}),
+            Some(&author),
+        )
+        .await;
+    let post = created["data"]["createPost"]["id"].as_str().unwrap();
+    let subscription = format!(
+        "subscription {{ commentAdded(postId: \"{post}\") {{ body author {{ username }} }} }}"
+    );
+    let comment = serde_json::json!({
+        "query": format!(
+            "mutation {{ addComment(postId: \"{post}\", body: \"live in the playground\") {{ id }} }}"
+        )
+    });
+
+    let (ok, output) = node(
+        "playground.mjs",
+        &[
+            &app.url("/graphql"),
+            "--query",
+            &subscription,
+            "--expect",
+            "live in the playground",
+            "--trigger",
+            &comment.to_string(),
+            "--trigger-token",
+            &author,
+        ],
+    )
+    .await;
+    assert!(ok, "the playground check failed:\n{output}");
+    let summary: Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(
+        summary["result"]["data"]["commentAdded"],
+        serde_json::json!({ "body": "live in the playground", "author": { "username": "livewire" } })
+    );
+    let origin = app.url("/graphql").replace("http://", "ws://");
+    assert_eq!(summary["websockets"][0], Value::String(origin));
+    assert_eq!(summary["foreignRequests"], serde_json::json!([]));
+    assert_eq!(summary["problems"], serde_json::json!([]));
+    assert!(
+        summary["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|trigger| trigger["status"] == 200 && trigger["body"]["errors"].is_null()),
+        "{}",
+        summary["triggers"]
+    );
+}

@@ -1,12 +1,24 @@
 // Opens the gateway's GraphiQL playground in headless Chromium and runs one operation:
 //   node playground.mjs URL [--query '{ hello }'] [--expect '"hello": "world"'] [--screenshot FILE]
+//                           [--trigger JSON [--trigger-token T]]
 // Fails when the page requests anything from another host, when the page throws, or when
 // the result pane does not show the expected text. Prints a JSON summary on success.
+// For a subscription, --trigger is a GraphQL request body POSTed to URL (with
+// `Authorization: Bearer T`) once the page has sent its `subscribe` over the WebSocket,
+// and again every 500 ms until the result pane shows the expected text (the subscription
+// may reach the subgraph a moment after the message); the summary then lists the page's
+// WebSocket URLs and the results of the triggers.
 // Chromium is $CHROMIUM_PATH, else the first of the usual names found on PATH.
 import { launchChromium } from './chromium.mjs';
 
 function parseArgs(argv) {
-  const options = { query: '{ hello }', expect: '"hello": "world"', screenshot: null };
+  const options = {
+    query: '{ hello }',
+    expect: '"hello": "world"',
+    screenshot: null,
+    trigger: null,
+    'trigger-token': null,
+  };
   const [url, ...rest] = argv;
   for (let i = 0; i < rest.length; i += 2) {
     const name = rest[i].replace(/^--/, '');
@@ -15,7 +27,11 @@ function parseArgs(argv) {
     }
     options[name] = rest[i + 1];
   }
-  if (!url) throw new Error('usage: node playground.mjs URL [--query Q] [--expect TEXT] [--screenshot FILE]');
+  if (!url) {
+    throw new Error(
+      'usage: node playground.mjs URL [--query Q] [--expect TEXT] [--screenshot FILE] [--trigger JSON [--trigger-token T]]',
+    );
+  }
   return { url, ...options };
 }
 
@@ -38,6 +54,17 @@ try {
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  // WebSockets (subscriptions): where they go, and whether a `subscribe` went out.
+  const websockets = [];
+  let subscribed = false;
+  page.on('websocket', (socket) => {
+    const url = new URL(socket.url());
+    websockets.push(socket.url());
+    if (url.host !== pageUrl.host) foreign.push(socket.url());
+    socket.on('framesent', (frame) => {
+      if (typeof frame.payload === 'string' && frame.payload.includes('"subscribe"')) subscribed = true;
+    });
+  });
   // The media type of each GraphQL answer (multipart/mixed when it came in parts).
   const responseTypes = [];
   page.on('response', (response) => {
@@ -67,6 +94,29 @@ try {
   // GraphiQL reads the editor through a debounced change handler.
   await page.waitForTimeout(500);
   await page.click('.graphiql-execute-button');
+  const triggers = [];
+  let shown = false;
+  if (options.trigger) {
+    const deadline = Date.now() + 30_000;
+    while (!subscribed && Date.now() < deadline) await page.waitForTimeout(100);
+    if (!subscribed) throw new Error('the page sent no `subscribe` over a WebSocket');
+    const headers = { 'content-type': 'application/json' };
+    if (options['trigger-token']) headers.authorization = `Bearer ${options['trigger-token']}`;
+    while (!shown && Date.now() < deadline) {
+      const answer = await fetch(options.url, { method: 'POST', headers, body: options.trigger });
+      triggers.push({ status: answer.status, body: await answer.json() });
+      shown = await page
+        .waitForFunction(
+          (expected) => {
+            const result = document.querySelector('.graphiql-response .CodeMirror');
+            return result && result.CodeMirror.getValue().includes(expected);
+          },
+          options.expect,
+          { timeout: 500 },
+        )
+        .then(() => true, () => false);
+    }
+  }
   await page.waitForFunction(
     (expected) => {
       const result = document.querySelector('.graphiql-response .CodeMirror');
@@ -87,6 +137,8 @@ try {
     query: options.query,
     result: JSON.parse(result),
     requests,
+    websockets,
+    triggers,
     responseTypes,
     foreignRequests: foreign,
     problems,

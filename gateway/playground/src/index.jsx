@@ -16,11 +16,20 @@ function readConfig() {
   };
 }
 
-// GraphiQL's own HTTP fetcher: it accepts `multipart/mixed` besides JSON and reads an
-// incremental response part by part, so a query with `@defer` shows its primary data
-// first and each deferred fragment as it arrives.
+// The WebSocket URL of `endpoint` on this page's origin (`wss:` when the page is HTTPS).
+function subscriptionUrl(endpoint) {
+  const url = new URL(endpoint, window.location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.toString();
+}
+
+// GraphiQL's own fetcher. Queries and mutations go over HTTP: it accepts `multipart/mixed`
+// besides JSON and reads an incremental response part by part, so a query with `@defer`
+// shows its primary data first and each deferred fragment as it arrives. Subscriptions go
+// over a WebSocket to the same endpoint (`graphql-ws`, bundled), with the headers of the
+// headers editor as `connection_init`'s payload, where the gateway reads the token.
 function createFetcher(endpoint) {
-  return createGraphiQLFetcher({ url: endpoint });
+  return createGraphiQLFetcher({ url: endpoint, subscriptionUrl: subscriptionUrl(endpoint) });
 }
 
 const config = readConfig();

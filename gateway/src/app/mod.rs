@@ -447,6 +447,7 @@ impl GatewayBuilder {
             service.clone(),
             settings.subscriptions.clone(),
             self.in_process_subscribers,
+            &settings.subgraph_http.tls,
         );
         let graphql = with_subscriptions(
             graphql_http::router(service.clone(), settings.http.clone()),

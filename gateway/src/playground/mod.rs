@@ -3,8 +3,9 @@
 //! and that is embedded in the binary, so the playground works with no internet access.
 //!
 //! The page loads only `/playground/graphiql.js` and `/playground/graphiql.css` (with a
-//! `?v=` content hash, so they can be cached for a year) and posts operations to the
-//! GraphQL endpoint; its Content-Security-Policy allows nothing else.
+//! `?v=` content hash, so they can be cached for a year), posts queries and mutations to the
+//! GraphQL endpoint and runs subscriptions over a WebSocket to it (`graphql-ws`, bundled);
+//! its Content-Security-Policy allows nothing else.
 
 use std::sync::LazyLock;
 
@@ -79,7 +80,8 @@ pub struct PlaygroundPage {
 }
 
 /// What the page allows: its own scripts and styles (GraphiQL sets inline styles), data:
-/// fonts and images (GraphiQL's CSS inlines its fonts), requests to its own origin only.
+/// fonts and images (GraphiQL's CSS inlines its fonts), requests to its own origin only
+/// (`'self'` covers WebSockets to the same host and port).
 const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; font-src 'self' data:; img-src 'self' data:; \
     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

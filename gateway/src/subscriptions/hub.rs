@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
+use tokio_rustls::rustls::ClientConfig;
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -77,6 +78,8 @@ impl Shared {
 pub(crate) struct Hub {
     shared: Arc<Shared>,
     init_timeout: Duration,
+    /// The TLS of `wss://` upstreams; `None` when it could not be made (they fail).
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -129,10 +132,11 @@ impl Drop for OpenUpstream {
 }
 
 impl Hub {
-    pub fn new(init_timeout: Duration) -> Self {
+    pub fn new(init_timeout: Duration, tls: Option<Arc<ClientConfig>>) -> Self {
         Self {
             shared: Arc::new(Shared::default()),
             init_timeout,
+            tls,
         }
     }
 
@@ -172,7 +176,7 @@ impl Hub {
             key,
             generation,
             request,
-            self.init_timeout,
+            (self.init_timeout, self.tls.clone()),
             events,
             stopped,
         ));
@@ -191,7 +195,7 @@ async fn run_upstream(
     key: UpstreamKey,
     generation: u64,
     request: UpstreamRequest,
-    init_timeout: Duration,
+    (init_timeout, tls): (Duration, Option<Arc<ClientConfig>>),
     events: broadcast::Sender<Arc<HubEvent>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -207,7 +211,7 @@ async fn run_upstream(
         let _ = events.send(Arc::new(event));
     };
     let opened = tokio::select! {
-        opened = UpstreamSubscription::open(&request, init_timeout) => opened,
+        opened = UpstreamSubscription::open(&request, init_timeout, tls.as_ref()) => opened,
         _ = &mut stopped => return,
     };
     let mut upstream = match opened {

@@ -1,6 +1,6 @@
 //! Subscriptions through the gateway: clients subscribe over a WebSocket
-//! (`graphql-transport-ws`), server-sent events (`graphql-sse`, distinct connections mode)
-//! or multipart HTTP (Apollo's `multipart/mixed; subscriptionSpec="1.0"`) on the GraphQL
+//! (`graphql-transport-ws`), server-sent events (`graphql-sse`, distinct connections and
+//! single connection modes) or multipart HTTP (Apollo's `multipart/mixed; subscriptionSpec="1.0"`) on the GraphQL
 //! endpoint. A subscription goes through the same steps as a query
 //! ([`GatewayService::admit_stream`]: persisted queries, preparation, authentication,
 //! authorization, rate limits); its plan is a subscription fetch to the subgraph that owns
@@ -25,9 +25,11 @@
 //! - `hub`: upstream subscriptions shared by identical client subscriptions.
 //! - `session`: one client subscription — admitted, its upstream joined, each event
 //!   resolved and shaped like a query's response, ended at token expiry.
-//! - `ws`, `sse`, `multipart`: the client transports.
+//! - `ws`, `sse`, `event_streams`, `multipart`: the client transports (`sse` one stream
+//!   per operation, `event_streams` one reserved stream for many).
 //! - `routes`: which requests on the GraphQL endpoint go to a client transport.
 
+mod event_streams;
 mod hub;
 mod multipart;
 mod plan;
@@ -45,9 +47,10 @@ use std::time::Duration;
 pub use self::routes::with_subscriptions;
 pub use self::session::Event;
 
+use self::event_streams::EventStreams;
 use self::hub::Hub;
 use crate::service::GatewayService;
-use crate::transport::SubgraphSubscriber;
+use crate::transport::{ClientTls, SubgraphSubscriber};
 
 /// The code of a subscription refused because a limit on subscriptions is reached.
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
@@ -70,6 +73,9 @@ pub struct SubscriptionSettings {
     /// How long a WebSocket client has to send `connection_init` after connecting, and
     /// how long a subgraph has to acknowledge the gateway's. Default: 10 s.
     pub init_timeout: Duration,
+    /// How long a reserved server-sent event stream (single connection mode) waits for
+    /// its client to open it before the reservation expires. Default: 30 s.
+    pub reservation_timeout: Duration,
 }
 
 impl Default for SubscriptionSettings {
@@ -79,6 +85,7 @@ impl Default for SubscriptionSettings {
             max_per_process: 10_000,
             heartbeat: Duration::from_secs(15),
             init_timeout: Duration::from_secs(10),
+            reservation_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -89,6 +96,7 @@ pub struct Subscriptions {
     service: Arc<GatewayService>,
     settings: SubscriptionSettings,
     hub: Hub,
+    event_streams: EventStreams,
     active: Arc<AtomicUsize>,
     /// Subgraphs in this process, subscribed to without a socket.
     in_process: InProcessSubscribers,
@@ -109,15 +117,24 @@ impl std::fmt::Debug for Subscriptions {
 
 impl Subscriptions {
     /// Subscriptions admitted by `service`; the subgraphs in `in_process` are subscribed
-    /// to directly, every other one over a WebSocket at its URL in the supergraph.
+    /// to directly, every other one over a WebSocket at its URL in the supergraph (`wss://`
+    /// for an `https://` URL, with `tls`, the TLS settings of every subgraph client).
     pub fn new(
         service: Arc<GatewayService>,
         settings: SubscriptionSettings,
         in_process: InProcessSubscribers,
+        tls: &ClientTls,
     ) -> Arc<Self> {
         describe_metrics();
+        let tls = tls
+            .websocket_config()
+            .inspect_err(|error| {
+                tracing::error!(%error, "no TLS for subgraph subscriptions: wss:// upstreams will fail");
+            })
+            .ok();
         Arc::new(Self {
-            hub: Hub::new(settings.init_timeout),
+            hub: Hub::new(settings.init_timeout, tls),
+            event_streams: EventStreams::default(),
             service,
             settings,
             active: Arc::new(AtomicUsize::new(0)),
@@ -139,6 +156,11 @@ impl Subscriptions {
         self.hub.active()
     }
 
+    /// Server-sent event streams of the single connection mode reserved or open now.
+    pub fn event_streams(&self) -> usize {
+        self.event_streams.count()
+    }
+
     /// A place for one more client subscription, or `None` at the process limit.
     fn admit(&self) -> Option<ActiveSubscription> {
         let max = self.settings.max_per_process;
@@ -156,6 +178,7 @@ impl Subscriptions {
 
 const ACTIVE_GAUGE: &str = "gantry_subscriptions_active";
 const UPSTREAMS_GAUGE: &str = "gantry_subscription_upstreams_active";
+const EVENT_STREAMS_GAUGE: &str = "gantry_subscription_event_streams_active";
 
 fn describe_metrics() {
     metrics::describe_gauge!(
@@ -165,6 +188,10 @@ fn describe_metrics() {
     metrics::describe_gauge!(
         UPSTREAMS_GAUGE,
         "Subscriptions the gateway holds open to subgraphs (shared by identical client subscriptions)"
+    );
+    metrics::describe_gauge!(
+        EVENT_STREAMS_GAUGE,
+        "Server-sent event streams of the single connection mode, reserved or open"
     );
 }
 

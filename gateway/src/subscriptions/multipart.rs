@@ -55,7 +55,7 @@ pub(crate) async fn respond(state: StreamState, request: Request, request_id: St
     };
     let context = context(&state.http, &bare, headers, request_id);
     match session::open(&state.subscriptions, graphql, &context).await {
-        Opened::Single(event) => {
+        Opened::Single(event) | Opened::Refused(event, _) => {
             ([(CONTENT_TYPE, "application/json")], event.to_string()).into_response()
         }
         Opened::Stream(stream) => (

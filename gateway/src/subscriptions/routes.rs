@@ -1,7 +1,8 @@
 //! Which requests on the GraphQL endpoint go to a client transport of subscriptions: a
-//! WebSocket upgrade, a request that accepts `text/event-stream`, or one that accepts
-//! Apollo's `multipart/mixed` with `subscriptionSpec`. Everything else goes on to GraphQL
-//! over HTTP untouched. The layer sits outside compression (a compressed stream would be
+//! WebSocket upgrade; a request that accepts `text/event-stream`; a `PUT`, a `DELETE`, or
+//! any request with an event stream's reservation token (server-sent events, single
+//! connection mode); or one that accepts Apollo's `multipart/mixed` with
+//! `subscriptionSpec`. Everything else goes on to GraphQL over HTTP untouched. The layer sits outside compression (a compressed stream would be
 //! held back) and gives each request its `x-request-id` the way the HTTP layer does.
 
 use std::net::SocketAddr;
@@ -46,6 +47,14 @@ pub fn with_subscriptions(
 enum Transport {
     WebSocket,
     Sse,
+    /// Single connection mode: reserve a stream.
+    SseReserve,
+    /// Single connection mode: open the stream the token reserved.
+    SseStream(String),
+    /// Single connection mode: an operation onto the stream the token names.
+    SseOperation(String),
+    /// Single connection mode: stop an operation (without a token: no stream to look in).
+    SseStop(Option<String>),
     Multipart,
 }
 
@@ -68,8 +77,23 @@ fn transport(request: &Request) -> Option<Transport> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.to_ascii_lowercase().contains("upgrade"));
-    match *request.method() {
-        Method::GET if upgrade && connection_upgrade => Some(Transport::WebSocket),
+    let token = super::event_streams::token_of(request);
+    match (request.method().clone(), token) {
+        (Method::GET, _) if upgrade && connection_upgrade => Some(Transport::WebSocket),
+        (Method::PUT, _) => Some(Transport::SseReserve),
+        (Method::DELETE, token) => Some(Transport::SseStop(token)),
+        (Method::GET | Method::POST, Some(token)) if accepts(headers, "text/event-stream") => {
+            Some(Transport::SseStream(token))
+        }
+        (Method::GET | Method::POST, Some(token)) => Some(Transport::SseOperation(token)),
+        (method, None) => plain_transport(&method, headers),
+        _ => None,
+    }
+}
+
+/// The transport of a request without a reservation token.
+fn plain_transport(method: &Method, headers: &HeaderMap) -> Option<Transport> {
+    match *method {
         Method::GET | Method::POST if accepts(headers, "text/event-stream") => Some(Transport::Sse),
         Method::POST
             if accepts(headers, "multipart/mixed") && accepts(headers, "subscriptionspec") =>
@@ -91,6 +115,13 @@ async fn intercept(State(state): State<StreamState>, request: Request, next: Nex
     let mut response = match transport {
         Transport::WebSocket => super::ws::upgrade(state, request, request_id.clone()).await,
         Transport::Sse => super::sse::respond(state, request, request_id.clone()).await,
+        Transport::SseReserve => super::event_streams::reserve(state, request).await,
+        Transport::SseStream(token) => super::event_streams::open(state, request, token).await,
+        Transport::SseOperation(token) => {
+            super::event_streams::operation(state, request, token, request_id.clone()).await
+        }
+        Transport::SseStop(Some(token)) => super::event_streams::stop(state, request, token).await,
+        Transport::SseStop(None) => super::event_streams::not_found(),
         Transport::Multipart => super::multipart::respond(state, request, request_id.clone()).await,
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {

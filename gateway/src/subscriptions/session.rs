@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use futures::Stream;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -42,8 +43,11 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
 pub(crate) enum Opened {
     /// A subscription's events.
     Stream(EventStream),
-    /// A query or mutation's one response, or a refusal (`{errors}`): sent, then done.
+    /// A query or mutation's one response: sent, then done.
     Single(Event),
+    /// A request that did not run (`{errors}`, no `data`), and the HTTP status a transport
+    /// that answers with one uses.
+    Refused(Event, StatusCode),
 }
 
 /// How often a subscription whose token has expired (but is still within the verifier's
@@ -71,23 +75,36 @@ pub(crate) async fn open(
     let Some(place) = subscriptions.admit() else {
         let max = subscriptions.settings.max_per_process;
         tracing::warn!(max, "a subscription was refused at the process's limit");
-        return Opened::Single(errors_body(vec![
-            GraphQLError::with_code(
-                format!("This server holds its limit of {max} subscriptions; try again later"),
-                TOO_MANY_SUBSCRIPTIONS,
-            )
-            .extension("limit", Value::from(max)),
-        ]));
+        return Opened::Refused(
+            errors_body(vec![
+                GraphQLError::with_code(
+                    format!("This server holds its limit of {max} subscriptions; try again later"),
+                    TOO_MANY_SUBSCRIPTIONS,
+                )
+                .extension("limit", Value::from(max)),
+            ]),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
     };
     let admitted = match subscriptions.service.admit_stream(request, context).await {
         Ok(StreamAdmission::Subscription(admitted)) => admitted,
-        Ok(StreamAdmission::Single(response)) | Err(response) => {
-            return Opened::Single(http_body(*response));
-        }
+        Ok(StreamAdmission::Single(response)) | Err(response) => return answered(*response),
     };
     match Live::start(subscriptions, *admitted, context, place) {
         Ok(live) => Opened::Stream(Box::pin(live.into_stream())),
-        Err(refusal) => Opened::Single(refusal),
+        Err(refusal) => Opened::Refused(refusal, StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A response the service gave at once: a refusal when nothing ran (no `data`, as the
+/// HTTP layer decides too), else the one result.
+fn answered(response: crate::graphql_http::GraphQLResponse) -> Opened {
+    let status = response.http_status_hint;
+    let body = http_body(response);
+    if body.get("data").is_none() {
+        Opened::Refused(body, status.unwrap_or(StatusCode::BAD_REQUEST))
+    } else {
+        Opened::Single(body)
     }
 }
 
@@ -316,7 +333,10 @@ impl Live {
                     tracing::warn!(request_id = %self.request_id, subgraph = %service, %error, "a subscription ended: its subgraph subscription failed");
                     Some(errors_body(vec![
                         GraphQLError::with_code(
-                            format!("The subscription to subgraph `{service}` failed"),
+                            format!(
+                                "The subscription to subgraph `{service}` failed: {}",
+                                error.summary()
+                            ),
                             SUBGRAPH_ERROR,
                         )
                         .extension("serviceName", Value::String(service.clone()))

@@ -30,7 +30,9 @@ pub(crate) async fn respond(state: StreamState, request: Request, request_id: St
     let context = context(&state.http, &bare, headers, request_id);
     let events: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         match session::open(&state.subscriptions, graphql, &context).await {
-            Opened::Single(event) => Box::pin(futures::stream::iter([next(&event), complete()])),
+            Opened::Single(event) | Opened::Refused(event, _) => {
+                Box::pin(futures::stream::iter([next(&event), complete()]))
+            }
             Opened::Stream(stream) => Box::pin(
                 stream
                     .map(|event| next(&event))

@@ -1,9 +1,11 @@
 //! How the gateway subscribes to a subgraph. Over a WebSocket, as a `graphql-transport-ws`
-//! client: connect to the subgraph's GraphQL URL, `connection_init` with the caller's
-//! headers as `{"headers": {...}}` (what an HTTP fetch would send as headers), wait for
-//! `connection_ack`, `subscribe`, then read `next` payloads until `complete` or `error`;
-//! pings are answered with pongs. Or, for a subgraph in this process, through its
-//! [`SubgraphSubscriber`], with the verified caller instead of headers.
+//! client: connect to the subgraph's GraphQL URL (`ws://` for `http://`, `wss://` for
+//! `https://`, with the TLS settings of every subgraph client: extra roots, client
+//! certificate), `connection_init` with the caller's headers as `{"headers": {...}}` (what
+//! an HTTP fetch would send as headers), wait for `connection_ack`, `subscribe`, then read
+//! `next` payloads until `complete` or `error`; pings are answered with pongs. Or, for a
+//! subgraph in this process, through its [`SubgraphSubscriber`], with the verified caller
+//! instead of headers.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -13,11 +15,16 @@ use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::fetch::EntityCalls;
 use crate::graphql::OperationKind;
@@ -31,10 +38,14 @@ const ID: &str = "1";
 /// and the client gets a generic `SUBGRAPH_ERROR`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum UpstreamError {
-    #[error("the subgraph URL `{0}` cannot be reached over a WebSocket (http:// URLs only)")]
+    #[error(
+        "the subgraph URL `{0}` cannot be reached over a WebSocket (http:// or https:// URLs only)"
+    )]
     Url(String),
     #[error("could not connect: {0}")]
     Connect(String),
+    #[error("the TLS handshake failed: {0}")]
+    Tls(String),
     #[error("the subgraph did not acknowledge the connection in time")]
     InitTimeout,
     #[error("the subgraph broke the protocol: {0}")]
@@ -43,11 +54,27 @@ pub(crate) enum UpstreamError {
     Closed(String),
 }
 
+impl UpstreamError {
+    /// What the client is told: which step failed, without the subgraph's details.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "its URL cannot be reached over a WebSocket",
+            Self::Connect(_) => "the gateway could not connect to it",
+            Self::Tls(_) => {
+                "the gateway could not connect to it over TLS (its certificate is not trusted, or it refused the gateway's)"
+            }
+            Self::InitTimeout => "it did not acknowledge the connection in time",
+            Self::Protocol(_) => "it broke the subscription protocol",
+            Self::Closed(_) => "its connection closed",
+        }
+    }
+}
+
 /// What one upstream subscription asks.
 #[derive(Clone)]
 pub(crate) struct UpstreamRequest {
     pub subgraph: String,
-    /// The subgraph's GraphQL URL (`http://…`).
+    /// The subgraph's GraphQL URL (`http://…` or `https://…`).
     pub url: String,
     pub query: String,
     pub variables: Map<String, Value>,
@@ -85,11 +112,12 @@ pub(crate) enum UpstreamSubscription {
 }
 
 impl UpstreamSubscription {
-    /// Subscribes as `request` says: in this process, or over a WebSocket, initialised
-    /// within `init_timeout`.
+    /// Subscribes as `request` says: in this process, or over a WebSocket (`tls` for a
+    /// `wss://` one), initialised within `init_timeout`.
     pub async fn open(
         request: &UpstreamRequest,
         init_timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
     ) -> Result<Self, UpstreamError> {
         if let Some(subscriber) = &request.in_process {
             let events = subscriber.subscribe(SubgraphRequest {
@@ -105,7 +133,7 @@ impl UpstreamSubscription {
             });
             return Ok(Self::InProcess(events));
         }
-        WebSocketSubscription::open(request, init_timeout)
+        WebSocketSubscription::open(request, init_timeout, tls)
             .await
             .map(|socket| Self::WebSocket(Box::new(socket)))
     }
@@ -129,18 +157,65 @@ impl UpstreamSubscription {
     }
 }
 
+/// The byte stream under a WebSocket: TCP, or TLS over TCP.
+trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
+
 /// A subscription over a WebSocket to a subgraph (one subscription per connection).
 pub(crate) struct WebSocketSubscription {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: WebSocketStream<Box<dyn Connection>>,
 }
 
-/// `ws://` for an `http://` URL.
+/// `ws://` for an `http://` URL, `wss://` for an `https://` one.
 fn websocket_url(url: &str) -> Result<String, UpstreamError> {
-    match url.strip_prefix("http://") {
-        Some(rest) => Ok(format!("ws://{rest}")),
-        None if url.starts_with("ws://") => Ok(url.to_owned()),
-        None => Err(UpstreamError::Url(url.to_owned())),
+    if let Some(rest) = url.strip_prefix("http://") {
+        return Ok(format!("ws://{rest}"));
     }
+    if let Some(rest) = url.strip_prefix("https://") {
+        return Ok(format!("wss://{rest}"));
+    }
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        return Ok(url.to_owned());
+    }
+    Err(UpstreamError::Url(url.to_owned()))
+}
+
+/// Opens the connection `request` goes to (through TLS with `tls` for `wss://`) and makes
+/// it a WebSocket.
+async fn connect(
+    request: Request,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<WebSocketStream<Box<dyn Connection>>, UpstreamError> {
+    let uri = request.uri();
+    let secure = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or_else(|| UpstreamError::Url(uri.to_string()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|error| UpstreamError::Connect(error.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Connection> = if secure {
+        let config = tls.ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|error| UpstreamError::Url(format!("{host}: {error}")))?;
+        let tls = TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|error| UpstreamError::Tls(error.to_string()))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|error| UpstreamError::Connect(error.to_string()))?;
+    Ok(socket)
 }
 
 /// `connection_init`'s payload: the headers a fetch would carry.
@@ -160,6 +235,7 @@ impl WebSocketSubscription {
     pub async fn open(
         request: &UpstreamRequest,
         init_timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
     ) -> Result<Self, UpstreamError> {
         let mut ws_request = websocket_url(&request.url)?
             .into_client_request()
@@ -169,9 +245,7 @@ impl WebSocketSubscription {
             HeaderValue::from_static("graphql-transport-ws"),
         );
         let opened = async {
-            let (socket, _) = tokio_tungstenite::connect_async(ws_request)
-                .await
-                .map_err(|error| UpstreamError::Connect(error.to_string()))?;
+            let socket = connect(ws_request, tls).await?;
             let mut upstream = Self { socket };
             upstream
                 .send(
@@ -290,15 +364,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_http_subgraph_url_becomes_a_websocket_url_and_https_is_refused() {
+    fn an_http_subgraph_url_becomes_ws_and_an_https_one_wss() {
         assert_eq!(
             websocket_url("http://127.0.0.1:4001/graphql")
                 .ok()
                 .as_deref(),
             Some("ws://127.0.0.1:4001/graphql")
         );
+        assert_eq!(
+            websocket_url("https://posts.example/graphql")
+                .ok()
+                .as_deref(),
+            Some("wss://posts.example/graphql")
+        );
         assert!(matches!(
-            websocket_url("https://posts.example/graphql"),
+            websocket_url("ftp://posts.example/graphql"),
             Err(UpstreamError::Url(_))
         ));
     }

@@ -323,7 +323,7 @@ async fn run(
     outgoing: mpsc::Sender<Outgoing>,
 ) {
     match session::open(&state.subscriptions, request, &context).await {
-        Opened::Single(event) if event.get("data").is_none() => {
+        Opened::Refused(event, _) => {
             let errors = event.get("errors").cloned().unwrap_or(json!([]));
             let _ = outgoing
                 .send(Outgoing::Send(

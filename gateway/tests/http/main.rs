@@ -7,6 +7,8 @@ mod browser;
 mod builder;
 mod defer;
 mod dependencies;
+mod event_streams;
 mod protocol;
 mod subscriptions;
 mod support;
+mod wss_upstreams;

@@ -33,7 +33,7 @@ use crate::support::run_node;
 
 /// A review as the `reviews` subgraph publishes it.
 #[derive(Clone, SimpleObject)]
-struct Review {
+pub(crate) struct Review {
     id: ID,
     body: String,
     product_id: ID,
@@ -42,16 +42,16 @@ struct Review {
 
 /// `User` as `reviews` knows it: the key only.
 #[derive(Clone, SimpleObject)]
-struct User {
+pub(crate) struct User {
     id: ID,
 }
 
 /// What the `reviews` subgraph's subscriptions see: published reviews, and how many
 /// subscriptions it holds open.
 #[derive(Clone)]
-struct Reviews {
-    published: broadcast::Sender<Review>,
-    open: Arc<AtomicUsize>,
+pub(crate) struct Reviews {
+    pub published: broadcast::Sender<Review>,
+    pub open: Arc<AtomicUsize>,
     opened: Arc<AtomicUsize>,
 }
 
@@ -179,6 +179,40 @@ async fn listen(router: Router) -> String {
     format!("http://{address}/graphql")
 }
 
+/// A TCP listener whose connections speak TLS (a failed handshake is skipped).
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Serves `router` over TLS with `acceptor`; its `https://` GraphQL URL.
+async fn listen_tls(router: Router, acceptor: tokio_rustls::TlsAcceptor) -> String {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = tcp.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(TlsListener { tcp, acceptor }, router).await });
+    format!("https://{address}/graphql")
+}
+
 /// A subgraph's SDL, as it hands it to composition.
 async fn sdl<Q, M, S>(schema: &Schema<Q, M, S>, name: &str, url: &str) -> SubgraphSdl
 where
@@ -203,7 +237,14 @@ where
 }
 
 /// The two subgraphs, served; the reviews' handle, both URLs, and both SDLs.
-async fn subgraphs() -> (Reviews, Vec<SubgraphUrl>, Vec<SubgraphSdl>) {
+pub(crate) async fn subgraphs() -> (Reviews, Vec<SubgraphUrl>, Vec<SubgraphSdl>) {
+    subgraphs_serving_reviews_with(None).await
+}
+
+/// The two subgraphs, `reviews` over TLS with `tls` when given (`https://`).
+pub(crate) async fn subgraphs_serving_reviews_with(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (Reviews, Vec<SubgraphUrl>, Vec<SubgraphSdl>) {
     let reviews = Reviews {
         published: broadcast::channel(64).0,
         open: Arc::new(AtomicUsize::new(0)),
@@ -216,19 +257,20 @@ async fn subgraphs() -> (Reviews, Vec<SubgraphUrl>, Vec<SubgraphSdl>) {
         .finish();
     let queries = schema.clone();
     let sdl_schema = schema.clone();
-    let reviews_url = listen(
-        Router::new()
-            .route(
-                "/graphql",
-                post(move |Json(request): Json<async_graphql::Request>| {
-                    let schema = queries.clone();
-                    async move { Json(schema.execute(request).await) }
-                })
-                .get(reviews_ws),
-            )
-            .with_state(schema),
-    )
-    .await;
+    let reviews_router = Router::new()
+        .route(
+            "/graphql",
+            post(move |Json(request): Json<async_graphql::Request>| {
+                let schema = queries.clone();
+                async move { Json(schema.execute(request).await) }
+            })
+            .get(reviews_ws),
+        )
+        .with_state(schema);
+    let reviews_url = match tls {
+        Some(acceptor) => listen_tls(reviews_router, acceptor).await,
+        None => listen(reviews_router).await,
+    };
     let people = Schema::build(PeopleQuery, EmptyMutation, async_graphql::EmptySubscription)
         .enable_federation()
         .finish();
@@ -255,31 +297,43 @@ async fn subgraphs() -> (Reviews, Vec<SubgraphUrl>, Vec<SubgraphSdl>) {
     )
 }
 
-struct Gateway {
-    base: String,
-    subscriptions: Arc<Subscriptions>,
+pub(crate) struct Gateway {
+    pub base: String,
+    pub subscriptions: Arc<Subscriptions>,
     service: Arc<GatewayService>,
     key: SigningKey,
     _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
 
-async fn gateway(subgraphs: Vec<SubgraphUrl>, settings: SubscriptionSettings) -> Gateway {
+pub(crate) async fn gateway(
+    subgraphs: Vec<SubgraphUrl>,
+    settings: SubscriptionSettings,
+) -> Gateway {
+    gateway_with(
+        SupergraphSource::Subgraphs(subgraphs),
+        GatewaySettings {
+            subscriptions: settings,
+            ..GatewaySettings::default()
+        },
+    )
+    .await
+}
+
+/// A gateway on `source` with `settings`, serving on a free port.
+pub(crate) async fn gateway_with(source: SupergraphSource, settings: GatewaySettings) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = SigningKey::load(&KeySettings {
         data_dir: dir.path().to_path_buf(),
         ..KeySettings::default()
     })
     .expect("a generated key");
-    let app = GatewayApp::builder(GatewaySettings {
-        subscriptions: settings,
-        ..GatewaySettings::default()
-    })
-    .supergraph(SupergraphSource::Subgraphs(subgraphs))
-    .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
-    .build()
-    .await
-    .expect("the gateway builds");
+    let app = GatewayApp::builder(settings)
+        .supergraph(source)
+        .token_keys(TokenKeys::Keys(vec![key.public.clone()]))
+        .build()
+        .await
+        .expect("the gateway builds");
     let subscriptions = app.subscriptions.clone();
     let service = app.service.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -299,12 +353,12 @@ async fn gateway(subgraphs: Vec<SubgraphUrl>, settings: SubscriptionSettings) ->
 }
 
 impl Gateway {
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("{}/graphql", self.base)
     }
 
     /// A token for user `user`, valid for `lifetime_secs`.
-    fn token(&self, user: uuid::Uuid, lifetime_secs: u64) -> String {
+    pub fn token(&self, user: uuid::Uuid, lifetime_secs: u64) -> String {
         let settings = JwtSettings {
             access_ttl: Duration::from_secs(lifetime_secs),
             ..JwtSettings::default()
@@ -315,7 +369,7 @@ impl Gateway {
     }
 
     /// Waits until `what` holds, for at most 20 s (a wait for a state, not a timing).
-    async fn until(&self, what: impl Fn(&Subscriptions) -> bool) {
+    pub async fn until(&self, what: impl Fn(&Subscriptions) -> bool) {
         for _ in 0..400 {
             if what(&self.subscriptions) {
                 return;
@@ -333,7 +387,7 @@ impl Gateway {
 impl Reviews {
     /// Waits until the subgraph holds `count` subscriptions, so a review published next
     /// reaches them (at most 20 s: a wait for a state, not a timing).
-    async fn until_subscribed(&self, count: usize) {
+    pub async fn until_subscribed(&self, count: usize) {
         for _ in 0..400 {
             if self.published.receiver_count() == count {
                 return;
@@ -347,7 +401,7 @@ impl Reviews {
     }
 }
 
-fn review(id: &str, product: &str, author: &str) -> Review {
+pub(crate) fn review(id: &str, product: &str, author: &str) -> Review {
     Review {
         id: ID::from(id),
         body: format!("review {id}"),
@@ -358,11 +412,11 @@ fn review(id: &str, product: &str, author: &str) -> Review {
     }
 }
 
-const REVIEW_ADDED: &str =
+pub(crate) const REVIEW_ADDED: &str =
     "subscription($product: ID!) { reviewAdded(productId: $product) { body author { name } } }";
 
 /// A client speaking graphql-transport-ws frame by frame.
-struct WsClient {
+pub(crate) struct WsClient {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
@@ -370,7 +424,7 @@ struct WsClient {
 
 impl WsClient {
     /// Connects offering `protocol` (or no subprotocol at all).
-    async fn connect(gateway: &Gateway, protocol: Option<&str>) -> Self {
+    pub async fn connect(gateway: &Gateway, protocol: Option<&str>) -> Self {
         let mut request = gateway
             .url()
             .replace("http://", "ws://")
@@ -387,7 +441,7 @@ impl WsClient {
         Self { socket }
     }
 
-    async fn send(&mut self, message: Value) {
+    pub async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::text(message.to_string()))
             .await
@@ -395,7 +449,7 @@ impl WsClient {
     }
 
     /// The next protocol message (pings answered), or the close code.
-    async fn receive(&mut self) -> Result<Value, u16> {
+    pub async fn receive(&mut self) -> Result<Value, u16> {
         loop {
             match self.socket.next().await {
                 Some(Ok(Message::Text(text))) => {
@@ -415,7 +469,7 @@ impl WsClient {
         }
     }
 
-    async fn init(&mut self, payload: Value) {
+    pub async fn init(&mut self, payload: Value) {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
         assert_eq!(
