@@ -18,7 +18,8 @@
 //!   `complete` event `{id}`. A refused operation gets its errors and status at once.
 //!   More than [`SubscriptionSettings::max_per_connection`] at once on one stream are
 //!   refused with `TOO_MANY_SUBSCRIPTIONS`.
-//! - `DELETE ?operationId=…` with the token stops that operation.
+//! - `DELETE ?operationId=…` with the token stops that operation, for the caller who
+//!   reserved the stream only (`404` otherwise).
 //! - When the client closes the stream, the reservation ends with every operation on it,
 //!   and their places and upstream subscriptions are freed.
 //!
@@ -475,6 +476,9 @@ async fn forward(
 
 /// `DELETE ?operationId=` with a token: stops that operation.
 pub(crate) async fn stop(state: StreamState, request: Request, token: String) -> Response {
+    if let Err(refusal) = check_caller(&state, &token, request.headers()).await {
+        return refusal;
+    }
     let Some(id) = parameter(&request, "operationId") else {
         return errors(
             StatusCode::BAD_REQUEST,

@@ -2,7 +2,7 @@
 //! `graphql-sse` npm client with `singleConnection: true` runs two subscriptions on one
 //! stream, and the protocol's requests one by one (reserve, open, operate, stop, close,
 //! expire) with what each frees on the gauges; the limits on reservations not yet opened,
-//! per client address and per process.
+//! per client address and per process; and who may stop an operation.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -153,6 +153,38 @@ impl Protocol {
             .send()
             .await
             .expect("POST")
+    }
+
+    async fn operate_as(&self, token: &str, body: Value, authorization: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}?token={token}", self.url))
+            .header("authorization", authorization)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn open_as(&self, token: &str, authorization: &str) -> reqwest::Response {
+        self.client
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header(TOKEN_HEADER, token)
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    async fn stop(&self, token: &str, id: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .delete(format!("{}?operationId={id}", self.url))
+            .header(TOKEN_HEADER, token);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.send().await.expect("DELETE")
     }
 }
 
@@ -495,4 +527,55 @@ async fn an_expired_reservation_gives_back_its_place_and_ends_what_ran_on_it() {
         .await;
     assert_eq!(protocol.open(&token).await.status(), 404);
     protocol.token().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_caller_who_reserved_a_stream_stops_its_operations() {
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(urls, SubscriptionSettings::default()).await;
+    let protocol = Protocol::new(&gateway);
+    let owner = format!("Bearer {}", gateway.token(uuid::Uuid::now_v7(), 600));
+    let someone = format!("Bearer {}", gateway.token(uuid::Uuid::now_v7(), 600));
+
+    let token = token_of(protocol.reserve(Some(&owner)).await).await;
+    let mut stream = protocol.open_as(&token, &owner).await;
+    assert_eq!(stream.status(), 200);
+    let subscribe = json!({ "query": REVIEW_ADDED, "variables": { "product": "p1" },
+                            "extensions": { "operationId": "a" } });
+    assert_eq!(
+        protocol
+            .operate_as(&token, subscribe, &owner)
+            .await
+            .status(),
+        202
+    );
+
+    let anonymous = protocol.stop(&token, "a", None).await;
+    assert_eq!(anonymous.status(), 404);
+    let anonymous: Value = anonymous.json().await.expect("JSON");
+    assert_eq!(anonymous["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    assert_eq!(
+        protocol.stop(&token, "a", Some(&someone)).await.status(),
+        404,
+        "another user"
+    );
+    assert_eq!(
+        refusal(protocol.stop(&token, "a", Some("Bearer not-a-token")).await).await,
+        (401, json!("UNAUTHENTICATED"), Value::Null)
+    );
+
+    // The operation still runs.
+    reviews.until_subscribed(1).await;
+    reviews.published.send(review("r1", "p1", "u1")).ok();
+    let mut buffer = String::new();
+    assert_eq!(
+        next_data(&mut stream, &mut buffer).await,
+        json!({ "event": "next", "data": { "id": "a", "payload": { "data": { "reviewAdded": {
+            "body": "review r1", "author": { "name": "person u1" } } } } } })
+    );
+
+    assert_eq!(protocol.stop(&token, "a", Some(&owner)).await.status(), 200);
+    gateway
+        .until(|s| s.active() == 0 && s.upstreams() == 0)
+        .await;
 }
