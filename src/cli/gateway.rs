@@ -149,6 +149,20 @@ pub struct GatewayOptions {
     /// SSE comment, a multipart `{}`; a bare number is seconds). Default: 15.
     #[arg(long, env = "GANTRY_SUBSCRIPTION_HEARTBEAT_SECS", value_parser = values::seconds, help_heading = heading::LIMITS)]
     pub subscription_heartbeat_secs: Option<u64>,
+    /// How long a server-sent event stream reserved with `PUT` (single connection mode)
+    /// waits for its client to open it before the reservation expires (a bare number is
+    /// seconds). Default: 30.
+    #[arg(long, env = "GANTRY_EVENT_STREAM_RESERVATION_TIMEOUT_SECS", value_parser = values::seconds, help_heading = heading::LIMITS)]
+    pub event_stream_reservation_timeout_secs: Option<u64>,
+    /// Event stream reservations one client address (an IPv6 address by its /64) may hold
+    /// not yet opened; one more is refused with `429` and `TOO_MANY_RESERVATIONS`.
+    /// Default: 16.
+    #[arg(long, env = "GANTRY_MAX_PENDING_EVENT_STREAMS_PER_ADDRESS", help_heading = heading::LIMITS)]
+    pub max_pending_event_streams_per_address: Option<usize>,
+    /// Event stream reservations this process holds not yet opened, every address
+    /// together; one more is refused with `429` and `TOO_MANY_RESERVATIONS`. Default: 1000.
+    #[arg(long, env = "GANTRY_MAX_PENDING_EVENT_STREAMS", help_heading = heading::LIMITS)]
+    pub max_pending_event_streams: Option<usize>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -271,6 +285,17 @@ impl GatewayOptions {
                 .map_or(defaults.heartbeat, |secs| {
                     std::time::Duration::from_secs(secs.max(1))
                 }),
+            reservation_timeout: self
+                .event_stream_reservation_timeout_secs
+                .map_or(defaults.reservation_timeout, |secs| {
+                    std::time::Duration::from_secs(secs.max(1))
+                }),
+            max_pending_streams_per_address: self
+                .max_pending_event_streams_per_address
+                .unwrap_or(defaults.max_pending_streams_per_address),
+            max_pending_streams: self
+                .max_pending_event_streams
+                .unwrap_or(defaults.max_pending_streams),
             ..defaults
         }
     }

@@ -353,6 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn event_stream_reservation_limits_are_read_from_the_limits_section_and_flags() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "[limits]\nevent-stream-reservation-timeout-secs = \"1m\"\n\
+             max-pending-event-streams-per-address = 4\n",
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let settings = |args: &[&str]| {
+            let mut argv = vec!["gantry", "--config", path];
+            argv.extend_from_slice(args);
+            match parse(argv).unwrap().command {
+                Command::Serve(serve) => serve.gateway.subscription_settings(),
+                other => panic!("not serve: {other:?}"),
+            }
+        };
+        let from_file = settings(&[]);
+        assert_eq!(from_file.reservation_timeout.as_secs(), 60);
+        assert_eq!(from_file.max_pending_streams_per_address, 4);
+        assert_eq!(
+            from_file.max_pending_streams,
+            gantry_gateway::subscriptions::SubscriptionSettings::default().max_pending_streams
+        );
+        let flagged = settings(&["--max-pending-event-streams", "50"]);
+        assert_eq!(flagged.max_pending_streams, 50);
+        assert_eq!(flagged.max_pending_streams_per_address, 4);
+    }
+
+    #[test]
     fn a_value_is_checked_by_the_flags_own_parser() {
         let cli = Cli::command();
         let serve = cli.find_subcommand("serve").unwrap();

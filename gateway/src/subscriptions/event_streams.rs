@@ -5,7 +5,9 @@
 //! - `PUT` on the GraphQL endpoint reserves a stream: `201` with the reservation token as
 //!   `text/plain`. The caller (the token in `Authorization`, or none) is verified and
 //!   remembered; a reservation whose stream does not open within
-//!   [`SubscriptionSettings::reservation_timeout`] expires.
+//!   [`SubscriptionSettings::reservation_timeout`] expires. Reservations not opened yet
+//!   are bounded per client address and per process (`429`, `TOO_MANY_RESERVATIONS`; see
+//!   `reservations`), so reserving without opening cannot keep others from streams.
 //! - `GET` or `POST` accepting `text/event-stream` with the token (the
 //!   `x-graphql-event-stream-token` header or `?token=`) opens that stream, once (`409`
 //!   when it is open already); it must come from the caller who reserved it (`404`
@@ -16,14 +18,14 @@
 //!   `complete` event `{id}`. A refused operation gets its errors and status at once.
 //!   More than [`SubscriptionSettings::max_per_connection`] at once on one stream are
 //!   refused with `TOO_MANY_SUBSCRIPTIONS`.
-//! - `DELETE ?operationId=…` with the token stops that operation.
+//! - `DELETE ?operationId=…` with the token stops that operation, for the caller who
+//!   reserved the stream only (`404` otherwise).
 //! - When the client closes the stream, the reservation ends with every operation on it,
 //!   and their places and upstream subscriptions are freed.
 //!
 //! [`SubscriptionSettings::reservation_timeout`]: super::SubscriptionSettings::reservation_timeout
 //! [`SubscriptionSettings::max_per_connection`]: super::SubscriptionSettings::max_per_connection
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -38,17 +40,15 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use super::routes::{StreamState, context, read_request};
+use super::reservations::{AddressKey, NotOpened, Refused, Registry, ReservationLimits};
+use super::routes::{StreamState, client_addr, context, read_request};
 use super::session::{self, Event, EventStream, Opened};
-use super::{EVENT_STREAMS_GAUGE, TOO_MANY_SUBSCRIPTIONS};
+use super::{TOO_MANY_RESERVATIONS, TOO_MANY_SUBSCRIPTIONS};
 
 /// The header that carries the reservation token.
 pub(crate) const TOKEN_HEADER: &str = "x-graphql-event-stream-token";
 /// The query parameter that carries it (for `EventSource`, which sends no headers).
 const TOKEN_PARAMETER: &str = "token";
-
-/// Events an open stream may fall behind by before its operations wait for it.
-const BACKLOG: usize = 256;
 
 /// The reservation token a request names, from its header or its query string.
 pub(crate) fn token_of(request: &Request) -> Option<String> {
@@ -75,49 +75,7 @@ fn parameter(request: &Request, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-/// One reserved (and perhaps open) stream.
-struct Reservation {
-    /// Who reserved it: only they open it and run operations on it.
-    caller: Option<Uuid>,
-    sender: mpsc::Sender<SseEvent>,
-    /// Taken when the stream opens.
-    receiver: Option<mpsc::Receiver<SseEvent>>,
-    /// Operation id → the number it was started as (so a finished operation cannot forget
-    /// a later one that reuses its id), and its task once it runs.
-    operations: HashMap<String, (u64, Option<AbortHandle>)>,
-    started: u64,
-    _counted: CountedStream,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        for task in self
-            .operations
-            .values()
-            .filter_map(|(_, task)| task.as_ref())
-        {
-            task.abort();
-        }
-    }
-}
-
-/// Counts a reservation on the gauge until dropped.
-struct CountedStream;
-
-impl CountedStream {
-    fn new() -> Self {
-        metrics::gauge!(EVENT_STREAMS_GAUGE).increment(1.0);
-        Self
-    }
-}
-
-impl Drop for CountedStream {
-    fn drop(&mut self) {
-        metrics::gauge!(EVENT_STREAMS_GAUGE).decrement(1.0);
-    }
-}
-
-type Reservations = Arc<Mutex<HashMap<String, Reservation>>>;
+type Reservations = Arc<Mutex<Registry>>;
 
 /// The reserved and open event streams of this process.
 #[derive(Default)]
@@ -125,11 +83,11 @@ pub(crate) struct EventStreams {
     reservations: Reservations,
 }
 
-fn lock(reservations: &Reservations) -> MutexGuard<'_, HashMap<String, Reservation>> {
+fn lock(reservations: &Reservations) -> MutexGuard<'_, Registry> {
     reservations.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Removes the reservation `token` (outside the lock: dropping it stops its operations).
+/// Removes the stream `token` (outside the lock: dropping it stops its operations).
 fn forget(reservations: &Reservations, token: &str) {
     let removed = lock(reservations).remove(token);
     drop(removed);
@@ -139,6 +97,11 @@ impl EventStreams {
     /// Reservations and open streams now.
     pub fn count(&self) -> usize {
         lock(&self.reservations).len()
+    }
+
+    /// Reservations not opened yet.
+    pub fn pending(&self) -> usize {
+        lock(&self.reservations).pending()
     }
 
     /// The reservation `token`'s caller, when it exists.
@@ -213,54 +176,95 @@ pub(crate) async fn reserve(state: StreamState, request: Request) -> Response {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
+    let from = AddressKey::of(client_addr(&state.http, &request));
     let subscriptions = &state.subscriptions;
-    let max = subscriptions.settings.max_per_process;
+    let settings = &subscriptions.settings;
+    let limits = ReservationLimits {
+        pending_per_address: settings.max_pending_streams_per_address,
+        pending: settings.max_pending_streams,
+        open: settings.max_per_process,
+    };
     let token = hex::encode(rand::random::<[u8; 32]>());
-    {
-        let mut reservations = lock(&subscriptions.event_streams.reservations);
-        if reservations.len() >= max {
-            drop(reservations);
-            tracing::warn!(max, "an event stream was refused at the process's limit");
-            return errors(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("This server holds its limit of {max} event streams; try again later"),
-                TOO_MANY_SUBSCRIPTIONS,
-            );
-        }
-        let (sender, receiver) = mpsc::channel(BACKLOG);
-        reservations.insert(
-            token.clone(),
-            Reservation {
-                caller,
-                sender,
-                receiver: Some(receiver),
-                operations: HashMap::new(),
-                started: 0,
-                _counted: CountedStream::new(),
-            },
-        );
-    }
-    let reservations = subscriptions.event_streams.reservations.clone();
-    let timeout = subscriptions.settings.reservation_timeout;
-    let expiring = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        let mut locked = lock(&reservations);
-        let unused = locked
-            .get(&expiring)
-            .is_some_and(|reservation| reservation.receiver.is_some());
-        let expired = unused.then(|| locked.remove(&expiring));
+    let reservations = &subscriptions.event_streams.reservations;
+    let mut locked = lock(reservations);
+    if let Err(refused) = locked.reserve(token.clone(), caller, from, limits) {
         drop(locked);
-        if expired.is_some() {
-            tracing::info!("an event stream reservation expired unused");
-        }
-    });
+        return refusal(refused);
+    }
+    // Started under the lock, so the timer is recorded before it can fire.
+    let timer = tokio::spawn(expire(
+        reservations.clone(),
+        token.clone(),
+        settings.reservation_timeout,
+    ));
+    locked.set_expiry(&token, timer.abort_handle());
+    drop(locked);
     (
         StatusCode::CREATED,
         [(CONTENT_TYPE, "text/plain; charset=utf-8")],
         token,
     )
         .into_response()
+}
+
+/// The response refusing a reservation past a limit.
+fn refusal(refused: Refused) -> Response {
+    let (message, code, limit) = match refused {
+        Refused::PendingPerAddress(limit) => {
+            tracing::debug!(
+                limit,
+                "an event stream reservation was refused at its address's limit"
+            );
+            (
+                format!(
+                    "This client address holds its limit of {limit} event streams reserved and not yet opened; open one or try again later"
+                ),
+                TOO_MANY_RESERVATIONS,
+                limit,
+            )
+        }
+        Refused::Pending(limit) => {
+            tracing::warn!(
+                limit,
+                "an event stream reservation was refused at the process's limit of pending reservations"
+            );
+            (
+                format!(
+                    "This server holds its limit of {limit} event streams reserved and not yet opened; try again later"
+                ),
+                TOO_MANY_RESERVATIONS,
+                limit,
+            )
+        }
+        Refused::Open(limit) => {
+            tracing::warn!(limit, "an event stream was refused at the process's limit");
+            (
+                format!("This server holds its limit of {limit} event streams; try again later"),
+                TOO_MANY_SUBSCRIPTIONS,
+                limit,
+            )
+        }
+    };
+    let body = json!({ "errors": [{
+        "message": message,
+        "extensions": { "code": code, "limit": limit }
+    }] });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Expires the reservation `token` after `timeout` unless it was opened (which stops this).
+async fn expire(reservations: Reservations, token: String, timeout: std::time::Duration) {
+    tokio::time::sleep(timeout).await;
+    let expired = lock(&reservations).expire(&token);
+    if expired.is_some() {
+        tracing::info!("an event stream reservation expired unused");
+    }
+    drop(expired);
 }
 
 /// Removes its reservation when the stream is dropped (the client left).
@@ -281,15 +285,13 @@ pub(crate) async fn open(state: StreamState, request: Request, token: String) ->
         return refusal;
     }
     let reservations = state.subscriptions.event_streams.reservations.clone();
-    let receiver = {
-        let mut locked = lock(&reservations);
-        let Some(reservation) = locked.get_mut(&token) else {
-            return not_found();
-        };
-        let Some(receiver) = reservation.receiver.take() else {
+    let opened = lock(&reservations).open(&token);
+    let receiver = match opened {
+        Ok(receiver) => receiver,
+        Err(NotOpened::NotFound) => return not_found(),
+        Err(NotOpened::AlreadyOpen) => {
             return errors(StatusCode::CONFLICT, "Stream already open", "BAD_REQUEST");
-        };
-        receiver
+        }
     };
     let guard = OpenStream {
         reservations,
@@ -474,6 +476,9 @@ async fn forward(
 
 /// `DELETE ?operationId=` with a token: stops that operation.
 pub(crate) async fn stop(state: StreamState, request: Request, token: String) -> Response {
+    if let Err(refusal) = check_caller(&state, &token, request.headers()).await {
+        return refusal;
+    }
     let Some(id) = parameter(&request, "operationId") else {
         return errors(
             StatusCode::BAD_REQUEST,

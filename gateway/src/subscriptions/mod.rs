@@ -27,12 +27,15 @@
 //!   resolved and shaped like a query's response, ended at token expiry.
 //! - `ws`, `sse`, `event_streams`, `multipart`: the client transports (`sse` one stream
 //!   per operation, `event_streams` one reserved stream for many).
+//! - `reservations`: the streams `event_streams` holds, and the limits on those reserved
+//!   and not yet opened.
 //! - `routes`: which requests on the GraphQL endpoint go to a client transport.
 
 mod event_streams;
 mod hub;
 mod multipart;
 mod plan;
+mod reservations;
 mod routes;
 mod session;
 mod sse;
@@ -54,6 +57,9 @@ use crate::transport::{ClientTls, SubgraphSubscriber};
 
 /// The code of a subscription refused because a limit on subscriptions is reached.
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+/// The code of an event stream reservation (single connection mode) refused because its
+/// client address, or the process, holds as many reservations not yet opened as allowed.
+pub const TOO_MANY_RESERVATIONS: &str = "TOO_MANY_RESERVATIONS";
 /// The code of the error that ends a subscription whose subgraph subscription failed or
 /// could not be opened.
 pub use crate::execute::SUBGRAPH_ERROR;
@@ -76,6 +82,13 @@ pub struct SubscriptionSettings {
     /// How long a reserved server-sent event stream (single connection mode) waits for
     /// its client to open it before the reservation expires. Default: 30 s.
     pub reservation_timeout: Duration,
+    /// Event stream reservations one client address (an IPv6 address by its /64) may hold
+    /// not yet opened; one more is refused with `429` and `TOO_MANY_RESERVATIONS`. A
+    /// client holds one only between its `PUT` and its `GET`, one round trip. Default: 16.
+    pub max_pending_streams_per_address: usize,
+    /// Event stream reservations this process holds not yet opened, every address
+    /// together; one more is refused likewise. Default: 1,000.
+    pub max_pending_streams: usize,
 }
 
 impl Default for SubscriptionSettings {
@@ -86,6 +99,8 @@ impl Default for SubscriptionSettings {
             heartbeat: Duration::from_secs(15),
             init_timeout: Duration::from_secs(10),
             reservation_timeout: Duration::from_secs(30),
+            max_pending_streams_per_address: 16,
+            max_pending_streams: 1_000,
         }
     }
 }
@@ -159,6 +174,12 @@ impl Subscriptions {
     /// Server-sent event streams of the single connection mode reserved or open now.
     pub fn event_streams(&self) -> usize {
         self.event_streams.count()
+    }
+
+    /// Server-sent event streams of the single connection mode reserved and not opened
+    /// yet.
+    pub fn pending_event_streams(&self) -> usize {
+        self.event_streams.pending()
     }
 
     /// A place for one more client subscription, or `None` at the process limit.

@@ -5,7 +5,7 @@
 //! `subscriptionSpec`. Everything else goes on to GraphQL over HTTP untouched. The layer sits outside compression (a compressed stream would be
 //! held back) and gives each request its `x-request-id` the way the HTTP layer does.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -137,16 +137,28 @@ pub(crate) fn context<B>(
     headers: HeaderMap,
     request_id: String,
 ) -> RequestContext {
-    let client_addr = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| http.trusted_proxies.client_of(info.0.ip(), &headers).0);
     RequestContext {
         method: request.method().clone(),
+        client_addr: client_addr(http, request),
         headers,
         request_id,
-        client_addr,
     }
+}
+
+/// The client's address, as every other limit finds it: the TCP peer, or the client a
+/// trusted proxy forwards for.
+pub(crate) fn client_addr<B>(
+    http: &HttpSettings,
+    request: &axum::http::Request<B>,
+) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| {
+            http.trusted_proxies
+                .client_of(info.0.ip(), request.headers())
+                .0
+        })
 }
 
 /// A protocol error before any stream began: `400` with a GraphQL error body.

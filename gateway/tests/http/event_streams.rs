@@ -1,16 +1,20 @@
 //! GraphQL over server-sent events in single connection mode, through the gateway: the
 //! `graphql-sse` npm client with `singleConnection: true` runs two subscriptions on one
 //! stream, and the protocol's requests one by one (reserve, open, operate, stop, close,
-//! expire) with what each frees on the gauges.
+//! expire) with what each frees on the gauges; the limits on reservations not yet opened,
+//! per client address and per process; and who may stop an operation.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::subscriptions::{Gateway, REVIEW_ADDED, gateway, review, subgraphs};
+use crate::subscriptions::{Gateway, REVIEW_ADDED, gateway, gateway_with, review, subgraphs};
 use crate::support::run_node;
+use gantry_gateway::app::{GatewaySettings, SubgraphUrl, SupergraphSource};
+use gantry_gateway::graphql_http::HttpSettings;
 use gantry_gateway::subscriptions::SubscriptionSettings;
+use gantry_identity::client::TrustedProxies;
 
 const TOKEN_HEADER: &str = "x-graphql-event-stream-token";
 
@@ -103,11 +107,23 @@ impl Protocol {
     }
 
     async fn reserve(&self, authorization: Option<&str>) -> reqwest::Response {
+        match authorization {
+            Some(authorization) => self.reserve_with(&[("authorization", authorization)]).await,
+            None => self.reserve_with(&[]).await,
+        }
+    }
+
+    async fn reserve_with(&self, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = self.client.put(&self.url);
-        if let Some(authorization) = authorization {
-            request = request.header("authorization", authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         request.send().await.expect("PUT")
+    }
+
+    /// A reservation from client address `address` (behind a trusted proxy).
+    async fn reserve_from(&self, address: &str) -> reqwest::Response {
+        self.reserve_with(&[("x-forwarded-for", address)]).await
     }
 
     async fn token(&self) -> String {
@@ -137,6 +153,38 @@ impl Protocol {
             .send()
             .await
             .expect("POST")
+    }
+
+    async fn operate_as(&self, token: &str, body: Value, authorization: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}?token={token}", self.url))
+            .header("authorization", authorization)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn open_as(&self, token: &str, authorization: &str) -> reqwest::Response {
+        self.client
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header(TOKEN_HEADER, token)
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    async fn stop(&self, token: &str, id: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .delete(format!("{}?operationId={id}", self.url))
+            .header(TOKEN_HEADER, token);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.send().await.expect("DELETE")
     }
 }
 
@@ -338,4 +386,196 @@ async fn a_reserved_stream_opens_only_for_the_caller_who_reserved_it() {
         .await
         .expect("GET");
     assert_eq!(opened.status(), 200);
+}
+
+/// A gateway behind a proxy on this host, so `X-Forwarded-For` names each client.
+async fn gateway_behind_proxy(urls: Vec<SubgraphUrl>, settings: SubscriptionSettings) -> Gateway {
+    gateway_with(
+        SupergraphSource::Subgraphs(urls),
+        GatewaySettings {
+            subscriptions: settings,
+            http: HttpSettings {
+                trusted_proxies: TrustedProxies::loopback(),
+                ..HttpSettings::default()
+            },
+            ..GatewaySettings::default()
+        },
+    )
+    .await
+}
+
+/// The status, code and limit of a refusal.
+async fn refusal(response: reqwest::Response) -> (u16, Value, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON");
+    let extensions = &body["errors"][0]["extensions"];
+    (
+        status,
+        extensions["code"].clone(),
+        extensions["limit"].clone(),
+    )
+}
+
+async fn token_of(reserved: reqwest::Response) -> String {
+    assert_eq!(reserved.status(), 201);
+    reserved.text().await.expect("the token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_not_yet_opened_are_capped_per_client_address_and_others_still_get_streams() {
+    let (_reviews, urls, _) = subgraphs().await;
+    let settings = SubscriptionSettings {
+        max_pending_streams_per_address: 2,
+        ..SubscriptionSettings::default()
+    };
+    let gateway = gateway_behind_proxy(urls, settings).await;
+    let protocol = Protocol::new(&gateway);
+
+    let abuser = "203.0.113.7";
+    let first = token_of(protocol.reserve_from(abuser).await).await;
+    token_of(protocol.reserve_from(abuser).await).await;
+    assert_eq!(
+        refusal(protocol.reserve_from(abuser).await).await,
+        (429, json!("TOO_MANY_RESERVATIONS"), json!(2))
+    );
+    // An IPv6 client counts by its /64: its neighbours share its places.
+    token_of(protocol.reserve_from("2001:db8:7:7::1").await).await;
+    token_of(protocol.reserve_from("2001:db8:7:7::2").await).await;
+    assert_eq!(
+        refusal(protocol.reserve_from("2001:db8:7:7::3").await).await,
+        (429, json!("TOO_MANY_RESERVATIONS"), json!(2))
+    );
+    token_of(protocol.reserve_from("2001:db8:7:8::1").await).await;
+
+    // Someone else still reserves, opens and uses a stream.
+    let token = token_of(protocol.reserve_from("198.51.100.9").await).await;
+    let mut stream = protocol.open(&token).await;
+    assert_eq!(stream.status(), 200);
+    let query = json!({ "query": "{ reviewCount }", "extensions": { "operationId": "q" } });
+    assert_eq!(protocol.operate(&token, query).await.status(), 202);
+    let mut buffer = String::new();
+    assert_eq!(
+        next_data(&mut stream, &mut buffer).await,
+        json!({ "event": "next", "data": { "id": "q", "payload": { "data": { "reviewCount": 0 } } } })
+    );
+
+    // Opening a reservation gives its place back.
+    let opened = protocol.open(&first).await;
+    assert_eq!(opened.status(), 200);
+    token_of(protocol.reserve_from(abuser).await).await;
+    assert_eq!(
+        refusal(protocol.reserve_from(abuser).await).await,
+        (429, json!("TOO_MANY_RESERVATIONS"), json!(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_not_yet_opened_are_capped_per_process_and_opening_one_makes_room() {
+    let (_reviews, urls, _) = subgraphs().await;
+    let settings = SubscriptionSettings {
+        max_pending_streams_per_address: 2,
+        max_pending_streams: 3,
+        ..SubscriptionSettings::default()
+    };
+    let gateway = gateway_behind_proxy(urls, settings).await;
+    let protocol = Protocol::new(&gateway);
+
+    token_of(protocol.reserve_from("203.0.113.1").await).await;
+    token_of(protocol.reserve_from("203.0.113.1").await).await;
+    let token = token_of(protocol.reserve_from("203.0.113.2").await).await;
+    assert_eq!(
+        refusal(protocol.reserve_from("198.51.100.9").await).await,
+        (429, json!("TOO_MANY_RESERVATIONS"), json!(3))
+    );
+    assert_eq!(gateway.subscriptions.pending_event_streams(), 3);
+
+    let opened = protocol.open(&token).await;
+    assert_eq!(opened.status(), 200);
+    assert_eq!(gateway.subscriptions.pending_event_streams(), 2);
+    token_of(protocol.reserve_from("198.51.100.9").await).await;
+    assert_eq!(gateway.subscriptions.event_streams(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_reservation_gives_back_its_place_and_ends_what_ran_on_it() {
+    let (_reviews, urls, _) = subgraphs().await;
+    let settings = SubscriptionSettings {
+        reservation_timeout: Duration::from_secs(3),
+        max_pending_streams_per_address: 1,
+        ..SubscriptionSettings::default()
+    };
+    let gateway = gateway(urls, settings).await;
+    let protocol = Protocol::new(&gateway);
+
+    let token = protocol.token().await;
+    assert_eq!(
+        refusal(protocol.reserve(None).await).await,
+        (429, json!("TOO_MANY_RESERVATIONS"), json!(1))
+    );
+    let subscribe = json!({ "query": REVIEW_ADDED, "variables": { "product": "p1" },
+                            "extensions": { "operationId": "a" } });
+    assert_eq!(protocol.operate(&token, subscribe).await.status(), 202);
+    assert_eq!(gateway.subscriptions.active(), 1);
+
+    gateway
+        .until(|s| {
+            s.event_streams() == 0
+                && s.pending_event_streams() == 0
+                && s.active() == 0
+                && s.upstreams() == 0
+        })
+        .await;
+    assert_eq!(protocol.open(&token).await.status(), 404);
+    protocol.token().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_caller_who_reserved_a_stream_stops_its_operations() {
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(urls, SubscriptionSettings::default()).await;
+    let protocol = Protocol::new(&gateway);
+    let owner = format!("Bearer {}", gateway.token(uuid::Uuid::now_v7(), 600));
+    let someone = format!("Bearer {}", gateway.token(uuid::Uuid::now_v7(), 600));
+
+    let token = token_of(protocol.reserve(Some(&owner)).await).await;
+    let mut stream = protocol.open_as(&token, &owner).await;
+    assert_eq!(stream.status(), 200);
+    let subscribe = json!({ "query": REVIEW_ADDED, "variables": { "product": "p1" },
+                            "extensions": { "operationId": "a" } });
+    assert_eq!(
+        protocol
+            .operate_as(&token, subscribe, &owner)
+            .await
+            .status(),
+        202
+    );
+
+    let anonymous = protocol.stop(&token, "a", None).await;
+    assert_eq!(anonymous.status(), 404);
+    let anonymous: Value = anonymous.json().await.expect("JSON");
+    assert_eq!(anonymous["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    assert_eq!(
+        protocol.stop(&token, "a", Some(&someone)).await.status(),
+        404,
+        "another user"
+    );
+    assert_eq!(
+        refusal(protocol.stop(&token, "a", Some("Bearer not-a-token")).await).await,
+        (401, json!("UNAUTHENTICATED"), Value::Null)
+    );
+
+    // The operation still runs.
+    reviews.until_subscribed(1).await;
+    reviews.published.send(review("r1", "p1", "u1")).ok();
+    let mut buffer = String::new();
+    assert_eq!(
+        next_data(&mut stream, &mut buffer).await,
+        json!({ "event": "next", "data": { "id": "a", "payload": { "data": { "reviewAdded": {
+            "body": "review r1", "author": { "name": "person u1" } } } } } })
+    );
+
+    assert_eq!(protocol.stop(&token, "a", Some(&owner)).await.status(), 200);
+    gateway
+        .until(|s| s.active() == 0 && s.upstreams() == 0)
+        .await;
 }
