@@ -454,6 +454,14 @@ impl Deployment {
         self.users.child.kill().await.unwrap();
         self.users = start_listening(&["subgraph", "users"], &pairs(&self.env), &address).await;
     }
+
+    /// Stops posts replica `replica` and starts it again on the same address.
+    async fn restart_posts(&mut self, replica: usize) {
+        let address = self.posts[replica].address.clone();
+        self.posts[replica].child.kill().await.unwrap();
+        self.posts[replica] =
+            start_listening(&["subgraph", "posts"], &pairs(&self.env), &address).await;
+    }
 }
 
 fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -512,6 +520,48 @@ async fn a_client_of_one_gateway_replica_hears_of_a_write_sent_through_the_other
         0.0,
         "nothing subscribed through b"
     );
+}
+
+/// Waits until `gateway` holds one client subscription on one upstream, held by the
+/// posts subgraph at `posts`.
+async fn held_once(gateway: &str, posts: &str) {
+    until_metrics(&[
+        (gateway, CLIENTS, 1.0),
+        (gateway, UPSTREAMS, 1.0),
+        (posts, POSTS_HELD, 1.0),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_outlives_a_restart_of_the_subgraph_that_owns_it() {
+    let mut deployment = Deployment::start(1, false).await;
+    let gateway = deployment.gateway(0, &[], &[]).await;
+    let url = format!("http://{gateway}/graphql");
+    let (_, alice_token) = register(&gateway, "alice").await;
+    let (_, bob_token) = register(&gateway, "bob").await;
+    let post = create_post(&gateway, &alice_token, "a post").await;
+    let mut client = LiveClient::subscribe("ws", &url, COMMENTS, json!({ "p": post }), None).await;
+    held_once(&gateway, &deployment.posts[0].address).await;
+    let comment = json!({ "p": post, "b": "before the restart" });
+    write(&gateway, ADD_COMMENT, comment, &bob_token).await;
+    let before = client.message().await;
+    // The posts subgraph goes away without a word, and comes back on its address.
+    deployment.restart_posts(0).await;
+    held_once(&gateway, &deployment.posts[0].address).await;
+    let comment = json!({ "p": post, "b": "after the restart" });
+    write(&gateway, ADD_COMMENT, comment, &bob_token).await;
+    let after = client.message().await;
+
+    for (got, body) in [(before, "before the restart"), (after, "after the restart")] {
+        assert_eq!(
+            got,
+            json!({ "next": { "data": { "commentAdded": {
+                "body": body,
+                "author": { "username": "bob", "followerCount": 0 },
+            } } } })
+        );
+    }
 }
 
 /// `User.badge`, from a subgraph that later drops it.
