@@ -455,10 +455,15 @@ impl Deployment {
         self.users = start_listening(&["subgraph", "users"], &pairs(&self.env), &address).await;
     }
 
-    /// Stops posts replica `replica` and starts it again on the same address.
+    /// Stops posts replica `replica` as a deploy does (SIGTERM, then waits for it to
+    /// exit) and starts it again on the same address.
     async fn restart_posts(&mut self, replica: usize) {
         let address = self.posts[replica].address.clone();
-        self.posts[replica].child.kill().await.unwrap();
+        self.posts[replica].signal("TERM").await;
+        tokio::time::timeout(CLIENT_WAIT, self.posts[replica].child.wait())
+            .await
+            .expect("the posts subgraph stops on SIGTERM")
+            .unwrap();
         self.posts[replica] =
             start_listening(&["subgraph", "posts"], &pairs(&self.env), &address).await;
     }
@@ -546,7 +551,7 @@ async fn a_subscription_outlives_a_restart_of_the_subgraph_that_owns_it() {
     let comment = json!({ "p": post, "b": "before the restart" });
     write(&gateway, ADD_COMMENT, comment, &bob_token).await;
     let before = client.message().await;
-    // The posts subgraph goes away without a word, and comes back on its address.
+    // The posts subgraph is deployed again: stopped, and back on its address.
     deployment.restart_posts(0).await;
     held_once(&gateway, &deployment.posts[0].address).await;
     let comment = json!({ "p": post, "b": "after the restart" });
