@@ -24,6 +24,7 @@ mod header_rules;
 mod helpers;
 mod hostile;
 mod identity;
+mod live_updates;
 mod observability;
 mod operators;
 mod override_labels;

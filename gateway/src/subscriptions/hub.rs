@@ -3,7 +3,9 @@
 //! subscription's events through a broadcast channel. The upstream opens with the first
 //! client subscription and closes (`complete`, then the WebSocket) when the last one ends;
 //! one that ends by itself is forgotten first, so a later client subscription opens a
-//! fresh one.
+//! fresh one. When its connection breaks (the subgraph restarting in a deploy, say), the
+//! upstream subscribes again for [`RESUBSCRIBE_FOR`], its client subscriptions waiting
+//! on; what the subgraph published in between is not replayed.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -23,6 +25,13 @@ use crate::transport::SubgraphResponse;
 
 /// Events a slow client subscription may fall behind by before it misses some.
 const BACKLOG: usize = 256;
+
+/// How long an upstream whose connection broke is subscribed again before its client
+/// subscriptions end with the failure: a subgraph's restart fits in it.
+const RESUBSCRIBE_FOR: Duration = Duration::from_secs(30);
+/// The first wait before subscribing again; it doubles up to [`LONGEST_WAIT`].
+const FIRST_WAIT: Duration = Duration::from_millis(100);
+const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
 /// What an upstream subscription says, to every client subscription sharing it.
 #[derive(Debug)]
@@ -235,10 +244,53 @@ async fn run_upstream(
             }
             Ok(Upstream::Errors(errors)) => return finish(HubEvent::Errors(errors)),
             Ok(Upstream::Complete) => return finish(HubEvent::Complete),
+            Err(error) if error.is_broken_connection() => {
+                tracing::warn!(url = %request.url, error = %error, "the subgraph subscription broke; subscribing again");
+                match resubscribe(&request, (init_timeout, tls.as_ref()), &mut stopped).await {
+                    Some(Ok(again)) => {
+                        tracing::info!(url = %request.url, "subscribed to the subgraph again");
+                        upstream = again;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(url = %request.url, error = %error, "could not subscribe to the subgraph again");
+                        return finish(HubEvent::Failed(error));
+                    }
+                    None => return,
+                }
+            }
             Err(error) => {
                 tracing::warn!(url = %request.url, error = %error, "the subgraph subscription broke");
                 return finish(HubEvent::Failed(error));
             }
+        }
+    }
+}
+
+/// Opens `request` again, waiting longer after each broken attempt, for at most
+/// [`RESUBSCRIBE_FOR`]; `None` when the last client left meanwhile.
+async fn resubscribe(
+    request: &UpstreamRequest,
+    (init_timeout, tls): (Duration, Option<&Arc<ClientConfig>>),
+    stopped: &mut oneshot::Receiver<()>,
+) -> Option<Result<UpstreamSubscription, UpstreamError>> {
+    let deadline = tokio::time::Instant::now() + RESUBSCRIBE_FOR;
+    let mut wait = FIRST_WAIT;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = &mut *stopped => return None,
+        }
+        let opened = tokio::select! {
+            opened = UpstreamSubscription::open(request, init_timeout, tls) => opened,
+            _ = &mut *stopped => return None,
+        };
+        match opened {
+            Err(error)
+                if error.is_broken_connection() && tokio::time::Instant::now() < deadline =>
+            {
+                wait = (wait * 2).min(LONGEST_WAIT);
+            }
+            opened => return Some(opened),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! subgraphs own. The gateway subscribes to the owning subgraph over a WebSocket
 //! (`graphql-transport-ws`, the caller's headers in `connection_init`); identical
 //! subscriptions (same subgraph operation, variables and caller) share one upstream
-//! subscription, which ends when the last of them does.
+//! subscription, which ends when the last of them does; one whose connection breaks (the
+//! subgraph restarting) is subscribed again for a while, its client subscriptions kept.
 //!
 //! A subscription ends with an `UNAUTHENTICATED` error when its access token expires (the
 //! token is verified again at its expiry; a refreshed connection subscribes again). When

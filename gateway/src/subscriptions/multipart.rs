@@ -1,8 +1,10 @@
 //! Apollo's multipart HTTP subscriptions: a `POST` that accepts
 //! `multipart/mixed; subscriptionSpec="1.0"` gets `multipart/mixed; boundary="graphql"`,
 //! one JSON part per event as `{"payload": {data, errors}}`, a `{}` part every heartbeat,
-//! and the closing boundary when the subscription ends. A query or mutation sent this way
-//! is answered as plain JSON.
+//! and the closing boundary when the subscription ends. The body opens with a boundary and
+//! every part is written with the boundary after it: a client reads a part once the
+//! boundary that ends it has come, so that boundary goes out with the part, not with the
+//! next event. A query or mutation sent this way is answered as plain JSON.
 
 use std::time::Duration;
 
@@ -17,12 +19,14 @@ use super::routes::{StreamState, context, read_request};
 use super::session::{self, Opened};
 
 const CONTENT: &str = "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"";
-const END: &[u8] = b"\r\n--graphql--\r\n";
+const OPENING: &[u8] = b"\r\n--graphql";
+/// What closes the last boundary.
+const END: &[u8] = b"--\r\n";
 
-/// One part: the delimiter, its headers, and `json`.
+/// One part: its headers, `json`, and the boundary that ends it.
 fn part(json: &Value) -> Bytes {
     Bytes::from(format!(
-        "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{json}"
+        "\r\ncontent-type: application/json\r\n\r\n{json}\r\n--graphql"
     ))
 }
 
@@ -33,7 +37,8 @@ fn parts(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let events = events.map(|event| part(&json!({ "payload": event })));
     let events = Box::pin(events);
-    futures::stream::unfold(Some(events), move |events| async move {
+    let opening = futures::stream::once(async { Bytes::from_static(OPENING) });
+    let parts = futures::stream::unfold(Some(events), move |events| async move {
         let mut events = events?;
         let bytes = tokio::select! {
             event = events.next() => match event {
@@ -43,8 +48,8 @@ fn parts(
             () = tokio::time::sleep(every) => part(&json!({})),
         };
         Some((bytes, Some(events)))
-    })
-    .map(Ok)
+    });
+    opening.chain(parts).map(Ok)
 }
 
 pub(crate) async fn respond(state: StreamState, request: Request, request_id: String) -> Response {

@@ -167,6 +167,13 @@ impl Running {
             None => &admitted.prepared.plan,
         };
         let Some(plan) = split(whole_plan) else {
+            // The caller may not see the root field: nothing is left to subscribe to, and
+            // the answer is the errors that say so, as for a query refused whole.
+            if let Some(denied) = &admitted.denied
+                && denied.plan.query_plan.node.is_none()
+            {
+                return Err(errors_body(denied.errors.clone()));
+            }
             tracing::error!(
                 request_id,
                 "a subscription's plan has no subscription fetch first"

@@ -52,9 +52,19 @@ pub(crate) enum UpstreamError {
     Protocol(String),
     #[error("the connection closed: {0}")]
     Closed(String),
+    /// The subgraph closed the connection with a code of the protocol (`4400`–`4499`): it
+    /// refused this subscription, and would again.
+    #[error("the subgraph closed the connection with {code}: {reason}")]
+    Refused { code: u16, reason: String },
 }
 
 impl UpstreamError {
+    /// Whether the connection broke (the subgraph restarting, say) rather than the
+    /// subgraph refusing: subscribing again may work.
+    pub fn is_broken_connection(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::InitTimeout | Self::Closed(_))
+    }
+
     /// What the client is told: which step failed, without the subgraph's details.
     pub fn summary(&self) -> &'static str {
         match self {
@@ -66,6 +76,7 @@ impl UpstreamError {
             Self::InitTimeout => "it did not acknowledge the connection in time",
             Self::Protocol(_) => "it broke the subscription protocol",
             Self::Closed(_) => "its connection closed",
+            Self::Refused { .. } => "it refused the subscription",
         }
     }
 }
@@ -305,11 +316,20 @@ impl WebSocketSubscription {
                         .map_err(|error| UpstreamError::Protocol(error.to_string()));
                 }
                 Message::Close(frame) => {
-                    let reason = frame.map_or_else(
-                        || "no close frame".to_owned(),
-                        |frame| format!("{} {}", u16::from(frame.code), frame.reason),
-                    );
-                    return Err(UpstreamError::Closed(reason));
+                    return Err(match frame {
+                        Some(frame) if (4400..4500).contains(&u16::from(frame.code)) => {
+                            UpstreamError::Refused {
+                                code: frame.code.into(),
+                                reason: frame.reason.to_string(),
+                            }
+                        }
+                        Some(frame) => UpstreamError::Closed(format!(
+                            "{} {}",
+                            u16::from(frame.code),
+                            frame.reason
+                        )),
+                        None => UpstreamError::Closed("no close frame".to_owned()),
+                    });
                 }
                 Message::Binary(_) => {
                     return Err(UpstreamError::Protocol("a binary message".into()));
