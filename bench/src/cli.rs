@@ -227,7 +227,8 @@ pub struct SubscriptionsArgs {
     /// Fan-out: seconds of comments.
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
-    /// Fan-out: seconds to keep waiting for deliveries after the last comment's answer.
+    /// Fan-out: once every comment is answered, seconds without a delivery after which the
+    /// missing ones count as lost.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
     /// Fan-out: the seeded account that writes the comments.

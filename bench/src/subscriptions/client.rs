@@ -130,7 +130,10 @@ mod tests {
             Kind::Next
         );
         assert_eq!(kind(r#"{"type":"ping"}"#), Kind::Ping);
-        assert_eq!(kind(r#"{"id":"1","payload":[],"type":"error"}"#), Kind::Error);
+        assert_eq!(
+            kind(r#"{"id":"1","payload":[],"type":"error"}"#),
+            Kind::Error
+        );
         assert_eq!(kind(r#"{"id":"1","type":"complete"}"#), Kind::Complete);
     }
 }

@@ -29,6 +29,8 @@ const ADD_COMMENT: &str = "mutation AddComment($postId: ID!, $body: String!) { a
 
 /// Connections opening at once.
 const OPENING_AT_ONCE: usize = 32;
+/// The longest wait for deliveries after every comment is answered.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(90);
 /// Not sent, or not answered.
 const NEVER: u64 = u64::MAX;
 
@@ -149,6 +151,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let upstreams = super::gauges(&http, &options.metrics).await.upstreams - baseline.upstreams;
+    let skipped_before = skipped(&http, &options.metrics).await;
 
     let (observed, observing) = watch::channel(false);
     let observer = tokio::spawn(crate::watch::watch(options.watch.clone(), observing));
@@ -163,7 +166,8 @@ pub async fn run(
     for i in 0..total {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / fanout.rate)).await;
         let (writer, clock, tag) = (writer.clone(), clock.clone(), tag.clone());
-        let (sent, answered, ok, errors) = (sent.clone(), answered.clone(), ok.clone(), errors.clone());
+        let (sent, answered, ok, errors) =
+            (sent.clone(), answered.clone(), ok.clone(), errors.clone());
         mutations.spawn(async move {
             sent[i].store(clock.nanos(), Ordering::Release);
             let outcome = writer.comment(&format!("{tag}{i}")).await;
@@ -181,10 +185,19 @@ pub async fn run(
     while mutations.join_next().await.is_some() {}
     let comments_ok = ok.iter().filter(|o| o.load(Ordering::Acquire)).count() as u64;
     let expected = comments_ok * fanout.subscribers as u64;
-    let drain_until = Instant::now() + fanout.drain;
-    while delivered.load(Ordering::Acquire) < expected && Instant::now() < drain_until {
+    // Deliveries still on their way are awaited as long as they keep arriving: lost means
+    // none came for `drain`, not that the server was slow.
+    // At most `DRAIN_AT_MOST`: a server that delivers at a trickle is reported as such.
+    let mut progress = (delivered.load(Ordering::Acquire), Instant::now());
+    let give_up = Instant::now() + DRAIN_AT_MOST;
+    while progress.0 < expected && progress.1.elapsed() < fanout.drain && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = delivered.load(Ordering::Acquire);
+        if now != progress.0 {
+            progress = (now, Instant::now());
+        }
     }
+    let skipped_after = skipped(&http, &options.metrics).await;
     let _ = observed.send(true);
     let processes = observer.await?;
     let _ = stop.send(true);
@@ -227,7 +240,9 @@ pub async fn run(
                 continue;
             }
             delivered_ok += 1;
-            latency.record(Duration::from_nanos(received.saturating_sub(at(&sent[..], i))));
+            latency.record(Duration::from_nanos(
+                received.saturating_sub(at(&sent[..], i)),
+            ));
             first_receipt[i] = first_receipt[i].min(received);
             last_receipt[i] = last_receipt[i].max(received);
         }
@@ -273,8 +288,21 @@ pub async fn run(
             0.0
         },
         upstreams_active: upstreams,
+        skipped_by_subgraphs: skipped_after - skipped_before,
         processes,
     })
+}
+
+/// Events the subgraphs skipped for subscribers too slow to keep up
+/// (`gantry_live_events_skipped_total`), summed over every `/metrics` endpoint.
+async fn skipped(http: &reqwest::Client, metrics: &[(String, String)]) -> f64 {
+    let mut total = 0.0;
+    for (_, url) in metrics {
+        if let Ok(samples) = crate::prometheus::scrape(http, url).await {
+            total += crate::prometheus::sum(&samples, "gantry_live_events_skipped_total");
+        }
+    }
+    total
 }
 
 /// The signed-in account that writes the comments.
@@ -395,9 +423,14 @@ mod tests {
     #[test]
     fn a_delivery_is_matched_to_its_comment_by_the_body() {
         let next = |body: &str| {
-            format!(r#"{{"id":"7","payload":{{"data":{{"commentAdded":{{"body":"{body}","id":"x"}}}}}},"type":"next"}}"#)
+            format!(
+                r#"{{"id":"7","payload":{{"data":{{"commentAdded":{{"body":"{body}","id":"x"}}}}}},"type":"next"}}"#
+            )
         };
-        assert_eq!(read_body(&next("fo42a:1234"), "fo42a:"), Body::Measured(1234));
+        assert_eq!(
+            read_body(&next("fo42a:1234"), "fo42a:"),
+            Body::Measured(1234)
+        );
         assert_eq!(read_body(&next("fo42a:w3"), "fo42a:"), Body::WarmUp);
         assert_eq!(read_body(&next("fo41a:12"), "fo42a:"), Body::Foreign);
     }

@@ -129,18 +129,19 @@ fn fanout_section(md: &mut String, runs: &[FanoutReport]) {
          for {:.0} s. Latency: from the instant before the `addComment` request is written to \
          the instant each subscriber reads that comment's `next` frame off its socket (one \
          clock; the comment's body names it). Spread: per comment, first subscriber's receipt \
-         to last. Delivered/s: deliveries from the first comment's send to the last receipt.\n",
-        first.subscribers,
-        first.rate,
-        first.duration_secs
+         to last. Delivered/s: deliveries from the first comment's send to the last receipt. \
+         Lost: deliveries still missing once none had arrived for 10 s (or 90 s after the last \
+         comment was answered); skipped: events the subgraph dropped for a subscriber more than 1,024 \
+         behind (`gantry_live_events_skipped_total`).\n",
+        first.subscribers, first.rate, first.duration_secs
     );
     let _ = writeln!(
         md,
-        "| selection | comments ok / sent | deliveries | lost | duplicates | event errors | p50 ms | p95 ms | p99 ms | max ms | spread p50 / p99 ms | addComment p50 / p99 ms | delivered/s | upstreams | CPU % |"
+        "| selection | comments ok / sent | deliveries | lost | skipped | duplicates | event errors | p50 ms | p95 ms | p99 ms | max ms | spread p50 / p99 ms | addComment p50 / p99 ms | delivered/s | upstreams | CPU % |"
     );
     let _ = writeln!(
         md,
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     );
     for run in runs {
         let l = &run.latency;
@@ -151,7 +152,7 @@ fn fanout_section(md: &mut String, runs: &[FanoutReport]) {
             .collect();
         let _ = writeln!(
             md,
-            "| {} (`{}`) | {} / {} | {} of {} | **{}** | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {} |",
+            "| {} (`{}`) | {} / {} | {} of {} | **{}** | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {} |",
             run.name,
             run.query
                 .split_once("commentAdded(postId: $postId) ")
@@ -162,6 +163,7 @@ fn fanout_section(md: &mut String, runs: &[FanoutReport]) {
             run.delivered,
             run.expected_deliveries,
             run.lost,
+            run.skipped_by_subgraphs,
             run.duplicates,
             run.event_errors,
             l.p50_ms,
@@ -184,7 +186,12 @@ fn fanout_section(md: &mut String, runs: &[FanoutReport]) {
         ] {
             if let Some(sample) = sample {
                 let sample: String = sample.chars().take(300).collect();
-                let _ = writeln!(md, "\n- {} {what}: `{}`", run.name, sample.replace('`', "'"));
+                let _ = writeln!(
+                    md,
+                    "\n- {} {what}: `{}`",
+                    run.name,
+                    sample.replace('`', "'")
+                );
             }
         }
         if run.ended_early > 0 {
@@ -247,8 +254,19 @@ mod tests {
         report.labels.insert("shape".into(), "serve".into());
         let mut md = String::new();
         section(&mut md, &[report]);
-        assert!(md.contains("| serve | 100.0 | 200.0 | 150.0 | 200.0 | 10486 |"), "{md}");
-        assert!(md.contains("| gateway `gantry_subscription_upstreams_active` | 5020 | 0 |"), "{md}");
-        assert!(md.contains("| posts-only (`{ id body }`) | 2000 / 2000 | 1999990 of 2000000 | **10** |"), "{md}");
+        assert!(
+            md.contains("| serve | 100.0 | 200.0 | 150.0 | 200.0 | 10486 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| gateway `gantry_subscription_upstreams_active` | 5020 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| posts-only (`{ id body }`) | 2000 / 2000 | 1999990 of 2000000 | **10** | 0 |"
+            ),
+            "{md}"
+        );
     }
 }

@@ -71,7 +71,8 @@ pub struct FanoutOptions {
     /// Comments per second.
     pub rate: f64,
     pub duration: Duration,
-    /// How long after the last comment's answer deliveries are still awaited.
+    /// How long after the last delivery (once every comment is answered) more are awaited
+    /// before the missing ones count as lost.
     pub drain: Duration,
     /// The seeded account that writes the comments, and its password.
     pub writer: String,
@@ -176,6 +177,9 @@ pub struct FanoutReport {
     pub delivered_per_sec: f64,
     /// The gateway's upstreams while the subscribers were held.
     pub upstreams_active: f64,
+    /// Events the subgraphs skipped for a subscriber too slow to keep up, during the run.
+    #[serde(default)]
+    pub skipped_by_subgraphs: f64,
     /// CPU and peak memory of each process over the writing and the drain.
     pub processes: BTreeMap<String, watch::ProcessUsage>,
 }
