@@ -31,10 +31,10 @@ const OPENING_AT_ONCE: usize = 32;
 pub fn assignment(j: usize, hot: usize) -> (usize, bool) {
     let hot = hot.max(1);
     let k = j / 2;
-    if j % 2 == 0 {
-        (k % hot, (k / hot) % 2 == 0)
+    if j.is_multiple_of(2) {
+        (k % hot, (k / hot).is_multiple_of(2))
     } else {
-        (hot + k, k % 2 == 0)
+        (hot + k, k.is_multiple_of(2))
     }
 }
 
@@ -67,7 +67,7 @@ pub async fn run(options: &SubscriptionOptions, idle: &IdleOptions) -> anyhow::R
         options.posts.len()
     );
     let keys: HashSet<(usize, bool)> = (0..requested).map(|j| assignment(j, hot)).collect();
-    let hot_subscriptions = (0..requested).filter(|j| j % 2 == 0).count();
+    let hot_subscriptions = (0..requested).filter(|j| j.is_multiple_of(2)).count();
 
     let ws_url = client::ws_url(&options.url)?;
     let http = reqwest::Client::builder().no_proxy().build()?;
