@@ -15,6 +15,7 @@ use crate::pool::PoolFile;
 use crate::prepare::PrepareOptions;
 use crate::report::{DayReport, Machine};
 use crate::scenario::{Scenario, ScenarioName};
+use crate::subscriptions::{FanoutOptions, IdleOptions, SubscriptionOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "gantry-bench", about = "Load benchmarks for Gantry")]
@@ -37,6 +38,8 @@ pub enum Command {
     Subgraphs(SubgraphsArgs),
     /// Send the deep query to each gateway; fail unless the answers are equal (keys sorted).
     CompareAnswers(CompareAnswersArgs),
+    /// Hold idle subscriptions through the gateway, then measure event fan-out latency.
+    Subscriptions(SubscriptionsArgs),
     /// Gather a folder of run JSON files into the day's JSON and Markdown reports.
     Report(ReportArgs),
 }
@@ -178,6 +181,71 @@ pub struct CompareAnswersArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    /// The gateway's GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql (WebSockets go
+    /// to the same path).
+    #[arg(long)]
+    pub url: String,
+    /// A file of post ids, one a line: the first `--hot-posts` are the hot ones (the first
+    /// is the fan-out's post), the rest each get one idle subscription.
+    #[arg(long)]
+    pub posts: PathBuf,
+    /// A `/metrics` URL, as NAME=URL; repeat for each (the gateway's, the subgraphs').
+    #[arg(long, value_name = "NAME=URL", value_parser = name_value::<String>)]
+    pub metrics: Vec<(String, String)>,
+    /// A process whose memory and CPU are read, as NAME=PID; repeat for each.
+    #[arg(long = "watch-pid", value_name = "NAME=PID", value_parser = name_value::<u32>)]
+    pub watch_pid: Vec<(String, u32)>,
+    /// A label copied into the JSON (shape …), as KEY=VALUE; repeat for each.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = name_value::<String>)]
+    pub label: Vec<(String, String)>,
+    /// Idle: WebSocket connections.
+    #[arg(long, default_value_t = 100)]
+    pub idle_connections: usize,
+    /// Idle: subscriptions per connection (the gateway allows 100 by default).
+    #[arg(long, default_value_t = 100)]
+    pub idle_per_connection: usize,
+    /// Idle: the posts half of the subscriptions share.
+    #[arg(long, default_value_t = 10)]
+    pub hot_posts: usize,
+    /// Idle: seconds to wait for every subscription to show in the gateway's gauge.
+    #[arg(long, default_value_t = 180.0)]
+    pub open_timeout: f64,
+    /// Skip the idle measurement.
+    #[arg(long)]
+    pub skip_idle: bool,
+    /// A fan-out run, as NAME=SELECTION of `commentAdded` (it must hold `body`), e.g.
+    /// `posts-only=id body`; repeat for each, run in order.
+    #[arg(long, value_name = "NAME=SELECTION", value_parser = name_value::<String>)]
+    pub fanout: Vec<(String, String)>,
+    /// Fan-out: subscribers of the post, one connection each.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Fan-out: comments per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Fan-out: seconds of comments.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Fan-out: once every comment is answered, seconds without a delivery after which the
+    /// missing ones count as lost.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Fan-out: the seeded account that writes the comments.
+    #[arg(long, default_value = "")]
+    pub writer: String,
+    /// The seeded users' password (`gantry seed --password`).
+    #[arg(long, default_value = "seeded orbit lantern")]
+    pub password: String,
+    /// Worker threads of the clients.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Write the JSON here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The folder of run JSON files (read in file-name order).
     #[arg(long)]
@@ -189,6 +257,9 @@ pub struct ReportArgs {
     /// The report's date, as in the file names.
     #[arg(long)]
     pub date: String,
+    /// The JSON of a `subscriptions` run to include; repeat for each.
+    #[arg(long)]
+    pub subscriptions: Vec<PathBuf>,
     /// KEY=VALUE recorded with the report (commit, mode, note…, hive); repeat for each.
     #[arg(long, value_name = "KEY=VALUE", value_parser = name_value::<String>)]
     pub meta: Vec<(String, String)>,
@@ -240,8 +311,58 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CompareAnswers(args) => {
             runtime(1)?.block_on(crate::answers::compare(&args.gateway, args.save.as_deref()))
         }
+        Command::Subscriptions(args) => runtime(args.threads)?.block_on(subscriptions(args)),
         Command::Report(args) => report(args),
     }
+}
+
+async fn subscriptions(args: SubscriptionsArgs) -> anyhow::Result<()> {
+    let posts: Vec<String> = std::fs::read_to_string(&args.posts)
+        .with_context(|| format!("reading {}", args.posts.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !args.fanout.is_empty() && args.writer.is_empty() {
+        anyhow::bail!("a fan-out run needs --writer, a seeded username");
+    }
+    let options = SubscriptionOptions {
+        url: args.url,
+        metrics: args.metrics,
+        watch: args.watch_pid,
+        posts,
+        idle: (!args.skip_idle).then(|| IdleOptions {
+            connections: args.idle_connections,
+            per_connection: args.idle_per_connection,
+            hot_posts: args.hot_posts,
+            open_timeout: Duration::from_secs_f64(args.open_timeout),
+        }),
+        fanout: args
+            .fanout
+            .into_iter()
+            .map(|(name, selection)| FanoutOptions {
+                name,
+                selection,
+                subscribers: args.subscribers,
+                rate: args.rate,
+                duration: Duration::from_secs_f64(args.duration),
+                drain: Duration::from_secs_f64(args.drain),
+                writer: args.writer.clone(),
+                password: args.password.clone(),
+            })
+            .collect(),
+        labels: args.label.into_iter().collect(),
+    };
+    let report = crate::subscriptions::run(options).await?;
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{json}"),
+    }
+    Ok(())
 }
 
 async fn sample(args: SampleArgs) -> anyhow::Result<()> {
@@ -339,6 +460,15 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
         machine: Machine::this_one(),
         meta: args.meta.into_iter().collect::<BTreeMap<_, _>>(),
         runs: crate::report::read_runs(&args.runs)?,
+        subscriptions: args
+            .subscriptions
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let md = crate::report::markdown(&day, &args.date);
     std::fs::write(&args.json_out, serde_json::to_string_pretty(&day)?)

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`load`, `prepare`, `sample`, `ceiling`, `subgraphs`,
-//!   `compare-answers`, `report`) and running each.
+//!   `compare-answers`, `subscriptions`, `report`) and running each.
 //! - [`load`]: the open- and closed-loop drivers and how a response is classified.
 //! - [`record`]: HDR latency histograms, outcomes by kind, and a run's JSON.
 //! - [`scenario`]: the clients imitated (`mobile-reads`, `signed-in-feed`, `mixed`,
@@ -20,6 +20,8 @@
 //! - [`prometheus`]: reading `/metrics` counters and their growth.
 //! - [`report`]: the day's JSON and Markdown.
 //! - [`side_by_side`]: the gateway-bound section: medians per gateway and their ratios.
+//! - [`subscriptions`]: idle subscriptions held through the gateway, and event fan-out
+//!   latency, over `graphql-transport-ws`.
 
 pub mod answers;
 pub mod ceiling;
@@ -34,4 +36,5 @@ pub mod report;
 pub mod scenario;
 pub mod side_by_side;
 pub mod subgraphs;
+pub mod subscriptions;
 pub mod watch;

@@ -18,6 +18,9 @@ pub struct DayReport {
     /// Given with `--meta KEY=VALUE`: git commit, quick or full, notes.
     pub meta: BTreeMap<String, String>,
     pub runs: Vec<RunReport>,
+    /// `gantry-bench subscriptions` runs, one per shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<crate::subscriptions::SubscriptionsReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,6 +270,7 @@ pub fn markdown(day: &DayReport, date: &str) -> String {
         }
     }
 
+    crate::subscriptions::markdown::section(&mut md, &day.subscriptions);
     hive_section(&mut md, day);
     replica_reads_section(&mut md, day);
     crate::side_by_side::section(&mut md, day);
@@ -546,6 +550,7 @@ mod tests {
             },
             meta: BTreeMap::new(),
             runs,
+            subscriptions: Vec::new(),
         }
     }
 

@@ -250,6 +250,7 @@ mod tests {
                 run("gantry", "on", 2000.0, 4.0, 40),
                 run("hive", "on", 1000.0, 4.0, 80),
             ],
+            subscriptions: Vec::new(),
         };
         let mut md = String::new();
         section(&mut md, &day);
