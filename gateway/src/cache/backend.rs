@@ -52,6 +52,55 @@ impl ReadMark {
     }
 }
 
+/// Entries on their way into the backend (written after the answer went out), by key, each
+/// with the [`ReadMark`] of the lookup that missed before computing it. A lookup that misses
+/// with the same mark — no invalidation since — is answered with the pending entry, as the
+/// backend will answer once the write lands; any other mark ignores it.
+#[derive(Debug)]
+pub struct PendingWrites<T>(Mutex<std::collections::HashMap<String, (ReadMark, T)>>);
+
+impl<T> Default for PendingWrites<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: Clone> PendingWrites<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (ReadMark, T)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, key: String, since: ReadMark, value: T) {
+        self.lock().insert(key, (since, value));
+    }
+
+    /// Once the write of `key` from the read marked `since` is done; a later write of the
+    /// same key (from a later read) stays.
+    pub fn remove(&self, key: &str, since: ReadMark) {
+        let mut pending = self.lock();
+        if pending.get(key).is_some_and(|(mark, _)| *mark == since) {
+            pending.remove(key);
+        }
+    }
+
+    /// The entry of `key` on its way in, if it was computed from a read marked `mark`.
+    pub fn get(&self, key: &str, mark: ReadMark) -> Option<T> {
+        let pending = self.lock();
+        if pending.is_empty() {
+            return None;
+        }
+        pending
+            .get(key)
+            .filter(|(since, _)| *since == mark)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// The first of `keys` on its way in, computed from a read marked `mark`.
+    pub fn get_first(&self, keys: &[String], mark: ReadMark) -> Option<T> {
+        keys.iter().find_map(|key| self.get(key, mark))
+    }
+}
+
 /// In-process: entries and a tag → keys index, both bounded by size and `max_ttl`, and the
 /// invalidation counter with the latest number of each tag.
 #[derive(Debug, Clone)]

@@ -46,6 +46,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+pub use self::backend::PendingWrites;
 use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
@@ -121,47 +122,19 @@ pub struct Caching {
     metrics: Arc<GatewayMetrics>,
     turns: Option<Arc<Semaphore>>,
     texts: TextDigests,
-    pending: Arc<PendingWrites>,
+    pending: Arc<PendingWrites<PendingResponse>>,
     writes_behind: Arc<Semaphore>,
 }
 
-/// The most response-cache writes running after their responses went out; a request that
-/// finds them all busy stores its response before answering.
+/// The most response-cache (and, per fetch, entity-cache) writes running after their
+/// answers went out; one that finds them all busy is written before answering.
 pub const MAX_WRITES_BEHIND: usize = 256;
 
-/// Responses on their way into the backend, by entry key, with the read mark of the lookup
-/// that missed before computing them: a lookup with the same mark (no invalidation since)
-/// is answered with one, as the backend will answer once the write lands.
-#[derive(Debug, Default)]
-pub struct PendingWrites(std::sync::Mutex<std::collections::HashMap<String, PendingWrite>>);
-
+/// A response on its way into the backend: what a hit on it answers.
 #[derive(Debug, Clone)]
-struct PendingWrite {
-    since: ReadMark,
+struct PendingResponse {
     cache_control: String,
     body: Bytes,
-}
-
-impl PendingWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PendingWrite>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The first of `keys` on its way in, written from a read with the mark `mark`.
-    fn get_first(&self, keys: &[String], mark: ReadMark) -> Option<PendingWrite> {
-        let pending = self.lock();
-        if pending.is_empty() {
-            return None;
-        }
-        keys.iter().find_map(|key| {
-            pending
-                .get(key)
-                .filter(|write| write.since == mark)
-                .cloned()
-        })
-    }
 }
 
 /// SHA-256 digests of operation texts, remembered by their XXH3 hash: a response key hashes
@@ -619,7 +592,7 @@ impl Store {
     async fn store_behind(
         self,
         executed: Executed,
-        pending: Arc<PendingWrites>,
+        pending: Arc<PendingWrites<PendingResponse>>,
         writes_behind: Arc<Semaphore>,
     ) {
         let CachePolicy::Cacheable { private, .. } = executed.policy else {
@@ -629,25 +602,14 @@ impl Store {
             return self.store(&executed).await;
         };
         let key = self.key(private).to_owned();
-        pending.lock().insert(
-            key.clone(),
-            PendingWrite {
-                since: self.since,
-                cache_control: executed.policy.header_value(),
-                body: executed.body.clone(),
-            },
-        );
+        let response = PendingResponse {
+            cache_control: executed.policy.header_value(),
+            body: executed.body.clone(),
+        };
+        pending.insert(key.clone(), self.since, response);
         tokio::spawn(async move {
             self.store(&executed).await;
-            let mut writes = pending.lock();
-            // A later write of the same key (from a later read) stays.
-            if writes
-                .get(&key)
-                .is_some_and(|write| write.since == self.since)
-            {
-                writes.remove(&key);
-            }
-            drop(writes);
+            pending.remove(&key, self.since);
             drop(permit);
         });
     }
