@@ -10,7 +10,8 @@
 //! cached entities too. A fetch asks the subgraph only for the representations the cache
 //! lacks and gets the rest from the cache, in the original order. Entities are written after
 //! the fetch has answered, by a task (see [`PendingWrites`]: until the write lands, a fetch
-//! whose lookup shows no invalidation since gets them from there).
+//! whose lookup shows no invalidation at all since gets them from there; any other asks the
+//! subgraph).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use tokio::sync::Semaphore;
 
-use super::backend::{CacheBackend, ENTITY_KEY_PREFIX, PendingWrites, ReadMark};
+use super::backend::{CacheBackend, ENTITY_KEY_PREFIX, Pending, PendingWrites, ReadMark};
 use super::digest;
 use super::metrics::{CacheMetrics, inc};
 use super::policy::CachePolicy;
@@ -94,9 +95,10 @@ impl EntityCacheTransport {
         let Ok(permit) = self.writes_behind.clone().try_acquire_owned() else {
             return write_entities(&self.backend, &self.metrics, &writes, ttl, since).await;
         };
-        for write in &writes {
-            self.pending.insert(write.key.clone(), since, write.clone());
-        }
+        let landed: Vec<_> = writes
+            .iter()
+            .map(|write| self.pending.insert(write.key.clone(), since, write.clone()))
+            .collect();
         let (backend, metrics, pending) = (
             self.backend.clone(),
             self.metrics.clone(),
@@ -107,6 +109,7 @@ impl EntityCacheTransport {
             for write in &writes {
                 pending.remove(&write.key, since);
             }
+            drop(landed);
             drop(permit);
         });
     }
@@ -282,8 +285,14 @@ impl SubgraphTransport for EntityCacheTransport {
                         (entry["entity"].take(), hint)
                     })
                     .or_else(|| {
-                        let pending = self.pending.get(key?, mark?)?;
-                        Some((pending.entity.clone(), pending.cache_control.clone()))
+                        // One computed before an invalidation is not waited for: the
+                        // subgraph is asked instead.
+                        match self.pending.get(key?, mark?)? {
+                            Pending::Ready(write) => {
+                                Some((write.entity.clone(), write.cache_control.clone()))
+                            }
+                            Pending::Landing(_) => None,
+                        }
                     });
                 match cached {
                     Some((entity, hint)) => {

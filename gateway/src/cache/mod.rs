@@ -13,7 +13,8 @@
 //! Storing leaves the request's critical path: the response goes out, and a task (at most
 //! [`MAX_WRITES_BEHIND`] at once; past that the request stores it itself) works out its tags
 //! and writes it. Until that write lands, the next identical request is answered from
-//! [`PendingWrites`] — when no invalidation came since the read that computed it.
+//! [`PendingWrites`] when no invalidation at all came since the read that computed it, and
+//! otherwise waits for the write and asks the backend again.
 //!
 //! # Layout
 //!
@@ -47,7 +48,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 pub use self::backend::PendingWrites;
-use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
+use self::backend::{CacheBackend, Pending, ReadMark, RedisBackend, Removed};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
@@ -129,6 +130,15 @@ pub struct Caching {
 /// The most response-cache (and, per fetch, entity-cache) writes running after their
 /// answers went out; one that finds them all busy is written before answering.
 pub const MAX_WRITES_BEHIND: usize = 256;
+
+/// What a response cache lookup found.
+enum Lookup {
+    Hit(Box<GraphQLResponse>),
+    /// Nothing: the mark of the read, for storing what is computed now.
+    Miss(ReadMark),
+    /// The backend failed: nothing is stored either.
+    Failed,
+}
 
 /// A response on its way into the backend: what a hit on it answers.
 #[derive(Debug, Clone)]
@@ -281,38 +291,10 @@ impl Caching {
         };
         let mut mark = None;
         if let Some(keys) = &entry_keys {
-            match self.backend.get_first(keys).await {
-                Ok((Some(stored), _)) => match StoredResponse::read(stored) {
-                    Some(stored) => {
-                        inc(&self.metrics.response_cache.hits);
-                        let mut response = GraphQLResponse::from_serialized(stored.body);
-                        response.cache_control = Some(stored.cache_control);
-                        response
-                            .extra_headers
-                            .insert(X_CACHE, HeaderValue::from_static("HIT"));
-                        return response;
-                    }
-                    None => {
-                        tracing::warn!("a cached response is not in the expected form");
-                        inc(&self.metrics.response_cache.errors);
-                    }
-                },
-                Ok((None, read_mark)) => match self.pending.get_first(keys, read_mark) {
-                    Some(pending) => {
-                        inc(&self.metrics.response_cache.hits);
-                        let mut response = GraphQLResponse::from_serialized(pending.body);
-                        response.cache_control = Some(pending.cache_control);
-                        response
-                            .extra_headers
-                            .insert(X_CACHE, HeaderValue::from_static("HIT"));
-                        return response;
-                    }
-                    None => mark = Some(read_mark),
-                },
-                Err(err) => {
-                    tracing::debug!(error = %err, "response cache bypassed");
-                    inc(&self.metrics.response_cache.errors);
-                }
+            match self.look_up(keys).await {
+                Lookup::Hit(response) => return *response,
+                Lookup::Miss(read_mark) => mark = Some(read_mark),
+                Lookup::Failed => {}
             }
         }
         // A request never joins one in flight that began before an invalidation it came
@@ -375,6 +357,48 @@ impl Caching {
         };
         let policy = executed.policy;
         respond(executed, policy, cached, headers)
+    }
+
+    /// The cached response under the first of `keys`, or the mark of the read that missed.
+    /// A response still on its way in answers when no invalidation at all came since the
+    /// read that computed it; otherwise the lookup waits for its write to land and looks
+    /// again, so the backend decides (an invalidation of its tags since voids the write).
+    async fn look_up(&self, keys: &[String]) -> Lookup {
+        let mut waited = false;
+        loop {
+            let (cache_control, body) = match self.backend.get_first(keys).await {
+                Ok((Some(stored), _)) => match StoredResponse::read(stored) {
+                    Some(stored) => (stored.cache_control, stored.body),
+                    None => {
+                        tracing::warn!("a cached response is not in the expected form");
+                        inc(&self.metrics.response_cache.errors);
+                        return Lookup::Failed;
+                    }
+                },
+                Ok((None, read_mark)) => match self.pending.get_first(keys, read_mark) {
+                    Some(Pending::Ready(pending)) => (pending.cache_control, pending.body),
+                    Some(Pending::Landing(mut landed)) if !waited => {
+                        waited = true;
+                        // Ends when the writer drops its sender: the write is done.
+                        landed.changed().await.unwrap_or_default();
+                        continue;
+                    }
+                    _ => return Lookup::Miss(read_mark),
+                },
+                Err(err) => {
+                    tracing::debug!(error = %err, "response cache bypassed");
+                    inc(&self.metrics.response_cache.errors);
+                    return Lookup::Failed;
+                }
+            };
+            inc(&self.metrics.response_cache.hits);
+            let mut response = GraphQLResponse::from_serialized(body);
+            response.cache_control = Some(cache_control);
+            response
+                .extra_headers
+                .insert(X_CACHE, HeaderValue::from_static("HIT"));
+            return Lookup::Hit(Box::new(response));
+        }
     }
 
     async fn mutation(
@@ -606,10 +630,11 @@ impl Store {
             cache_control: executed.policy.header_value(),
             body: executed.body.clone(),
         };
-        pending.insert(key.clone(), self.since, response);
+        let landed = pending.insert(key.clone(), self.since, response);
         tokio::spawn(async move {
             self.store(&executed).await;
             pending.remove(&key, self.since);
+            drop(landed);
             drop(permit);
         });
     }

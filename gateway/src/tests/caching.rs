@@ -227,3 +227,19 @@ async fn a_response_waiting_to_be_stored_is_not_served_after_an_invalidation() {
     assert_eq!(third_cache.as_deref(), Some("HIT"));
     assert_eq!(users.received.load(Ordering::SeqCst), 2);
 }
+
+/// An invalidation of something else while the response is on its way in: the next
+/// identical request waits for the write and is answered from the cache.
+#[tokio::test]
+async fn a_response_waiting_to_be_stored_still_answers_after_an_unrelated_invalidation() {
+    let (users, gateway, caching) = hinted_gateway();
+
+    let (first, _) = ask_for_ada(&gateway, &caching).await;
+    let someone_else = Uuid::now_v7();
+    caching.invalidator().invalidate(vec![someone_else]).await;
+    let (second, second_cache) = ask_for_ada(&gateway, &caching).await;
+
+    assert_eq!(second, first);
+    assert_eq!(second_cache.as_deref(), Some("HIT"));
+    assert_eq!(users.received.load(Ordering::SeqCst), 1);
+}
