@@ -106,6 +106,7 @@ pub(crate) async fn run_deferred(
                     context,
                 )
                 .await
+                .into_response()
                 .into_json()
             }
             .remote_handle();
@@ -122,7 +123,7 @@ pub(crate) async fn run_deferred(
         context,
     )
     .await;
-    let mut body = answered.into_json();
+    let mut body = answered.into_response().into_json();
     if let Some(data) = body.get_mut("data") {
         remove_placeholders(data);
     }

@@ -206,6 +206,95 @@ impl GraphQLResponse {
     }
 }
 
+/// A response the request path wrote for the client: its body as it goes on the wire, and
+/// what the stages after execution decide on (whether it executed, its errors, the subgraphs'
+/// cache hints and headers). The data was written straight to bytes: no JSON tree of it
+/// exists (see [`crate::response::write_data`]).
+#[derive(Debug, Clone, Default)]
+pub struct WrittenResponse {
+    /// `{"data":…,"errors":[…]}` (no `data` for request errors), as sent.
+    pub body: Vec<u8>,
+    /// Whether the body has a `data` entry, even `null`: the operation executed.
+    pub executed: bool,
+    /// The errors the body carries, in its order.
+    pub errors: Vec<GraphQLError>,
+    /// As [`GraphQLResponse::subgraph_cache_control`].
+    pub subgraph_cache_control: Vec<String>,
+    /// As [`GraphQLResponse::subgraph_headers`].
+    pub subgraph_headers: reqwest::header::HeaderMap,
+}
+
+impl WrittenResponse {
+    /// The start of an executed response's body: its `data` is written next.
+    pub fn body_start(capacity: usize) -> Vec<u8> {
+        let mut body = Vec::with_capacity(capacity);
+        body.extend_from_slice(b"{\"data\":");
+        body
+    }
+
+    /// An executed response: `body` is [`WrittenResponse::body_start`] followed by the data;
+    /// the errors are added and the body closed.
+    pub fn executed(mut body: Vec<u8>, errors: Vec<GraphQLError>) -> Self {
+        if !errors.is_empty() {
+            let start = body.len();
+            body.extend_from_slice(b",\"errors\":");
+            if serde_json::to_writer(&mut body, &errors).is_err() {
+                tracing::error!("the errors of a response could not be written");
+                body.truncate(start);
+            }
+        }
+        body.push(b'}');
+        Self {
+            body,
+            executed: true,
+            errors,
+            ..Self::default()
+        }
+    }
+
+    /// A request error: nothing was executed, so there is no `data` key.
+    pub fn request_errors(errors: Vec<GraphQLError>) -> Self {
+        let body = serde_json::to_vec(&GraphQLResponse::request_errors(errors.clone()))
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "the errors of a response could not be written");
+                br#"{"errors":[{"message":"Internal server error"}]}"#.to_vec()
+            });
+        Self {
+            body,
+            executed: false,
+            errors,
+            ..Self::default()
+        }
+    }
+
+    /// Whether one of the errors carries `code`.
+    pub fn has_error_code(&self, code: &str) -> bool {
+        self.errors.iter().any(|error| error.code() == Some(code))
+    }
+
+    /// The response as a JSON tree, read back from the body: for the paths that need the
+    /// tree (deferred parts, tests).
+    pub fn into_response(self) -> GraphQLResponse {
+        let data = if self.executed {
+            let mut body: Map<String, Value> =
+                serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+                    tracing::error!(%error, "a written response is not a JSON object");
+                    Map::new()
+                });
+            Some(body.remove("data").unwrap_or(Value::Null))
+        } else {
+            None
+        };
+        GraphQLResponse {
+            data,
+            errors: self.errors,
+            extensions: Map::new(),
+            subgraph_cache_control: self.subgraph_cache_control,
+            subgraph_headers: self.subgraph_headers,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -46,12 +46,13 @@
 //! - [`transport`]: the [`SubgraphTransport`] trait, [`Transports`] and [`HttpTransport`].
 //! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
 //!   and merges the results.
-//! - [`response`]: shapes the merged data for the client (null propagation, fragments,
-//!   abstract types with or without a concrete type, enum values outside the API schema,
-//!   introspection).
+//! - [`response`]: writes the client response straight to bytes from the merged data (null
+//!   propagation, fragments, abstract types with or without a concrete type, enum values
+//!   outside the API schema, introspection).
 //! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
 //!   then the request path).
-//! - [`cache`]: the response cache, in-flight de-duplication of operations and their metrics.
+//! - [`cache`]: the response cache (stored after the response is sent), in-flight
+//!   de-duplication of operations and their metrics.
 //! - [`inflight`]: sharing one run between identical concurrent work (client operations and
 //!   subgraph fetches), with its counters; a leaf, so the cache and the transports both use it.
 //! - [`shared`]: the Redis connection replicas share state through, with bounded calls.

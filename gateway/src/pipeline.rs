@@ -1,6 +1,7 @@
 //! The request path, top to bottom: prepare (limits, validation, plan: once per document)
 //! → coerce variables → cost estimate → execute (the plan with unauthorized fields removed,
-//! when the caller may not see some) → shape → response size cap.
+//! when the caller may not see some) → write the response straight to bytes (shaped by the
+//! client's operation) → response size cap.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use serde_json::{Map, Value};
 use crate::Gateway;
 use crate::authorization::operation::Denied;
 use crate::execute::{ExecutionContext, RESPONSE_TOO_LARGE, execute_plan};
-use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse};
+use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, WrittenResponse};
 use crate::limits::truncate_errors;
 use crate::prepare::PreparedOperation;
-use crate::response::shape_response;
+use crate::response::write_data;
 use crate::runtime::SupergraphRuntime;
 use crate::variables::coerce_variables;
 
@@ -56,7 +57,7 @@ impl RequestContext {
 }
 
 /// Runs one GraphQL operation through every stage: prepare (or find it prepared), then
-/// [`execute_prepared`].
+/// [`execute_prepared`]; the response as a JSON tree.
 #[tracing::instrument(skip_all, fields(operation_name = request.operation_name.as_deref()))]
 pub async fn execute_operation(
     gateway: &Gateway,
@@ -68,17 +69,16 @@ pub async fn execute_operation(
         .prepare(request.text(), request.operation_name.as_deref())
         .await
     {
-        Ok(prepared) => {
-            execute_prepared(
-                gateway,
-                &runtime,
-                &prepared,
-                None,
-                request.variables(),
-                context,
-            )
-            .await
-        }
+        Ok(prepared) => execute_prepared(
+            gateway,
+            &runtime,
+            &prepared,
+            None,
+            request.variables(),
+            context,
+        )
+        .await
+        .into_response(),
         Err(refusal) => GraphQLResponse::request_errors(
             refusal.to_graphql_errors(context.request_id.as_deref()),
         ),
@@ -86,7 +86,7 @@ pub async fn execute_operation(
 }
 
 /// Runs a prepared operation with the request's variables: coerce them, execute the plan,
-/// shape the response. `runtime` is the one `prepared` was prepared by; `denied`, when the
+/// write the response. `runtime` is the one `prepared` was prepared by; `denied`, when the
 /// caller may not see some fields, holds the plan without them and the errors that say so.
 pub async fn execute_prepared(
     gateway: &Gateway,
@@ -95,13 +95,13 @@ pub async fn execute_prepared(
     denied: Option<&Denied>,
     variables: &Map<String, Value>,
     context: RequestContext,
-) -> GraphQLResponse {
+) -> WrittenResponse {
     let schema = runtime.supergraph().api_schema();
     let max_errors = runtime.preparer().limits().max_errors;
     let variables = match coerce_variables(schema, prepared.variable_definitions(), variables) {
         Ok(variables) => variables,
         Err(errors) => {
-            return GraphQLResponse::request_errors(truncate_errors(errors, max_errors));
+            return WrittenResponse::request_errors(truncate_errors(errors, max_errors));
         }
     };
     if let Err(refusal) = gateway.cost().admit(
@@ -109,7 +109,7 @@ pub async fn execute_prepared(
         prepared.for_cost(),
         &variables,
     ) {
-        return GraphQLResponse::request_errors(vec![*refusal]);
+        return WrittenResponse::request_errors(vec![*refusal]);
     }
 
     let execution = ExecutionContext {
@@ -128,27 +128,31 @@ pub async fn execute_prepared(
     let output = execute_plan(plan, &execution).await;
     errors.extend(output.errors);
 
-    let mut response = shape_response(
+    let mut body = WrittenResponse::body_start(prepared.written_size_hint());
+    let errors = write_data(
         schema,
         prepared,
         &variables,
-        output.data,
+        &output.data,
         errors,
         &output.unresolved,
+        &mut body,
     );
-    response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
+    drop(output.data);
+    prepared.remember_written_size(body.len());
+    let mut response = WrittenResponse::executed(body, truncate_errors(errors, max_errors));
     response.subgraph_cache_control = output.cache_control;
     response.subgraph_headers = output.headers;
     cap_response(response, gateway.max_response_bytes())
 }
 
-/// The response, unless its JSON would be longer than `limit`: then only an error saying so.
-fn cap_response(response: GraphQLResponse, limit: usize) -> GraphQLResponse {
-    if crate::transport::serializes_within(&response, limit) {
+/// The response, unless its JSON is longer than `limit`: then only an error saying so.
+fn cap_response(response: WrittenResponse, limit: usize) -> WrittenResponse {
+    if response.body.len() <= limit {
         return response;
     }
     tracing::warn!(limit, "a response over the size limit was not sent");
-    GraphQLResponse::request_errors(vec![
+    WrittenResponse::request_errors(vec![
         GraphQLError::with_code(
             format!("The response is larger than the limit of {limit} bytes."),
             RESPONSE_TOO_LARGE,

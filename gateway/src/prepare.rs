@@ -23,6 +23,7 @@
 //! every long loop asks it whether to go on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, SelectionSet, VariableDefinition,
@@ -62,11 +63,25 @@ pub struct PreparedOperation {
     /// Whether it has a `@defer` (see [`crate::defer_split`]); when not, nothing about deferral
     /// is looked at per request.
     pub defers: bool,
+    /// The length of the last response body written for it: the next one's buffer starts
+    /// that large instead of growing to it.
+    written_size: AtomicUsize,
 }
 
 impl PreparedOperation {
     pub fn document(&self) -> &Document {
         &self.document
+    }
+
+    /// How many bytes to reserve for a response body of this operation: what the last one
+    /// took, and a little more.
+    pub(crate) fn written_size_hint(&self) -> usize {
+        let last = self.written_size.load(Ordering::Relaxed);
+        last.saturating_add(last / 8).clamp(256, 8 << 20)
+    }
+
+    pub(crate) fn remember_written_size(&self, size: usize) {
+        self.written_size.store(size, Ordering::Relaxed);
     }
 
     pub fn operation(&self) -> Option<&OperationDefinition> {
@@ -298,6 +313,7 @@ impl Preparer {
             override_labels: labels.clone(),
             defers,
             authorization,
+            written_size: AtomicUsize::new(0),
         })
     }
 

@@ -52,6 +52,89 @@ impl ReadMark {
     }
 }
 
+/// Entries on their way into the backend (written after the answer went out), by key, each
+/// with the [`ReadMark`] of the lookup that missed before computing it. A lookup that misses
+/// with the same mark — no invalidation at all since — is answered with the pending entry,
+/// as the backend will answer once the write lands. With another mark only the backend can
+/// tell whether an invalidation since touched the entry: the lookup may wait for the write
+/// to land ([`Pending::Landing`]) and look again.
+#[derive(Debug)]
+pub struct PendingWrites<T>(Mutex<std::collections::HashMap<String, PendingEntry<T>>>);
+
+#[derive(Debug)]
+struct PendingEntry<T> {
+    since: ReadMark,
+    value: T,
+    landed: tokio::sync::watch::Receiver<()>,
+}
+
+/// What a lookup finds of an entry on its way into the backend.
+#[derive(Debug)]
+pub enum Pending<T> {
+    /// Computed from a read with the lookup's own mark: the answer.
+    Ready(T),
+    /// Computed from an earlier read: its write ends the wait (the sender is dropped).
+    Landing(tokio::sync::watch::Receiver<()>),
+}
+
+impl<T> Default for PendingWrites<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: Clone> PendingWrites<T> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PendingEntry<T>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a write of `key`, computed from the read marked `since`; whoever writes it
+    /// drops the returned sender once the write is done (or given up).
+    pub fn insert(&self, key: String, since: ReadMark, value: T) -> tokio::sync::watch::Sender<()> {
+        let (sender, landed) = tokio::sync::watch::channel(());
+        self.lock().insert(
+            key,
+            PendingEntry {
+                since,
+                value,
+                landed,
+            },
+        );
+        sender
+    }
+
+    /// Once the write of `key` from the read marked `since` is done; a later write of the
+    /// same key (from a later read) stays.
+    pub fn remove(&self, key: &str, since: ReadMark) {
+        let mut pending = self.lock();
+        if pending.get(key).is_some_and(|entry| entry.since == since) {
+            pending.remove(key);
+        }
+    }
+
+    /// The entry of `key` on its way in, seen by a lookup marked `mark`.
+    pub fn get(&self, key: &str, mark: ReadMark) -> Option<Pending<T>> {
+        let pending = self.lock();
+        if pending.is_empty() {
+            return None;
+        }
+        pending.get(key).map(|entry| {
+            if entry.since == mark {
+                Pending::Ready(entry.value.clone())
+            } else {
+                Pending::Landing(entry.landed.clone())
+            }
+        })
+    }
+
+    /// The first of `keys` on its way in, seen by a lookup marked `mark`.
+    pub fn get_first(&self, keys: &[String], mark: ReadMark) -> Option<Pending<T>> {
+        keys.iter().find_map(|key| self.get(key, mark))
+    }
+}
+
 /// In-process: entries and a tag → keys index, both bounded by size and `max_ttl`, and the
 /// invalidation counter with the latest number of each tag.
 #[derive(Debug, Clone)]

@@ -8,7 +8,10 @@
 //! [`CacheSettings::max_ttl`](super::CacheSettings::max_ttl)), tagged with every id in the
 //! representation and the result, so the invalidation that drops cached responses drops
 //! cached entities too. A fetch asks the subgraph only for the representations the cache
-//! lacks and gets the rest from the cache, in the original order.
+//! lacks and gets the rest from the cache, in the original order. Entities are written after
+//! the fetch has answered, by a task (see [`PendingWrites`]: until the write lands, a fetch
+//! whose lookup shows no invalidation at all since gets them from there; any other asks the
+//! subgraph).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::backend::{CacheBackend, ENTITY_KEY_PREFIX};
+use tokio::sync::Semaphore;
+
+use super::backend::{CacheBackend, ENTITY_KEY_PREFIX, Pending, PendingWrites, ReadMark};
 use super::digest;
 use super::metrics::{CacheMetrics, inc};
 use super::policy::CachePolicy;
@@ -39,6 +44,18 @@ pub struct EntityCacheTransport {
     metrics: Arc<CacheMetrics>,
     max_ttl: Duration,
     uncacheable: moka::sync::Cache<[u8; 32], ()>,
+    pending: Arc<PendingWrites<Arc<EntityWrite>>>,
+    writes_behind: Arc<Semaphore>,
+}
+
+/// One entity to store: under `key`, the result and the representation it answers (both
+/// give its tags), with the fetch's hint.
+#[derive(Debug)]
+struct EntityWrite {
+    key: String,
+    entity: Value,
+    representation: Value,
+    cache_control: String,
 }
 
 impl std::fmt::Debug for EntityCacheTransport {
@@ -64,6 +81,64 @@ impl EntityCacheTransport {
                 .max_capacity(10_000)
                 .time_to_live(UNCACHEABLE_MEMORY)
                 .build(),
+            pending: Arc::default(),
+            writes_behind: Arc::new(Semaphore::new(super::MAX_WRITES_BEHIND)),
+        }
+    }
+
+    /// Stores `writes` after the fetch answers: pending until a task has written them, or
+    /// right away when [`super::MAX_WRITES_BEHIND`] writes are running already.
+    async fn store_behind(&self, writes: Vec<Arc<EntityWrite>>, ttl: Duration, since: ReadMark) {
+        if writes.is_empty() {
+            return;
+        }
+        let Ok(permit) = self.writes_behind.clone().try_acquire_owned() else {
+            return write_entities(&self.backend, &self.metrics, &writes, ttl, since).await;
+        };
+        let landed: Vec<_> = writes
+            .iter()
+            .map(|write| self.pending.insert(write.key.clone(), since, write.clone()))
+            .collect();
+        let (backend, metrics, pending) = (
+            self.backend.clone(),
+            self.metrics.clone(),
+            self.pending.clone(),
+        );
+        tokio::spawn(async move {
+            write_entities(&backend, &metrics, &writes, ttl, since).await;
+            for write in &writes {
+                pending.remove(&write.key, since);
+            }
+            drop(landed);
+            drop(permit);
+        });
+    }
+}
+
+/// Writes entities to the backend, each tagged with every id in its representation and
+/// result.
+async fn write_entities(
+    backend: &CacheBackend,
+    metrics: &CacheMetrics,
+    writes: &[Arc<EntityWrite>],
+    ttl: Duration,
+    since: ReadMark,
+) {
+    let stores = writes.iter().map(|write| {
+        let mut tags = BTreeSet::new();
+        tags::ids_in_json(&write.representation, &mut tags);
+        tags::ids_in_json(&write.entity, &mut tags);
+        let value = stored(&write.entity, &write.cache_control);
+        async move { backend.set(&write.key, value, ttl, &tags, since).await }
+    });
+    for outcome in join_all(stores).await {
+        match outcome {
+            Ok(true) => inc(&metrics.stores),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "could not store an entity");
+                inc(&metrics.errors);
+            }
         }
     }
 }
@@ -193,7 +268,7 @@ impl SubgraphTransport for EntityCacheTransport {
         };
 
         let mut hints = Vec::new();
-        let mut found = found.into_iter();
+        let mut found = found.into_iter().zip(&flat);
         let mut calls: Vec<CallResults> = Vec::with_capacity(all.len());
         for representations in &all {
             let mut call = CallResults {
@@ -201,15 +276,29 @@ impl SubgraphTransport for EntityCacheTransport {
                 missing: Vec::new(),
             };
             for index in 0..representations.len() {
-                let parsed = found
-                    .next()
+                let (text, key) = found.next().unzip();
+                let cached = text
                     .flatten()
-                    .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-                match parsed {
-                    Some(mut entry) => {
+                    .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                    .map(|mut entry| {
+                        let hint = entry["cacheControl"].as_str().unwrap_or("").to_owned();
+                        (entry["entity"].take(), hint)
+                    })
+                    .or_else(|| {
+                        // One computed before an invalidation is not waited for: the
+                        // subgraph is asked instead.
+                        match self.pending.get(key?, mark?)? {
+                            Pending::Ready(write) => {
+                                Some((write.entity.clone(), write.cache_control.clone()))
+                            }
+                            Pending::Landing(_) => None,
+                        }
+                    });
+                match cached {
+                    Some((entity, hint)) => {
                         inc(&self.metrics.hits);
-                        hints.push(entry["cacheControl"].as_str().unwrap_or("").to_owned());
-                        call.results[index] = Some(entry["entity"].take());
+                        hints.push(hint);
+                        call.results[index] = Some(entity);
                     }
                     None => {
                         inc(&self.metrics.misses);
@@ -294,7 +383,7 @@ impl SubgraphTransport for EntityCacheTransport {
                 Some(since),
             ) if response.errors.is_empty() => {
                 let ttl = Duration::from_secs(max_age).min(self.max_ttl);
-                let stores = fetched
+                let writes = fetched
                     .iter()
                     .zip(&asked)
                     .zip(calls.iter().zip(&keys))
@@ -309,22 +398,15 @@ impl SubgraphTransport for EntityCacheTransport {
                             })
                     })
                     .map(|(entity, representation, key)| {
-                        let mut tags = BTreeSet::new();
-                        tags::ids_in_json(representation, &mut tags);
-                        tags::ids_in_json(entity, &mut tags);
-                        let value = stored(entity, &hint);
-                        async move { self.backend.set(key, value, ttl, &tags, since).await }
-                    });
-                for outcome in join_all(stores).await {
-                    match outcome {
-                        Ok(true) => inc(&self.metrics.stores),
-                        Ok(false) => {}
-                        Err(err) => {
-                            tracing::debug!(error = %err, "could not store an entity");
-                            inc(&self.metrics.errors);
-                        }
-                    }
-                }
+                        Arc::new(EntityWrite {
+                            key: key.clone(),
+                            entity: entity.clone(),
+                            representation: representation.clone(),
+                            cache_control: hint.clone(),
+                        })
+                    })
+                    .collect();
+                self.store_behind(writes, ttl, since).await;
             }
             (CachePolicy::Cacheable { private: true, .. } | CachePolicy::NoStore, _)
                 if response.errors.is_empty() =>
@@ -592,6 +674,8 @@ mod tests {
     async fn an_invalidated_entity_is_fetched_again() {
         let (echo, transport, _) = cache("max-age=30");
         transport.execute(request(&[A, B])).await.unwrap();
+        // The entities' write (behind the answer) lands before the change.
+        tokio::task::yield_now().await;
         transport
             .backend
             .invalidate(&BTreeSet::from([A.to_owned()]))

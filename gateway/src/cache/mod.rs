@@ -10,6 +10,12 @@
 //! every stored response tagged with an id it mentions or returns. The response says
 //! `x-cache: HIT` or `MISS` when it is cacheable.
 //!
+//! Storing leaves the request's critical path: the response goes out, and a task (at most
+//! [`MAX_WRITES_BEHIND`] at once; past that the request stores it itself) works out its tags
+//! and writes it. Until that write lands, the next identical request is answered from
+//! [`PendingWrites`] when no invalidation at all came since the read that computed it, and
+//! otherwise waits for the write and asks the backend again.
+//!
 //! # Layout
 //!
 //! - [`policy`]: combining subgraph hints into the gateway's `Cache-Control`.
@@ -33,7 +39,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::header::HeaderName;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use futures::FutureExt;
 use gantry_kit::invalidation::InvalidationSink;
 use serde_json::{Value, json};
@@ -41,13 +47,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use self::backend::{CacheBackend, ReadMark, RedisBackend, Removed};
+pub use self::backend::PendingWrites;
+use self::backend::{CacheBackend, Pending, ReadMark, RedisBackend, Removed};
 use self::metrics::{GatewayMetrics, inc};
 pub use self::policy::CachePolicy;
 use crate::Gateway;
 use crate::GraphQLRequest;
 use crate::authorization::operation::Denied;
-use crate::graphql::OperationKind;
+use crate::execute::GATEWAY_TIMEOUT;
+use crate::graphql::{GraphQLResponse as GraphQLResponseBody, OperationKind};
 use crate::graphql_http::GraphQLResponse;
 use crate::inflight::{self, InFlight, InFlightKey};
 use crate::pipeline::{self, execute_prepared};
@@ -88,10 +96,18 @@ impl Default for CacheSettings {
     }
 }
 
-/// What one execution produced, shared by every identical request waiting on it.
+/// What one execution produced, shared by every identical request waiting on it: the body
+/// as written, so sharing it copies nothing.
 #[derive(Debug, Clone)]
 struct Executed {
-    body: Arc<Value>,
+    /// The body as it goes on the wire (see [`crate::graphql::WrittenResponse::body`]).
+    body: Bytes,
+    /// `None` when the operation executed; when it did not (request errors), the body as a
+    /// JSON tree: without `data`, the HTTP layer answers `400` under
+    /// `application/graphql-response+json`.
+    refused: Option<Arc<Value>>,
+    /// The deadline cut it short: answered `504` with the data that was complete.
+    timed_out: bool,
     policy: CachePolicy,
     /// Subgraph response headers for the client (header rules); the request that ran the
     /// operation gets them, never one that shared its run or read it from the cache.
@@ -107,6 +123,28 @@ pub struct Caching {
     metrics: Arc<GatewayMetrics>,
     turns: Option<Arc<Semaphore>>,
     texts: TextDigests,
+    pending: Arc<PendingWrites<PendingResponse>>,
+    writes_behind: Arc<Semaphore>,
+}
+
+/// The most response-cache (and, per fetch, entity-cache) writes running after their
+/// answers went out; one that finds them all busy is written before answering.
+pub const MAX_WRITES_BEHIND: usize = 256;
+
+/// What a response cache lookup found.
+enum Lookup {
+    Hit(Box<GraphQLResponse>),
+    /// Nothing: the mark of the read, for storing what is computed now.
+    Miss(ReadMark),
+    /// The backend failed: nothing is stored either.
+    Failed,
+}
+
+/// A response on its way into the backend: what a hit on it answers.
+#[derive(Debug, Clone)]
+struct PendingResponse {
+    cache_control: String,
+    body: Bytes,
 }
 
 /// SHA-256 digests of operation texts, remembered by their XXH3 hash: a response key hashes
@@ -166,6 +204,8 @@ impl Caching {
             metrics,
             turns: None,
             texts: TextDigests::default(),
+            pending: Arc::default(),
+            writes_behind: Arc::new(Semaphore::new(MAX_WRITES_BEHIND)),
         }
     }
 
@@ -204,7 +244,8 @@ impl Caching {
             OperationKind::Mutation => self.mutation(operation, request, context, viewer).await,
             OperationKind::Subscription => {
                 let executed = run(self.turns.clone(), operation, request, context).await;
-                respond(executed.body, CachePolicy::NoStore, None, executed.headers)
+                let headers = executed.headers.clone();
+                respond(executed, CachePolicy::NoStore, None, headers)
             }
         }
     }
@@ -250,27 +291,10 @@ impl Caching {
         };
         let mut mark = None;
         if let Some(keys) = &entry_keys {
-            match self.backend.get_first(keys).await {
-                Ok((Some(stored), _)) => match StoredResponse::read(stored) {
-                    Some(stored) => {
-                        inc(&self.metrics.response_cache.hits);
-                        let mut response = GraphQLResponse::from_serialized(stored.body);
-                        response.cache_control = Some(stored.cache_control);
-                        response
-                            .extra_headers
-                            .insert(X_CACHE, HeaderValue::from_static("HIT"));
-                        return response;
-                    }
-                    None => {
-                        tracing::warn!("a cached response is not in the expected form");
-                        inc(&self.metrics.response_cache.errors);
-                    }
-                },
-                Ok((None, read_mark)) => mark = Some(read_mark),
-                Err(err) => {
-                    tracing::debug!(error = %err, "response cache bypassed");
-                    inc(&self.metrics.response_cache.errors);
-                }
+            match self.look_up(keys).await {
+                Lookup::Hit(response) => return *response,
+                Lookup::Miss(read_mark) => mark = Some(read_mark),
+                Lookup::Failed => {}
             }
         }
         // A request never joins one in flight that began before an invalidation it came
@@ -293,11 +317,15 @@ impl Caching {
                 named: tags::ids_in_operation(request.text(), request.variables()),
                 since,
             });
+        let pending = self.pending.clone();
+        let writes_behind = self.writes_behind.clone();
         let work = move || {
             async move {
                 let executed = run(turns, operation, request, context).await;
                 if let Some(store) = store {
-                    store.store(&executed).await;
+                    store
+                        .store_behind(executed.clone(), pending, writes_behind)
+                        .await;
                 }
                 executed
             }
@@ -327,7 +355,50 @@ impl Caching {
             }
             _ => None,
         };
-        respond(executed.body, executed.policy, cached, headers)
+        let policy = executed.policy;
+        respond(executed, policy, cached, headers)
+    }
+
+    /// The cached response under the first of `keys`, or the mark of the read that missed.
+    /// A response still on its way in answers when no invalidation at all came since the
+    /// read that computed it; otherwise the lookup waits for its write to land and looks
+    /// again, so the backend decides (an invalidation of its tags since voids the write).
+    async fn look_up(&self, keys: &[String]) -> Lookup {
+        let mut waited = false;
+        loop {
+            let (cache_control, body) = match self.backend.get_first(keys).await {
+                Ok((Some(stored), _)) => match StoredResponse::read(stored) {
+                    Some(stored) => (stored.cache_control, stored.body),
+                    None => {
+                        tracing::warn!("a cached response is not in the expected form");
+                        inc(&self.metrics.response_cache.errors);
+                        return Lookup::Failed;
+                    }
+                },
+                Ok((None, read_mark)) => match self.pending.get_first(keys, read_mark) {
+                    Some(Pending::Ready(pending)) => (pending.cache_control, pending.body),
+                    Some(Pending::Landing(mut landed)) if !waited => {
+                        waited = true;
+                        // Ends when the writer drops its sender: the write is done.
+                        landed.changed().await.unwrap_or_default();
+                        continue;
+                    }
+                    _ => return Lookup::Miss(read_mark),
+                },
+                Err(err) => {
+                    tracing::debug!(error = %err, "response cache bypassed");
+                    inc(&self.metrics.response_cache.errors);
+                    return Lookup::Failed;
+                }
+            };
+            inc(&self.metrics.response_cache.hits);
+            let mut response = GraphQLResponse::from_serialized(body);
+            response.cache_control = Some(cache_control);
+            response
+                .extra_headers
+                .insert(X_CACHE, HeaderValue::from_static("HIT"));
+            return Lookup::Hit(Box::new(response));
+        }
     }
 
     async fn mutation(
@@ -340,11 +411,12 @@ impl Caching {
         let mut touched = tags::ids_in_operation(request.text(), request.variables());
         let executed = run(self.turns.clone(), operation, request, context).await;
         if self.settings.response_cache || self.settings.entity_cache {
-            tags::ids_in_json(&executed.body["data"], &mut touched);
+            tags::ids_in_json(&written_data(&executed), &mut touched);
             touched.extend(viewer.map(|id| id.to_string()));
             self.invalidator().invalidate_tags(&touched).await;
         }
-        respond(executed.body, CachePolicy::NoStore, None, executed.headers)
+        let headers = executed.headers.clone();
+        respond(executed, CachePolicy::NoStore, None, headers)
     }
 
     /// What drops cached responses for changes this gateway did not carry (the outbox).
@@ -441,7 +513,7 @@ async fn run(
 ) -> Executed {
     let _turn = take_turn(turns).await;
     let is_query = operation.prepared.kind == OperationKind::Query;
-    let response = execute_prepared(
+    let mut response = execute_prepared(
         &operation.gateway,
         &operation.runtime,
         &operation.prepared,
@@ -452,31 +524,48 @@ async fn run(
     .await;
     let policy = CachePolicy::for_response(
         &response.subgraph_cache_control,
-        is_query && response.data.is_some(),
+        is_query && response.executed,
         !response.errors.is_empty(),
     );
-    let mut response = response;
+    let timed_out = response.executed && response.has_error_code(GATEWAY_TIMEOUT);
     let headers = std::mem::take(&mut response.subgraph_headers);
-    let mut body = response.into_json();
-    if body.get("data").is_none() && body.get("errors").is_none() {
-        body = json!({ "data": null });
-    }
+    let refused = match response.executed {
+        true => None,
+        // A response with neither data nor errors is none the request path writes.
+        false if response.errors.is_empty() => {
+            response.body = br#"{"data":null}"#.to_vec();
+            None
+        }
+        false => Some(Arc::new(
+            serde_json::to_value(GraphQLResponseBody::request_errors(std::mem::take(
+                &mut response.errors,
+            )))
+            .unwrap_or_else(|_| json!({ "data": null })),
+        )),
+    };
     Executed {
-        body: Arc::new(body),
+        body: Bytes::from(response.body),
+        refused,
+        timed_out,
         policy,
         headers,
     }
 }
 
-/// The client's response; the body is cloned only when identical requests share it.
+/// The client's response: the written body, shared and not copied by identical requests.
 fn respond(
-    body: Arc<Value>,
+    executed: Executed,
     policy: CachePolicy,
     x_cache: Option<&'static str>,
     headers: HeaderMap,
 ) -> GraphQLResponse {
-    let body = Arc::try_unwrap(body).unwrap_or_else(|shared| shared.as_ref().clone());
-    let mut response = GraphQLResponse::new(body);
+    let mut response = match executed.refused {
+        Some(body) => GraphQLResponse::new(Arc::unwrap_or_clone(body)),
+        None => GraphQLResponse::from_serialized(executed.body),
+    };
+    if executed.timed_out {
+        response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
+    }
     response.extra_headers = headers;
     if response.has_data() {
         response.cache_control = Some(policy.header_value());
@@ -487,6 +576,21 @@ fn respond(
             .insert(X_CACHE, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The `data` of an executed response, read back from its body (`null` for one that did not
+/// execute): which ids it holds, for cache tags.
+fn written_data(executed: &Executed) -> Value {
+    if executed.refused.is_some() {
+        return Value::Null;
+    }
+    match serde_json::from_slice::<serde_json::Map<String, Value>>(&executed.body) {
+        Ok(mut body) => body.remove("data").unwrap_or(Value::Null),
+        Err(error) => {
+            tracing::error!(%error, "a written response is not a JSON object");
+            Value::Null
+        }
+    }
 }
 
 /// Where a cacheable response goes once executed.
@@ -506,20 +610,53 @@ struct Store {
 }
 
 impl Store {
+    /// Stores a cacheable response after the request is answered: it is pending (see
+    /// [`PendingWrites`]) until a task has written it, or stored right away when
+    /// [`MAX_WRITES_BEHIND`] writes are running already.
+    async fn store_behind(
+        self,
+        executed: Executed,
+        pending: Arc<PendingWrites<PendingResponse>>,
+        writes_behind: Arc<Semaphore>,
+    ) {
+        let CachePolicy::Cacheable { private, .. } = executed.policy else {
+            return;
+        };
+        let Ok(permit) = writes_behind.try_acquire_owned() else {
+            return self.store(&executed).await;
+        };
+        let key = self.key(private).to_owned();
+        let response = PendingResponse {
+            cache_control: executed.policy.header_value(),
+            body: executed.body.clone(),
+        };
+        let landed = pending.insert(key.clone(), self.since, response);
+        tokio::spawn(async move {
+            self.store(&executed).await;
+            pending.remove(&key, self.since);
+            drop(landed);
+            drop(permit);
+        });
+    }
+
+    fn key(&self, private: bool) -> &str {
+        if private {
+            &self.private_key
+        } else {
+            &self.public_key
+        }
+    }
+
     async fn store(&self, executed: &Executed) {
         let CachePolicy::Cacheable { max_age, private } = executed.policy else {
             return;
         };
         let mut tags = self.named.clone();
-        tags::ids_in_json(&executed.body["data"], &mut tags);
+        tags::ids_in_json(&written_data(executed), &mut tags);
         if private {
             tags.extend(self.viewer.map(|id| id.to_string()));
         }
-        let key = if private {
-            &self.private_key
-        } else {
-            &self.public_key
-        };
+        let key = self.key(private);
         let value = match StoredResponse::write(&executed.policy.header_value(), &executed.body) {
             Ok(value) => value,
             Err(err) => {
@@ -547,8 +684,8 @@ struct StoredResponse {
 }
 
 impl StoredResponse {
-    fn write(cache_control: &str, body: &Value) -> serde_json::Result<String> {
-        let body = serde_json::to_string(body)?;
+    fn write(cache_control: &str, body: &[u8]) -> Result<String, std::str::Utf8Error> {
+        let body = std::str::from_utf8(body)?;
         Ok(format!("{cache_control}\n{body}"))
     }
 
@@ -654,7 +791,8 @@ mod tests {
     #[test]
     fn a_stored_response_reads_back_as_the_bytes_it_was_sent_as() {
         let body = json!({ "data": { "post": { "id": "p1", "body": "two\nlines" } } });
-        let stored = StoredResponse::write("public, max-age=30", &body).expect("serializes");
+        let written = serde_json::to_vec(&body).expect("serializes");
+        let stored = StoredResponse::write("public, max-age=30", &written).expect("UTF-8");
         let read = StoredResponse::read(stored).expect("reads back");
         assert_eq!(read.cache_control, "public, max-age=30");
         assert_eq!(

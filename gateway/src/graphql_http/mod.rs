@@ -178,6 +178,15 @@ impl GraphQLResponse {
     pub fn has_data(&self) -> bool {
         self.serialized.is_some() || self.body.get("data").is_some()
     }
+
+    /// The body as a JSON tree, read back from [`GraphQLResponse::serialized`] when it was
+    /// written as bytes (`null` if those are not JSON).
+    pub fn body_json(&self) -> Value {
+        match &self.serialized {
+            Some(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            None => self.body.clone(),
+        }
+    }
 }
 
 pub use crate::graphql::OperationKind;

@@ -1,6 +1,9 @@
-//! Response shaping: walks the client's operation (not the plan) over the merged data, so the
-//! response has exactly the fields the client asked for — aliases, fragments, `__typename`,
-//! `@skip`/`@include` — with GraphQL null propagation and sorted errors.
+//! Response shaping: walks the client's operation (not the plan) over the merged data and
+//! writes the client's `data` straight to JSON bytes, so the response has exactly the fields
+//! the client asked for — aliases, fragments, `__typename`, `@skip`/`@include` — with
+//! GraphQL null propagation and sorted errors, and no second tree is built for the client.
+//! A null that propagates truncates what was written below the nearest nullable position
+//! and writes `null` there instead.
 //!
 //! Two rules keep the response inside the API schema whatever the subgraphs sent:
 //!
@@ -36,49 +39,83 @@ use crate::schema::ApiSchema;
 /// A non-null field resolved to null: the null moves up to the nearest nullable parent.
 struct NullBubble;
 
-/// Builds the client response from the merged data and the errors gathered so far. The data
-/// is consumed: leaves move into the response instead of being copied. `unresolved` are the
-/// paths of objects whose entity fetch failed, already explained by that fetch's error.
+/// Writes the client's `data` (the JSON value of the response's `data` entry) at the end of
+/// `out`, from the merged data and the errors gathered so far, and returns the errors sorted
+/// by path. `unresolved` are the paths of objects whose entity fetch failed, already
+/// explained by that fetch's error.
 #[tracing::instrument(name = "shape", skip_all)]
-pub fn shape_response(
+pub fn write_data(
     schema: &ApiSchema,
     operation: &PreparedOperation,
     variables: &Map<String, Value>,
-    mut data: Value,
+    data: &Value,
     errors: Vec<GraphQLError>,
     unresolved: &[Vec<PathSegment>],
-) -> GraphQLResponse {
+    out: &mut Vec<u8>,
+) -> Vec<GraphQLError> {
     let collector = FieldCollector::new(schema, operation.document(), variables);
     let mut shaper = Shaper {
         collector,
         errors,
         unresolved,
         groups: Vec::new(),
+        out,
     };
     let root_type = match operation.kind {
         OperationKind::Query => Some(schema.query_type()),
         OperationKind::Mutation => schema.mutation_type(),
         OperationKind::Subscription => schema.subscription_type(),
     };
-    let shaped = match (operation.selection_set(), root_type) {
+    let start = shaper.out.len();
+    let written = match (operation.selection_set(), root_type) {
         (Some(selection_set), Some(root_type)) => shaper
             .object(
                 root_type,
                 &[selection_set],
-                &mut data,
+                data,
                 &mut Vec::new(),
                 Runtime::Root,
             )
-            .unwrap_or(Value::Null),
-        _ => Value::Null,
+            .is_ok(),
+        _ => false,
     };
+    if !written {
+        shaper.null_at(start);
+    }
     let mut errors = shaper.errors;
     errors.sort_by(compare_paths);
+    errors
+}
+
+/// Builds the client response from the merged data and the errors gathered so far, as a
+/// JSON tree: [`write_data`], read back. For the paths that need the tree (subscription
+/// events).
+pub fn shape_response(
+    schema: &ApiSchema,
+    operation: &PreparedOperation,
+    variables: &Map<String, Value>,
+    data: Value,
+    errors: Vec<GraphQLError>,
+    unresolved: &[Vec<PathSegment>],
+) -> GraphQLResponse {
+    let mut out = Vec::new();
+    let errors = write_data(
+        schema, operation, variables, &data, errors, unresolved, &mut out,
+    );
     GraphQLResponse {
-        data: Some(shaped),
+        data: Some(read_written(&out)),
         errors,
         ..GraphQLResponse::default()
     }
+}
+
+/// The JSON [`write_data`] wrote, as a tree. What it writes always reads back; `null`
+/// otherwise, logged.
+pub(crate) fn read_written(written: &[u8]) -> Value {
+    serde_json::from_slice(written).unwrap_or_else(|error| {
+        tracing::error!(%error, "the written response data is not JSON");
+        Value::Null
+    })
 }
 
 /// Errors without a path first, then by path (list indexes numerically).
@@ -97,12 +134,22 @@ fn compare_paths(a: &GraphQLError, b: &GraphQLError) -> Ordering {
     }
 }
 
-struct Shaper<'d> {
+struct Shaper<'d, 'o> {
     collector: FieldCollector<'d>,
     errors: Vec<GraphQLError>,
     unresolved: &'d [Vec<PathSegment>],
     /// Collected fields per (runtime type, selection sets): every item of a list shares them.
     groups: Vec<CollectedGroups<'d>>,
+    /// Where the response is written.
+    out: &'o mut Vec<u8>,
+}
+
+/// What a completed value turned out to be: a nullable parent needs to know whether a
+/// non-null field wrote `null`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Null,
+    Value,
 }
 
 /// One response key of an object: its fields and their merged sub-selections.
@@ -186,7 +233,7 @@ impl Step<'_> {
     }
 }
 
-impl<'d> Shaper<'d> {
+impl<'d> Shaper<'d, '_> {
     /// The field groups of `sets` for `runtime_type`, collected once per shaping.
     fn groups(&mut self, runtime_type: &str, sets: &[&'d SelectionSet]) -> Rc<[Group<'d>]> {
         let known = self.groups.iter().find(|entry| {
@@ -232,37 +279,55 @@ impl<'d> Shaper<'d> {
         &mut self,
         runtime_type: &str,
         sets: &[&'d SelectionSet],
-        data: &mut Value,
+        data: &Value,
         path: &mut Vec<Step<'d>>,
         runtime: Runtime,
-    ) -> Result<Value, NullBubble> {
+    ) -> Result<(), NullBubble> {
         let groups = self.groups(runtime_type, sets);
-        let mut out = Map::with_capacity(groups.len());
+        self.out.push(b'{');
+        let mut first = true;
         for group in groups.iter() {
             let Some(field) = group.fields.first() else {
                 continue;
             };
             let key = group.key;
-            let value = match field.name.as_str() {
+            // Unknown fields write nothing, not even their key.
+            if group.field_type.is_none()
+                && !matches!(field.name.as_str(), "__typename")
+                && !(runtime == Runtime::Root
+                    && matches!(field.name.as_str(), "__schema" | "__type"))
+            {
+                continue;
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_string(self.out, key);
+            self.out.push(b':');
+            match field.name.as_str() {
                 "__typename" if runtime == Runtime::Abstract => {
                     path.push(Step::Key(key));
                     self.report_unknown_type(runtime_type, path);
                     path.pop();
                     return Err(NullBubble);
                 }
-                "__typename" => Value::from(runtime_type),
+                "__typename" => write_string(self.out, runtime_type),
                 "__schema" if runtime == Runtime::Root => {
-                    introspection::resolve_schema(&self.collector, &group.fields)
+                    let value = introspection::resolve_schema(&self.collector, &group.fields);
+                    self.write_leaf(&value);
                 }
                 "__type" if runtime == Runtime::Root => {
-                    introspection::resolve_type(&self.collector, &group.fields)
+                    let value = introspection::resolve_type(&self.collector, &group.fields);
+                    self.write_leaf(&value);
                 }
                 _ => {
                     let Some(field_type) = group.field_type else {
+                        // Left out above; never reached.
+                        self.null();
                         continue;
                     };
-                    let mut missing = Value::Null;
-                    let raw = data.get_mut(key).unwrap_or(&mut missing);
+                    let raw = data.get(key).unwrap_or(&Value::Null);
                     path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
@@ -271,34 +336,42 @@ impl<'d> Shaper<'d> {
                     };
                     let completed = self.value(field_type, &group.sub_sets, raw, path, &site);
                     path.pop();
-                    completed?
+                    completed?;
                 }
-            };
-            out.insert(key.to_string(), value);
+            }
         }
-        Ok(Value::Object(out))
+        self.out.push(b'}');
+        Ok(())
     }
 
-    /// Completes a value of type `ty`; a nullable position absorbs a bubbling null.
+    /// Writes a value of type `ty`; a nullable position absorbs a bubbling null (what was
+    /// written of the value is cut and `null` written instead).
     fn value(
         &mut self,
         ty: &Type,
         sets: &[&'d SelectionSet],
-        raw: &mut Value,
+        raw: &Value,
         path: &mut Vec<Step<'d>>,
         site: &FieldSite<'_, 'd>,
-    ) -> Result<Value, NullBubble> {
+    ) -> Result<Written, NullBubble> {
         match ty {
             Type::NonNullType(inner) => match self.inner_value(inner, sets, raw, path, site)? {
-                Value::Null => {
+                Written::Null => {
                     self.report_null(path, site);
                     Err(NullBubble)
                 }
-                value => Ok(value),
+                Written::Value => Ok(Written::Value),
             },
-            nullable => Ok(self
-                .inner_value(nullable, sets, raw, path, site)
-                .unwrap_or(Value::Null)),
+            nullable => {
+                let start = self.out.len();
+                match self.inner_value(nullable, sets, raw, path, site) {
+                    Ok(written) => Ok(written),
+                    Err(NullBubble) => {
+                        self.null_at(start);
+                        Ok(Written::Null)
+                    }
+                }
+            }
         }
     }
 
@@ -306,62 +379,91 @@ impl<'d> Shaper<'d> {
         &mut self,
         ty: &Type,
         sets: &[&'d SelectionSet],
-        raw: &mut Value,
+        raw: &Value,
         path: &mut Vec<Step<'d>>,
         site: &FieldSite<'_, 'd>,
-    ) -> Result<Value, NullBubble> {
+    ) -> Result<Written, NullBubble> {
         if raw.is_null() {
-            return Ok(Value::Null);
+            return Ok(self.null());
         }
         match ty {
             Type::ListType(item_type) => {
                 let Value::Array(items) = raw else {
-                    return Ok(Value::Null);
+                    return Ok(self.null());
                 };
-                let mut out = Vec::with_capacity(items.len());
-                for (index, item) in items.iter_mut().enumerate() {
+                self.out.push(b'[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        self.out.push(b',');
+                    }
                     path.push(Step::Index(index));
                     let completed = self.value(item_type, sets, item, path, site);
                     path.pop();
-                    out.push(completed?);
+                    completed?;
                 }
-                Ok(Value::Array(out))
+                self.out.push(b']');
+                Ok(Written::Value)
             }
             Type::NonNullType(inner) => self.value(inner, sets, raw, path, site),
             Type::NamedType(name) => {
                 let schema = self.collector.schema;
                 match site.kind {
-                    NamedKind::Object => self.object(name, sets, raw, path, Runtime::Concrete),
+                    NamedKind::Object => self
+                        .object(name, sets, raw, path, Runtime::Concrete)
+                        .map(|()| Written::Value),
                     NamedKind::Abstract => {
-                        let concrete = raw
-                            .get("__typename")
-                            .and_then(Value::as_str)
-                            .filter(|typename| {
-                                schema.is_object(typename) && schema.satisfies(typename, name)
-                            })
-                            .map(str::to_string);
+                        let concrete =
+                            raw.get("__typename")
+                                .and_then(Value::as_str)
+                                .filter(|typename| {
+                                    schema.is_object(typename) && schema.satisfies(typename, name)
+                                });
                         match concrete {
                             Some(concrete) => {
-                                self.object(&concrete, sets, raw, path, Runtime::Concrete)
+                                self.object(concrete, sets, raw, path, Runtime::Concrete)
                             }
                             None => self.object(name, sets, raw, path, Runtime::Abstract),
                         }
+                        .map(|()| Written::Value)
                     }
-                    NamedKind::Enum(definition) => {
-                        let known = raw.as_str().is_some_and(|value| {
-                            definition.values.iter().any(|known| known.name == value)
-                        });
-                        if known {
-                            Ok(raw.take())
-                        } else {
-                            self.report_invalid_enum(definition, raw, path, site);
-                            Ok(Value::Null)
+                    NamedKind::Enum(definition) => match raw.as_str() {
+                        Some(value)
+                            if definition.values.iter().any(|known| known.name == value) =>
+                        {
+                            write_string(self.out, value);
+                            Ok(Written::Value)
                         }
+                        _ => {
+                            self.report_invalid_enum(definition, raw, path, site);
+                            Ok(self.null())
+                        }
+                    },
+                    NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(self.null()),
+                    NamedKind::Leaf | NamedKind::CustomScalar => {
+                        self.write_leaf(raw);
+                        Ok(Written::Value)
                     }
-                    NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(Value::Null),
-                    NamedKind::Leaf | NamedKind::CustomScalar => Ok(raw.take()),
                 }
             }
+        }
+    }
+
+    fn null(&mut self) -> Written {
+        self.out.extend_from_slice(b"null");
+        Written::Null
+    }
+
+    /// Cuts what was written from `start` on and writes `null` there.
+    fn null_at(&mut self, start: usize) {
+        self.out.truncate(start);
+        self.out.extend_from_slice(b"null");
+    }
+
+    /// A leaf (or an introspection answer) as it is.
+    fn write_leaf(&mut self, value: &Value) {
+        let start = self.out.len();
+        if serde_json::to_writer(&mut *self.out, value).is_err() {
+            self.null_at(start);
         }
     }
 
@@ -434,6 +536,16 @@ struct FieldSite<'t, 'd> {
     parent_type: &'t str,
     field: &'d Field,
     kind: NamedKind<'d>,
+}
+
+/// A JSON string.
+fn write_string(out: &mut Vec<u8>, value: &str) {
+    // A `str` always serializes.
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"null");
+    }
 }
 
 fn is_custom_scalar(schema: &ApiSchema, name: &str) -> bool {
