@@ -163,6 +163,16 @@ pub struct GatewayOptions {
     /// together; one more is refused with `429` and `TOO_MANY_RESERVATIONS`. Default: 1000.
     #[arg(long, env = "GANTRY_MAX_PENDING_EVENT_STREAMS", help_heading = heading::LIMITS)]
     pub max_pending_event_streams: Option<usize>,
+    /// Events of its subgraph subscription a client subscription may fall behind by (its
+    /// client not reading them in time); one further behind ends with
+    /// `SUBSCRIPTION_LAGGED`. Default: 256.
+    #[arg(long, env = "GANTRY_SUBSCRIPTION_EVENT_BACKLOG", help_heading = heading::LIMITS)]
+    pub subscription_event_backlog: Option<usize>,
+    /// Subscriptions to a subgraph one WebSocket connection carries; subscriptions with
+    /// the same forwarded headers share connections, another opening past this many. Keep
+    /// it within the subgraphs' per-connection limit. Default: 100.
+    #[arg(long, env = "GANTRY_UPSTREAM_SUBSCRIPTIONS_PER_CONNECTION", help_heading = heading::LIMITS)]
+    pub upstream_subscriptions_per_connection: Option<usize>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     #[command(flatten)]
@@ -296,6 +306,14 @@ impl GatewayOptions {
             max_pending_streams: self
                 .max_pending_event_streams
                 .unwrap_or(defaults.max_pending_streams),
+            event_backlog: self
+                .subscription_event_backlog
+                .unwrap_or(defaults.event_backlog)
+                .max(1),
+            upstream_per_connection: self
+                .upstream_subscriptions_per_connection
+                .unwrap_or(defaults.upstream_per_connection)
+                .max(1),
             ..defaults
         }
     }

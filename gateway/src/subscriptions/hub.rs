@@ -5,7 +5,9 @@
 //! one that ends by itself is forgotten first, so a later client subscription opens a
 //! fresh one. When its connection breaks (the subgraph restarting in a deploy, say), the
 //! upstream subscribes again for [`RESUBSCRIBE_FOR`], its client subscriptions waiting
-//! on; what the subgraph published in between is not replayed.
+//! on; what the subgraph published in between is not replayed. Upstream subscriptions
+//! share WebSocket connections (see [`Pool`]). Each event is resolved once for every
+//! client subscription of the same operation, variables and caller (see [`Resolutions`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -14,17 +16,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{OnceCell, broadcast, oneshot};
 use tokio_rustls::rustls::ClientConfig;
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::UPSTREAMS_GAUGE;
-use super::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamSubscription};
+use super::upstream::{Pool, Upstream, UpstreamError, UpstreamRequest, UpstreamSubscription};
 use crate::transport::SubgraphResponse;
-
-/// Events a slow client subscription may fall behind by before it misses some.
-const BACKLOG: usize = 256;
 
 /// How long an upstream whose connection broke is subscribed again before its client
 /// subscriptions end with the failure: a subgraph's restart fits in it.
@@ -36,12 +35,31 @@ const LONGEST_WAIT: Duration = Duration::from_secs(2);
 /// What an upstream subscription says, to every client subscription sharing it.
 #[derive(Debug)]
 pub(crate) enum HubEvent {
-    Next(SubgraphResponse),
+    /// An event, and what it came to for the client subscriptions that resolved it.
+    Next(SubgraphResponse, Box<Resolutions>),
     /// The subgraph ended the subscription with these errors.
     Errors(Vec<Value>),
     Complete,
     /// It could not be opened, or broke.
     Failed(UpstreamError),
+}
+
+/// What one upstream event came to, by the client operation that resolved it (see
+/// `ResolutionKey` in `session`): identical client subscriptions resolve it once, the
+/// first to get there, and the others take its finished response.
+#[derive(Debug, Default)]
+pub(crate) struct Resolutions(Mutex<HashMap<u64, Arc<OnceCell<Arc<Value>>>>>);
+
+impl Resolutions {
+    /// The place of the response for client operations keyed `key`.
+    pub fn cell(&self, key: u64) -> Arc<OnceCell<Arc<Value>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone()
+    }
 }
 
 /// What tells identical upstream subscriptions apart.
@@ -86,9 +104,10 @@ impl Shared {
 /// The shared upstream subscriptions of one process.
 pub(crate) struct Hub {
     shared: Arc<Shared>,
-    init_timeout: Duration,
-    /// The TLS of `wss://` upstreams; `None` when it could not be made (they fail).
-    tls: Option<Arc<ClientConfig>>,
+    /// Events a client subscription may fall behind by.
+    backlog: usize,
+    /// The WebSocket connections upstream subscriptions share.
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -141,12 +160,22 @@ impl Drop for OpenUpstream {
 }
 
 impl Hub {
-    pub fn new(init_timeout: Duration, tls: Option<Arc<ClientConfig>>) -> Self {
+    pub fn new(
+        init_timeout: Duration,
+        backlog: usize,
+        per_connection: usize,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared::default()),
-            init_timeout,
-            tls,
+            backlog,
+            pool: Arc::new(Pool::new(per_connection, init_timeout, tls)),
         }
+    }
+
+    /// WebSocket connections to subgraphs open now.
+    pub fn connections(&self) -> usize {
+        self.pool.open()
     }
 
     /// Upstream subscriptions open now.
@@ -168,7 +197,7 @@ impl Hub {
             };
         }
         let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
-        let (events, receiver) = broadcast::channel(BACKLOG);
+        let (events, receiver) = broadcast::channel(self.backlog);
         let (stop, stopped) = oneshot::channel();
         entries.insert(
             key,
@@ -185,7 +214,7 @@ impl Hub {
             key,
             generation,
             request,
-            (self.init_timeout, self.tls.clone()),
+            self.pool.clone(),
             events,
             stopped,
         ));
@@ -204,7 +233,7 @@ async fn run_upstream(
     key: UpstreamKey,
     generation: u64,
     request: UpstreamRequest,
-    (init_timeout, tls): (Duration, Option<Arc<ClientConfig>>),
+    pool: Arc<Pool>,
     events: broadcast::Sender<Arc<HubEvent>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -220,7 +249,7 @@ async fn run_upstream(
         let _ = events.send(Arc::new(event));
     };
     let opened = tokio::select! {
-        opened = UpstreamSubscription::open(&request, init_timeout, tls.as_ref()) => opened,
+        opened = UpstreamSubscription::open(&request, &pool) => opened,
         _ = &mut stopped => return,
     };
     let mut upstream = match opened {
@@ -233,20 +262,19 @@ async fn run_upstream(
     loop {
         let said = tokio::select! {
             said = upstream.next() => said,
-            _ = &mut stopped => {
-                upstream.close().await;
-                return;
-            }
+            // Dropping the upstream completes it (and closes its connection when it
+            // was the last there).
+            _ = &mut stopped => return,
         };
         match said {
             Ok(Upstream::Next(response)) => {
-                let _ = events.send(Arc::new(HubEvent::Next(response)));
+                let _ = events.send(Arc::new(HubEvent::Next(response, Box::default())));
             }
             Ok(Upstream::Errors(errors)) => return finish(HubEvent::Errors(errors)),
             Ok(Upstream::Complete) => return finish(HubEvent::Complete),
             Err(error) if error.is_broken_connection() => {
                 tracing::warn!(url = %request.url, error = %error, "the subgraph subscription broke; subscribing again");
-                match resubscribe(&request, (init_timeout, tls.as_ref()), &mut stopped).await {
+                match resubscribe(&request, &pool, &mut stopped).await {
                     Some(Ok(again)) => {
                         tracing::info!(url = %request.url, "subscribed to the subgraph again");
                         upstream = again;
@@ -270,7 +298,7 @@ async fn run_upstream(
 /// [`RESUBSCRIBE_FOR`]; `None` when the last client left meanwhile.
 async fn resubscribe(
     request: &UpstreamRequest,
-    (init_timeout, tls): (Duration, Option<&Arc<ClientConfig>>),
+    pool: &Pool,
     stopped: &mut oneshot::Receiver<()>,
 ) -> Option<Result<UpstreamSubscription, UpstreamError>> {
     let deadline = tokio::time::Instant::now() + RESUBSCRIBE_FOR;
@@ -281,7 +309,7 @@ async fn resubscribe(
             _ = &mut *stopped => return None,
         }
         let opened = tokio::select! {
-            opened = UpstreamSubscription::open(request, init_timeout, tls) => opened,
+            opened = UpstreamSubscription::open(request, pool) => opened,
             _ = &mut *stopped => return None,
         };
         match opened {

@@ -8,8 +8,11 @@
 //! subgraphs own. The gateway subscribes to the owning subgraph over a WebSocket
 //! (`graphql-transport-ws`, the caller's headers in `connection_init`); identical
 //! subscriptions (same subgraph operation, variables and caller) share one upstream
-//! subscription, which ends when the last of them does; one whose connection breaks (the
-//! subgraph restarting) is subscribed again for a while, its client subscriptions kept.
+//! subscription, which ends when the last of them does, and resolve each of its events
+//! once; upstream subscriptions with the same forwarded headers share WebSocket
+//! connections (a bounded number on each); one whose connection breaks (the subgraph
+//! restarting) is subscribed again for a while, its client subscriptions kept. A client
+//! subscription that falls too far behind its upstream ends with `SUBSCRIPTION_LAGGED`.
 //!
 //! A subscription ends with an `UNAUTHENTICATED` error when its access token expires (the
 //! token is verified again at its expiry; a refreshed connection subscribes again). When
@@ -22,7 +25,8 @@
 //! - this file: [`SubscriptionSettings`], [`Subscriptions`] (the process's limits, its
 //!   shared upstreams and its gauges) and the error codes.
 //! - `plan`: a subscription's plan split into its subscription fetch and the rest.
-//! - `upstream`: the `graphql-transport-ws` client that subscribes to a subgraph.
+//! - `upstream`: the `graphql-transport-ws` client that subscribes to a subgraph, over
+//!   connections shared by upstream subscriptions of the same identity.
 //! - `hub`: upstream subscriptions shared by identical client subscriptions.
 //! - `session`: one client subscription — admitted, its upstream joined, each event
 //!   resolved and shaped like a query's response, ended at token expiry.
@@ -61,6 +65,9 @@ pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 /// The code of an event stream reservation (single connection mode) refused because its
 /// client address, or the process, holds as many reservations not yet opened as allowed.
 pub const TOO_MANY_RESERVATIONS: &str = "TOO_MANY_RESERVATIONS";
+/// The code of the error that ends a subscription whose client fell more events behind
+/// than [`SubscriptionSettings::event_backlog`]: the events it missed are not replayed.
+pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
 /// The code of the error that ends a subscription whose subgraph subscription failed or
 /// could not be opened.
 pub use crate::execute::SUBGRAPH_ERROR;
@@ -90,6 +97,15 @@ pub struct SubscriptionSettings {
     /// Event stream reservations this process holds not yet opened, every address
     /// together; one more is refused likewise. Default: 1,000.
     pub max_pending_streams: usize,
+    /// Events of its upstream a client subscription may fall behind by (its client not
+    /// reading them fast enough); one that falls further behind ends with a
+    /// `SUBSCRIPTION_LAGGED` error. Default: 256.
+    pub event_backlog: usize,
+    /// Upstream subscriptions one WebSocket connection to a subgraph carries; those of
+    /// the same subgraph and forwarded headers share connections, another opening past
+    /// this many. Keep it within the subgraphs' own per-connection limit (Gantry's
+    /// subgraphs: `GANTRY_SUBGRAPH_SUBSCRIPTIONS_PER_CONNECTION`, 100). Default: 100.
+    pub upstream_per_connection: usize,
 }
 
 impl Default for SubscriptionSettings {
@@ -102,6 +118,8 @@ impl Default for SubscriptionSettings {
             reservation_timeout: Duration::from_secs(30),
             max_pending_streams_per_address: 16,
             max_pending_streams: 1_000,
+            event_backlog: 256,
+            upstream_per_connection: 100,
         }
     }
 }
@@ -149,7 +167,12 @@ impl Subscriptions {
             })
             .ok();
         Arc::new(Self {
-            hub: Hub::new(settings.init_timeout, tls),
+            hub: Hub::new(
+                settings.init_timeout,
+                settings.event_backlog.max(1),
+                settings.upstream_per_connection,
+                tls,
+            ),
             event_streams: EventStreams::default(),
             service,
             settings,
@@ -170,6 +193,11 @@ impl Subscriptions {
     /// Upstream subscriptions to subgraphs open now.
     pub fn upstreams(&self) -> usize {
         self.hub.active()
+    }
+
+    /// WebSocket connections to subgraphs open now (upstream subscriptions share them).
+    pub fn upstream_connections(&self) -> usize {
+        self.hub.connections()
     }
 
     /// Server-sent event streams of the single connection mode reserved or open now.
@@ -210,6 +238,10 @@ fn describe_metrics() {
     metrics::describe_gauge!(
         UPSTREAMS_GAUGE,
         "Subscriptions the gateway holds open to subgraphs (shared by identical client subscriptions)"
+    );
+    metrics::describe_gauge!(
+        upstream::CONNECTIONS_GAUGE,
+        "WebSocket connections the gateway holds open to subgraphs (shared by upstream subscriptions with the same forwarded headers)"
     );
     metrics::describe_gauge!(
         EVENT_STREAMS_GAUGE,

@@ -9,6 +9,7 @@
 //! field is gone), or with an `UNAUTHENTICATED` error when its access token expires and
 //! does not verify any more.
 
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +20,14 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
 
 use super::hub::{HubEvent, HubSubscription, UpstreamKey};
 use super::plan::{SubscriptionPlan, split};
 use super::upstream::UpstreamRequest;
-use super::{ActiveSubscription, SUBGRAPH_ERROR, Subscriptions, TOO_MANY_SUBSCRIPTIONS};
+use super::{
+    ActiveSubscription, SUBGRAPH_ERROR, SUBSCRIPTION_LAGGED, Subscriptions, TOO_MANY_SUBSCRIPTIONS,
+};
 use crate::execute::{ExecutionContext, execute_after_primary};
 use crate::graphql::GraphQLError;
 use crate::graphql_http::{GraphQLRequest, RequestContext};
@@ -139,6 +143,33 @@ struct Running {
     variables: Map<String, Value>,
     upstream: UpstreamRequest,
     key: UpstreamKey,
+    /// What tells apart client subscriptions whose events resolve differently: those on
+    /// one upstream with the same key resolve each event once, together.
+    resolution: u64,
+}
+
+/// The key of what an upstream event comes to for one client subscription: its
+/// operation, coerced variables, caller (and what it may not see) and supergraph.
+fn resolution_key(
+    admitted: &AdmittedSubscription,
+    variables: &Map<String, Value>,
+    key: UpstreamKey,
+) -> u64 {
+    let mut hasher = Xxh3::new();
+    key.hash(&mut hasher);
+    (Arc::as_ptr(&admitted.runtime) as usize).hash(&mut hasher);
+    admitted.prepared.document().to_string().hash(&mut hasher);
+    admitted.prepared.operation_name.hash(&mut hasher);
+    Value::Object(variables.clone())
+        .to_string()
+        .hash(&mut hasher);
+    admitted.identity.key.hash(&mut hasher);
+    admitted
+        .denied
+        .as_ref()
+        .map(|denied| denied.fingerprint)
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Running {
@@ -202,11 +233,13 @@ impl Running {
             headers: admitted.context.forwarded_headers.clone(),
         };
         let key = UpstreamKey::new(subgraph, &upstream, admitted.identity.key);
+        let resolution = resolution_key(admitted, &variables, key);
         Ok(Self {
             plan,
             variables,
             upstream,
             key,
+            resolution,
         })
     }
 }
@@ -318,13 +351,31 @@ impl Live {
             let event = match received {
                 Ok(event) => event,
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "a slow subscriber missed events");
-                    continue;
+                    self.ended = true;
+                    let backlog = self.subscriptions.settings.event_backlog;
+                    tracing::warn!(request_id = %self.request_id, missed, backlog, "a subscription ended: its client fell too far behind");
+                    return Some(errors_body(vec![
+                        GraphQLError::with_code(
+                            format!(
+                                "The subscription fell more than {backlog} events behind (its client did not read them in time) and missed {missed}; subscribe again"
+                            ),
+                            SUBSCRIPTION_LAGGED,
+                        )
+                        .extension("missed", Value::from(missed))
+                        .extension("requestId", Value::String(self.request_id.clone())),
+                    ]));
                 }
                 Err(RecvError::Closed) => return None,
             };
             return match event.as_ref() {
-                HubEvent::Next(response) => Some(self.resolve(response.clone()).await),
+                HubEvent::Next(response, resolutions) => {
+                    let resolved = resolutions
+                        .cell(self.running.resolution)
+                        .get_or_init(|| async { Arc::new(self.resolve(response.clone()).await) })
+                        .await
+                        .clone();
+                    Some(Value::clone(&resolved))
+                }
                 HubEvent::Errors(errors) => {
                     self.ended = true;
                     let response = SubgraphResponse {

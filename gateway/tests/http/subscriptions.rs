@@ -53,6 +53,12 @@ pub(crate) struct Reviews {
     pub published: broadcast::Sender<Review>,
     pub open: Arc<AtomicUsize>,
     opened: Arc<AtomicUsize>,
+    /// WebSocket connections the gateway holds open to it.
+    pub connections: Arc<AtomicUsize>,
+    /// How many users the `people` subgraph resolved as entities.
+    pub entity_fetches: Arc<AtomicUsize>,
+    /// Held (written) to keep `people` from resolving entities until released.
+    pub people_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Counts a subgraph subscription as open until its stream is dropped.
@@ -117,13 +123,15 @@ impl ReviewsSubscription {
 type ReviewsSchema = Schema<ReviewsQuery, EmptyMutation, ReviewsSubscription>;
 
 async fn reviews_ws(
-    State(schema): State<ReviewsSchema>,
+    State((schema, reviews)): State<(ReviewsSchema, Reviews)>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
+        .on_upgrade(move |stream| async move {
+            reviews.connections.fetch_add(1, Ordering::SeqCst);
+            let open = Open(reviews.connections.clone());
             GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(|payload: Value| async move {
                     let mut data = Data::default();
@@ -134,6 +142,8 @@ async fn reviews_ws(
                     Ok(data)
                 })
                 .serve()
+                .await;
+            drop(open);
         })
 }
 
@@ -148,7 +158,10 @@ struct Person {
 #[Object(name = "Query")]
 impl PeopleQuery {
     #[graphql(entity)]
-    async fn user_by_id(&self, id: ID) -> PersonEntity {
+    async fn user_by_id(&self, context: &Context<'_>, id: ID) -> PersonEntity {
+        let reviews = context.data_unchecked::<Reviews>();
+        let _open = reviews.people_gate.read().await;
+        reviews.entity_fetches.fetch_add(1, Ordering::SeqCst);
         PersonEntity(Person {
             name: format!("person {}", id.as_str()),
             id,
@@ -249,6 +262,9 @@ pub(crate) async fn subgraphs_serving_reviews_with(
         published: broadcast::channel(64).0,
         open: Arc::new(AtomicUsize::new(0)),
         opened: Arc::new(AtomicUsize::new(0)),
+        connections: Arc::new(AtomicUsize::new(0)),
+        entity_fetches: Arc::new(AtomicUsize::new(0)),
+        people_gate: Arc::new(tokio::sync::RwLock::new(())),
     };
     let schema = Schema::build(ReviewsQuery, EmptyMutation, ReviewsSubscription)
         .enable_federation()
@@ -266,13 +282,14 @@ pub(crate) async fn subgraphs_serving_reviews_with(
             })
             .get(reviews_ws),
         )
-        .with_state(schema);
+        .with_state((schema, reviews.clone()));
     let reviews_url = match tls {
         Some(acceptor) => listen_tls(reviews_router, acceptor).await,
         None => listen(reviews_router).await,
     };
     let people = Schema::build(PeopleQuery, EmptyMutation, async_graphql::EmptySubscription)
         .enable_federation()
+        .data(reviews.clone())
         .finish();
     let people_sdl = people.clone();
     let people_url = listen(Router::new().route(
@@ -619,6 +636,176 @@ async fn identical_subscriptions_share_one_upstream_until_the_last_leaves() {
         .until(|s| s.active() == 1 && s.upstreams() == 1)
         .await;
     drop(first);
+    gateway
+        .until(|s| s.active() == 0 && s.upstreams() == 0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_subscriptions_share_connections_per_identity_up_to_the_bound() {
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(
+        urls,
+        SubscriptionSettings {
+            upstream_per_connection: 2,
+            ..SubscriptionSettings::default()
+        },
+    )
+    .await;
+    let subscribe = |id: &str, product: &str| {
+        json!({ "id": id, "type": "subscribe", "payload": {
+            "query": REVIEW_ADDED, "variables": { "product": product }
+        } })
+    };
+    let mut anonymous = WsClient::connect(&gateway, Some("graphql-transport-ws")).await;
+    anonymous.init(json!({})).await;
+    for (id, product) in [("a", "p1"), ("b", "p2"), ("c", "p3")] {
+        anonymous.send(subscribe(id, product)).await;
+    }
+    // Three upstream subscriptions, two to a connection: two connections.
+    gateway
+        .until(|s| s.upstreams() == 3 && s.upstream_connections() == 2)
+        .await;
+    reviews.until_subscribed(3).await;
+    assert_eq!(reviews.connections.load(Ordering::SeqCst), 2);
+    for (id, product) in [("a", "p1"), ("b", "p2"), ("c", "p3")] {
+        reviews
+            .published
+            .send(review(&format!("r{id}"), product, "u1"))
+            .ok();
+        let received = anonymous.receive().await.expect("an event");
+        assert_eq!(received["id"], id, "{received}");
+        assert_eq!(
+            received["payload"]["data"]["reviewAdded"]["body"],
+            format!("review r{id}")
+        );
+    }
+
+    // Other forwarded headers are another connection identity.
+    let token = gateway.token(uuid::Uuid::now_v7(), 600);
+    let mut signed_in = WsClient::connect(&gateway, Some("graphql-transport-ws")).await;
+    signed_in
+        .init(json!({ "Authorization": format!("Bearer {token}") }))
+        .await;
+    signed_in.send(subscribe("d", "p1")).await;
+    gateway
+        .until(|s| s.upstreams() == 4 && s.upstream_connections() == 3)
+        .await;
+
+    // A connection closes with its last subscription.
+    signed_in
+        .send(json!({ "id": "d", "type": "complete" }))
+        .await;
+    gateway
+        .until(|s| s.upstreams() == 3 && s.upstream_connections() == 2)
+        .await;
+    drop(anonymous);
+    gateway
+        .until(|s| s.upstreams() == 0 && s.upstream_connections() == 0)
+        .await;
+    for _ in 0..400 {
+        if reviews.connections.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reviews.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_subscriptions_resolve_each_event_once() {
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(urls, SubscriptionSettings::default()).await;
+    let subscribe = json!({ "id": "a", "type": "subscribe", "payload": {
+        "query": REVIEW_ADDED, "variables": { "product": "p1" }
+    } });
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = WsClient::connect(&gateway, Some("graphql-transport-ws")).await;
+        client.init(json!({})).await;
+        client.send(subscribe.clone()).await;
+        clients.push(client);
+    }
+    gateway
+        .until(|s| s.active() == 3 && s.upstreams() == 1)
+        .await;
+    reviews.until_subscribed(1).await;
+
+    for (event, author) in [("r1", "u1"), ("r2", "u2")] {
+        reviews.published.send(review(event, "p1", author)).ok();
+        let expected = json!({ "id": "a", "type": "next", "payload": {
+            "data": { "reviewAdded": {
+                "body": format!("review {event}"),
+                "author": { "name": format!("person {author}") }
+            } }
+        } });
+        for client in &mut clients {
+            assert_eq!(client.receive().await, Ok(expected.clone()));
+        }
+    }
+    // One entity fetch per event, not one per subscriber.
+    assert_eq!(reviews.entity_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_falls_too_far_behind_ends_with_subscription_lagged() {
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(
+        urls,
+        SubscriptionSettings {
+            event_backlog: 2,
+            ..SubscriptionSettings::default()
+        },
+    )
+    .await;
+    let mut client = WsClient::connect(&gateway, Some("graphql-transport-ws")).await;
+    client.init(json!({})).await;
+    client
+        .send(json!({ "id": "1", "type": "subscribe", "payload": {
+            "query": REVIEW_ADDED, "variables": { "product": "p1" }
+        } }))
+        .await;
+    reviews.until_subscribed(1).await;
+    // The first event's entity fetch waits while the others pile up behind it.
+    let gate = reviews.people_gate.write().await;
+    for event in 0..20 {
+        reviews
+            .published
+            .send(review(&format!("r{event}"), "p1", "u1"))
+            .ok();
+    }
+    // Every event sent on to the gateway (a wait for a state, at most 20 s).
+    for _ in 0..400 {
+        if reviews.published.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(gate);
+
+    let mut delivered = 0;
+    let ended = loop {
+        let message = client.receive().await.expect("a message");
+        assert_eq!(message["type"], "next", "{message}");
+        if message["payload"].get("errors").is_some() {
+            break message;
+        }
+        delivered += 1;
+    };
+    assert!(delivered < 20, "{delivered} events delivered");
+    let error = &ended["payload"]["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "SUBSCRIPTION_LAGGED",
+        "{ended}"
+    );
+    assert!(
+        error["extensions"]["missed"].as_u64().unwrap_or(0) > 0,
+        "{ended}"
+    );
+    assert_eq!(
+        client.receive().await,
+        Ok(json!({ "id": "1", "type": "complete" }))
+    );
     gateway
         .until(|s| s.active() == 0 && s.upstreams() == 0)
         .await;
