@@ -209,7 +209,7 @@ impl GraphQLResponse {
 /// A response the request path wrote for the client: its body as it goes on the wire, and
 /// what the stages after execution decide on (whether it executed, its errors, the subgraphs'
 /// cache hints and headers). The data was written straight to bytes: no JSON tree of it
-/// exists (see [`crate::response::write_data`]).
+/// exists (the response module writes it).
 #[derive(Debug, Clone, Default)]
 pub struct WrittenResponse {
     /// `{"data":…,"errors":[…]}` (no `data` for request errors), as sent.

@@ -84,9 +84,9 @@ impl AuthorizationSettings {
 /// (empty: no such requirement).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Requirement {
-    authenticated: bool,
-    scopes: Vec<Vec<String>>,
-    policies: Vec<Vec<String>>,
+    pub(crate) authenticated: bool,
+    pub(crate) scopes: Vec<Vec<String>>,
+    pub(crate) policies: Vec<Vec<String>>,
 }
 
 impl Requirement {
@@ -351,67 +351,5 @@ mod tests {
         let unverified = identity(&[], json!({ "role": "admin", "email_verified": false }));
         assert!(!allowed(&rules, ("Query", "audit"), &unverified));
         assert!(!allowed(&rules, ("Query", "secret"), &admin));
-    }
-}
-
-#[cfg(test)]
-mod composition_tests {
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
-    use gantry_kit::authorization::{authenticated, policy};
-
-    use crate::supergraph::{SubgraphSdl, Supergraph, SupergraphOptions};
-
-    struct Query;
-
-    #[Object]
-    impl Query {
-        async fn open(&self) -> i32 {
-            1
-        }
-        #[graphql(directive = authenticated::apply())]
-        async fn me(&self) -> i32 {
-            1
-        }
-        #[graphql(requires_scopes = "read:a read:b", requires_scopes = "admin")]
-        async fn scoped(&self) -> i32 {
-            1
-        }
-        #[graphql(directive = policy::apply(vec![vec!["staff".into()]]))]
-        async fn ruled(&self) -> i32 {
-            1
-        }
-    }
-
-    #[test]
-    fn async_graphql_subgraph_directives_reach_the_supergraph() {
-        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
-            .enable_federation()
-            .finish();
-        let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
-        let supergraph = Supergraph::compose(
-            &[SubgraphSdl {
-                name: "one".into(),
-                url: "http://one.invalid/graphql".into(),
-                sdl,
-            }],
-            SupergraphOptions::default(),
-        )
-        .unwrap();
-        let rules = supergraph.authorization();
-        assert!(rules.field("Query", "open").is_none());
-        let me = rules.field("Query", "me").expect("@authenticated composed");
-        assert!(me[0].authenticated, "{}", supergraph.sdl());
-        let scoped = rules
-            .field("Query", "scoped")
-            .expect("@requiresScopes composed");
-        assert_eq!(
-            scoped[0].scopes,
-            vec![
-                vec!["read:a".to_owned(), "read:b".to_owned()],
-                vec!["admin".to_owned()]
-            ]
-        );
-        let ruled = rules.field("Query", "ruled").expect("@policy composed");
-        assert_eq!(ruled[0].policies, vec![vec!["staff".to_owned()]]);
     }
 }

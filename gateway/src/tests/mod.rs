@@ -1,5 +1,6 @@
 //! Whole-pipeline tests: toy supergraphs, mock subgraphs, full client responses.
 
+mod authorization;
 mod caching;
 mod fuzz;
 mod preparation;
