@@ -4,7 +4,6 @@
 //! expire) with what each frees on the gauges; the limits on reservations not yet opened,
 //! per client address and per process; and who may stop an operation.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -79,17 +78,7 @@ async fn the_graphql_sse_client_runs_two_subscriptions_on_one_stream_and_each_is
     gateway
         .until(|s| s.active() == 0 && s.upstreams() == 0 && s.event_streams() == 0)
         .await;
-    for _ in 0..400 {
-        if reviews.open.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        reviews.open.load(Ordering::SeqCst),
-        0,
-        "the subgraph still holds one"
-    );
+    reviews.until_released().await;
 }
 
 /// The protocol's requests, one by one.
