@@ -1,6 +1,6 @@
 //! Separate processes as operators run them: `gantry subgraph users`, `gantry subgraph
 //! posts` and two `gantry gateway` replicas sharing one Redis, talking real HTTP. What one
-//! replica registers or changes, the other serves at once; an account deletion applied by
+//! replica registers, changes or has stored, the other serves; an account deletion applied by
 //! the posts subgraph's outbox consumer clears what either replica cached about it. And a
 //! manifest rewritten in place is picked up on SIGHUP.
 
@@ -15,6 +15,7 @@ use crate::helpers::{Backend, Process, REGISTER, fresh_database, start};
 struct Replica {
     _process: Process,
     url: String,
+    metrics: String,
     client: reqwest::Client,
 }
 
@@ -22,6 +23,7 @@ impl Replica {
     fn new(process: Process) -> Self {
         Self {
             url: format!("http://{}/graphql", process.address),
+            metrics: format!("http://{}/metrics", process.address),
             _process: process,
             client: reqwest::Client::new(),
         }
@@ -56,6 +58,31 @@ impl Replica {
             .await
             .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Responses this replica has written to the shared cache so far, from `/metrics`.
+    async fn stored(&self) -> u64 {
+        let text = self.client.get(&self.metrics).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        text.lines()
+            .find(|line| line.starts_with("gantry_cache_stores_total{cache=\"response\"}"))
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0, |value| value.parse().unwrap())
+    }
+
+    /// Queries, and once it has answered, waits (at most 5 s) until the response it cached
+    /// is in Redis: a replica writes the cache after it answers, so another replica sees
+    /// the entry a moment later.
+    async fn query_and_store(&self, query: &str, variables: Value) -> (HeaderMap, Value) {
+        let before = self.stored().await;
+        let answer = self.query(query, variables, None).await;
+        for _ in 0..100 {
+            if self.stored().await > before {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the response was not stored in 5 s: {}", answer.1);
     }
 
     /// Registers `name`; its id and access token.
@@ -131,7 +158,7 @@ async fn two_gateway_processes_share_persisted_queries_and_cached_responses_thro
         .as_str()
         .unwrap()
         .to_owned();
-    let (miss, _) = a.query(POST, json!({ "id": post_id }), None).await;
+    let (miss, _) = a.query_and_store(POST, json!({ "id": post_id })).await;
     let (hit, cached) = b.query(POST, json!({ "id": post_id }), None).await;
     assert_eq!(x_cache(&miss), Some("MISS"));
     assert_eq!(x_cache(&hit), Some("HIT"), "b serves what a cached");
@@ -175,7 +202,7 @@ async fn two_gateway_processes_share_persisted_queries_and_cached_responses_thro
         )
         .await;
     assert_eq!(followed["errors"], Value::Null, "{followed}");
-    let (_, before) = a.query(PROFILE, json!({ "id": alice }), None).await;
+    let (_, before) = a.query_and_store(PROFILE, json!({ "id": alice })).await;
     let (hit, _) = b.query(PROFILE, json!({ "id": alice }), None).await;
     assert_eq!(before["data"]["user"]["followerCount"], 1);
     assert_eq!(x_cache(&hit), Some("HIT"));
