@@ -38,6 +38,7 @@ use crate::limits::expansion::{self, ExpansionError};
 use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
 use crate::override_labels::ActiveLabels;
 use crate::plan::{PlanCache, PlanError, plan_operation};
+use crate::response::{OperationShape, ShapedOperation};
 use crate::supergraph::Supergraph;
 use crate::validate::{
     self, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, RequestError, Rules, Validation,
@@ -63,6 +64,8 @@ pub struct PreparedOperation {
     /// Whether it has a `@defer` (see [`crate::defer_split`]); when not, nothing about deferral
     /// is looked at per request.
     pub defers: bool,
+    /// The client's selection, from which every response of it is written.
+    shape: OperationShape,
     /// The length of the last response body written for it: the next one's buffer starts
     /// that large instead of growing to it.
     written_size: AtomicUsize,
@@ -71,6 +74,15 @@ pub struct PreparedOperation {
 impl PreparedOperation {
     pub fn document(&self) -> &Document {
         &self.document
+    }
+
+    /// What writing its responses needs: the selection and its projections.
+    pub fn shaped(&self) -> ShapedOperation<'_> {
+        ShapedOperation {
+            document: &self.document,
+            selection_set: self.selection_set(),
+            shape: &self.shape,
+        }
     }
 
     /// How many bytes to reserve for a response body of this operation: what the last one
@@ -303,6 +315,7 @@ impl Preparer {
             other => PrepareError::Planning(other.to_string()),
         })?;
         let defers = crate::defer_split::mentions_defer(&document);
+        let shape = OperationShape::new(&document, root_type, Some(selection_set));
         Ok(PreparedOperation {
             document,
             operation_index,
@@ -313,6 +326,7 @@ impl Preparer {
             override_labels: labels.clone(),
             defers,
             authorization,
+            shape,
             written_size: AtomicUsize::new(0),
         })
     }

@@ -2,6 +2,9 @@
 //! writes the client's `data` straight to JSON bytes, so the response has exactly the fields
 //! the client asked for — aliases, fragments, `__typename`, `@skip`/`@include` — with
 //! GraphQL null propagation and sorted errors, and no second tree is built for the client.
+//! The operation is walked through its projection ([`OperationShape`]): the fields that
+//! apply to each runtime type, worked out once per prepared operation and reused by every
+//! request of it.
 //! A null that propagates truncates what was written below the nearest nullable position
 //! and writes `null` there instead.
 //!
@@ -21,23 +24,34 @@
 
 mod fields;
 mod introspection;
+mod projection;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Ordering;
-use std::rc::Rc;
 
-use graphql_tools::static_graphql::query::{Field, SelectionSet};
-use graphql_tools::static_graphql::schema::{EnumType, Type, TypeDefinition};
+use graphql_tools::static_graphql::query::{Document, SelectionSet};
+use graphql_tools::static_graphql::schema::Type;
 use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
+pub use self::projection::OperationShape;
+use self::projection::{Group, NamedKind, Node, Projection};
 use crate::execute::SUBGRAPH_ERROR;
-use crate::graphql::OperationKind;
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
-use crate::prepare::PreparedOperation;
 use crate::schema::ApiSchema;
 
 /// A non-null field resolved to null: the null moves up to the nearest nullable parent.
 struct NullBubble;
+
+/// What shaping needs of a prepared operation.
+#[derive(Clone, Copy)]
+pub struct ShapedOperation<'a> {
+    pub document: &'a Document,
+    /// The selected operation's selection set.
+    pub selection_set: Option<&'a SelectionSet>,
+    pub shape: &'a OperationShape,
+}
 
 /// Writes the client's `data` (the JSON value of the response's `data` entry) at the end of
 /// `out`, from the merged data and the errors gathered so far, and returns the errors sorted
@@ -46,38 +60,29 @@ struct NullBubble;
 #[tracing::instrument(name = "shape", skip_all)]
 pub fn write_data(
     schema: &ApiSchema,
-    operation: &PreparedOperation,
+    operation: ShapedOperation<'_>,
     variables: &Map<String, Value>,
     data: &Value,
     errors: Vec<GraphQLError>,
     unresolved: &[Vec<PathSegment>],
     out: &mut Vec<u8>,
 ) -> Vec<GraphQLError> {
-    let collector = FieldCollector::new(schema, operation.document(), variables);
+    let projection = operation.shape.projection(schema, variables);
     let mut shaper = Shaper {
-        collector,
+        schema,
+        operation,
+        variables,
+        projection: &projection,
         errors,
         unresolved,
-        groups: Vec::new(),
         out,
     };
-    let root_type = match operation.kind {
-        OperationKind::Query => Some(schema.query_type()),
-        OperationKind::Mutation => schema.mutation_type(),
-        OperationKind::Subscription => schema.subscription_type(),
-    };
     let start = shaper.out.len();
-    let written = match (operation.selection_set(), root_type) {
-        (Some(selection_set), Some(root_type)) => shaper
-            .object(
-                root_type,
-                &[selection_set],
-                data,
-                &mut Vec::new(),
-                Runtime::Root,
-            )
+    let written = match projection.root() {
+        Some(root) => shaper
+            .object(root, data, &mut Vec::new(), Runtime::Root)
             .is_ok(),
-        _ => false,
+        None => false,
     };
     if !written {
         shaper.null_at(start);
@@ -92,7 +97,7 @@ pub fn write_data(
 /// events).
 pub fn shape_response(
     schema: &ApiSchema,
-    operation: &PreparedOperation,
+    operation: ShapedOperation<'_>,
     variables: &Map<String, Value>,
     data: Value,
     errors: Vec<GraphQLError>,
@@ -134,12 +139,13 @@ fn compare_paths(a: &GraphQLError, b: &GraphQLError) -> Ordering {
     }
 }
 
-struct Shaper<'d, 'o> {
-    collector: FieldCollector<'d>,
+struct Shaper<'p, 'o> {
+    schema: &'p ApiSchema,
+    operation: ShapedOperation<'p>,
+    variables: &'p Map<String, Value>,
+    projection: &'p Projection,
     errors: Vec<GraphQLError>,
-    unresolved: &'d [Vec<PathSegment>],
-    /// Collected fields per (runtime type, selection sets): every item of a list shares them.
-    groups: Vec<CollectedGroups<'d>>,
+    unresolved: &'p [Vec<PathSegment>],
     /// Where the response is written.
     out: &'o mut Vec<u8>,
 }
@@ -152,45 +158,6 @@ enum Written {
     Value,
 }
 
-/// One response key of an object: its fields and their merged sub-selections.
-struct Group<'d> {
-    key: &'d str,
-    fields: Vec<&'d Field>,
-    sub_sets: Vec<&'d SelectionSet>,
-    /// The field's type in the schema (`None` for meta fields and unknown fields), and what
-    /// kind of named type it ends in: looked up once per group, not once per list item.
-    field_type: Option<&'d Type>,
-    kind: NamedKind<'d>,
-}
-
-/// What the named type at the bottom of a field's type is.
-#[derive(Clone, Copy)]
-enum NamedKind<'d> {
-    Object,
-    Abstract,
-    /// An enum, with the values the API schema gives it.
-    Enum(&'d EnumType),
-    CustomScalar,
-    /// Built-in scalars.
-    Leaf,
-}
-
-impl<'d> NamedKind<'d> {
-    fn of(schema: &'d ApiSchema, ty: &Type) -> Self {
-        let name = match ty {
-            Type::NamedType(name) => name,
-            Type::ListType(inner) | Type::NonNullType(inner) => return Self::of(schema, inner),
-        };
-        match schema.type_def(name) {
-            Some(TypeDefinition::Object(_)) => Self::Object,
-            Some(TypeDefinition::Interface(_) | TypeDefinition::Union(_)) => Self::Abstract,
-            Some(TypeDefinition::Enum(definition)) => Self::Enum(definition),
-            _ if is_custom_scalar(schema, name) => Self::CustomScalar,
-            _ => Self::Leaf,
-        }
-    }
-}
-
 /// What is known of the type of the object being shaped.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Runtime {
@@ -200,12 +167,6 @@ enum Runtime {
     Concrete,
     /// Only the interface or union the field returns: the data named no concrete type.
     Abstract,
-}
-
-struct CollectedGroups<'d> {
-    runtime_type: String,
-    sets: Vec<&'d SelectionSet>,
-    groups: Rc<[Group<'d>]>,
 }
 
 /// A step of the path being shaped, borrowed from the operation; turned into a
@@ -233,69 +194,24 @@ impl Step<'_> {
     }
 }
 
-impl<'d> Shaper<'d, '_> {
-    /// The field groups of `sets` for `runtime_type`, collected once per shaping.
-    fn groups(&mut self, runtime_type: &str, sets: &[&'d SelectionSet]) -> Rc<[Group<'d>]> {
-        let known = self.groups.iter().find(|entry| {
-            entry.runtime_type == runtime_type
-                && entry.sets.len() == sets.len()
-                && entry
-                    .sets
-                    .iter()
-                    .zip(sets)
-                    .all(|(a, b)| std::ptr::eq(*a, *b))
-        });
-        if let Some(entry) = known {
-            return entry.groups.clone();
-        }
-        let groups: Rc<[Group<'d>]> = self
-            .collector
-            .collect(runtime_type, sets)
-            .into_iter()
-            .map(|(key, fields)| {
-                let schema = self.collector.schema;
-                let field_type = fields
-                    .first()
-                    .and_then(|field| schema.field(runtime_type, &field.name))
-                    .map(|definition| &definition.field_type);
-                Group {
-                    key,
-                    sub_sets: fields.iter().map(|f| &f.selection_set).collect(),
-                    kind: field_type.map_or(NamedKind::Leaf, |ty| NamedKind::of(schema, ty)),
-                    field_type,
-                    fields,
-                }
-            })
-            .collect();
-        self.groups.push(CollectedGroups {
-            runtime_type: runtime_type.to_string(),
-            sets: sets.to_vec(),
-            groups: groups.clone(),
-        });
-        groups
-    }
-
+impl<'p> Shaper<'p, '_> {
     fn object(
         &mut self,
-        runtime_type: &str,
-        sets: &[&'d SelectionSet],
+        node: &'p Node,
         data: &Value,
-        path: &mut Vec<Step<'d>>,
+        path: &mut Vec<Step<'p>>,
         runtime: Runtime,
     ) -> Result<(), NullBubble> {
-        let groups = self.groups(runtime_type, sets);
+        let runtime_type = &*node.runtime_type;
         self.out.push(b'{');
         let mut first = true;
-        for group in groups.iter() {
-            let Some(field) = group.fields.first() else {
-                continue;
-            };
-            let key = group.key;
+        for group in &node.groups {
+            let key = &*group.key;
+            let name = &*group.name;
             // Unknown fields write nothing, not even their key.
             if group.field_type.is_none()
-                && !matches!(field.name.as_str(), "__typename")
-                && !(runtime == Runtime::Root
-                    && matches!(field.name.as_str(), "__schema" | "__type"))
+                && name != "__typename"
+                && !(runtime == Runtime::Root && matches!(name, "__schema" | "__type"))
             {
                 continue;
             }
@@ -305,7 +221,7 @@ impl<'d> Shaper<'d, '_> {
             first = false;
             write_string(self.out, key);
             self.out.push(b':');
-            match field.name.as_str() {
+            match name {
                 "__typename" if runtime == Runtime::Abstract => {
                     path.push(Step::Key(key));
                     self.report_unknown_type(runtime_type, path);
@@ -313,16 +229,12 @@ impl<'d> Shaper<'d, '_> {
                     return Err(NullBubble);
                 }
                 "__typename" => write_string(self.out, runtime_type),
-                "__schema" if runtime == Runtime::Root => {
-                    let value = introspection::resolve_schema(&self.collector, &group.fields);
-                    self.write_leaf(&value);
-                }
-                "__type" if runtime == Runtime::Root => {
-                    let value = introspection::resolve_type(&self.collector, &group.fields);
+                "__schema" | "__type" if runtime == Runtime::Root => {
+                    let value = self.introspection(runtime_type, key, name);
                     self.write_leaf(&value);
                 }
                 _ => {
-                    let Some(field_type) = group.field_type else {
+                    let Some(field_type) = &group.field_type else {
                         // Left out above; never reached.
                         self.null();
                         continue;
@@ -331,10 +243,9 @@ impl<'d> Shaper<'d, '_> {
                     path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
-                        field,
-                        kind: group.kind,
+                        group,
                     };
-                    let completed = self.value(field_type, &group.sub_sets, raw, path, &site);
+                    let completed = self.value(field_type, raw, path, &site);
                     path.pop();
                     completed?;
                 }
@@ -344,18 +255,35 @@ impl<'d> Shaper<'d, '_> {
         Ok(())
     }
 
+    /// A root `__schema` or `__type` field, resolved from the operation itself: rare enough
+    /// that its fields are collected on the spot.
+    fn introspection(&self, root_type: &str, key: &str, name: &str) -> Value {
+        let Some(selection_set) = self.operation.selection_set else {
+            return Value::Null;
+        };
+        let collector = FieldCollector::new(self.schema, self.operation.document, self.variables);
+        let groups = collector.collect(root_type, &[selection_set]);
+        let Some((_, fields)) = groups.iter().find(|(k, _)| *k == key) else {
+            return Value::Null;
+        };
+        if name == "__schema" {
+            introspection::resolve_schema(&collector, fields)
+        } else {
+            introspection::resolve_type(&collector, fields)
+        }
+    }
+
     /// Writes a value of type `ty`; a nullable position absorbs a bubbling null (what was
     /// written of the value is cut and `null` written instead).
     fn value(
         &mut self,
-        ty: &Type,
-        sets: &[&'d SelectionSet],
+        ty: &'p Type,
         raw: &Value,
-        path: &mut Vec<Step<'d>>,
-        site: &FieldSite<'_, 'd>,
+        path: &mut Vec<Step<'p>>,
+        site: &FieldSite<'p>,
     ) -> Result<Written, NullBubble> {
         match ty {
-            Type::NonNullType(inner) => match self.inner_value(inner, sets, raw, path, site)? {
+            Type::NonNullType(inner) => match self.inner_value(inner, raw, path, site)? {
                 Written::Null => {
                     self.report_null(path, site);
                     Err(NullBubble)
@@ -364,7 +292,7 @@ impl<'d> Shaper<'d, '_> {
             },
             nullable => {
                 let start = self.out.len();
-                match self.inner_value(nullable, sets, raw, path, site) {
+                match self.inner_value(nullable, raw, path, site) {
                     Ok(written) => Ok(written),
                     Err(NullBubble) => {
                         self.null_at(start);
@@ -377,11 +305,10 @@ impl<'d> Shaper<'d, '_> {
 
     fn inner_value(
         &mut self,
-        ty: &Type,
-        sets: &[&'d SelectionSet],
+        ty: &'p Type,
         raw: &Value,
-        path: &mut Vec<Step<'d>>,
-        site: &FieldSite<'_, 'd>,
+        path: &mut Vec<Step<'p>>,
+        site: &FieldSite<'p>,
     ) -> Result<Written, NullBubble> {
         if raw.is_null() {
             return Ok(self.null());
@@ -397,54 +324,49 @@ impl<'d> Shaper<'d, '_> {
                         self.out.push(b',');
                     }
                     path.push(Step::Index(index));
-                    let completed = self.value(item_type, sets, item, path, site);
+                    let completed = self.value(item_type, item, path, site);
                     path.pop();
                     completed?;
                 }
                 self.out.push(b']');
                 Ok(Written::Value)
             }
-            Type::NonNullType(inner) => self.value(inner, sets, raw, path, site),
-            Type::NamedType(name) => {
-                let schema = self.collector.schema;
-                match site.kind {
-                    NamedKind::Object => self
-                        .object(name, sets, raw, path, Runtime::Concrete)
-                        .map(|()| Written::Value),
-                    NamedKind::Abstract => {
-                        let concrete =
-                            raw.get("__typename")
-                                .and_then(Value::as_str)
-                                .filter(|typename| {
-                                    schema.is_object(typename) && schema.satisfies(typename, name)
-                                });
-                        match concrete {
-                            Some(concrete) => {
-                                self.object(concrete, sets, raw, path, Runtime::Concrete)
-                            }
-                            None => self.object(name, sets, raw, path, Runtime::Abstract),
-                        }
+            Type::NonNullType(inner) => self.value(inner, raw, path, site),
+            Type::NamedType(_) => match &site.group.kind {
+                NamedKind::Object | NamedKind::Abstract => {
+                    let typename = match site.group.kind {
+                        NamedKind::Abstract => raw.get("__typename").and_then(Value::as_str),
+                        _ => None,
+                    };
+                    let Some((node, only_abstract)) =
+                        self.projection.child(self.schema, site.group, typename)
+                    else {
+                        return Ok(self.null());
+                    };
+                    let runtime = if only_abstract {
+                        Runtime::Abstract
+                    } else {
+                        Runtime::Concrete
+                    };
+                    self.object(node, raw, path, runtime)
                         .map(|()| Written::Value)
-                    }
-                    NamedKind::Enum(definition) => match raw.as_str() {
-                        Some(value)
-                            if definition.values.iter().any(|known| known.name == value) =>
-                        {
-                            write_string(self.out, value);
-                            Ok(Written::Value)
-                        }
-                        _ => {
-                            self.report_invalid_enum(definition, raw, path, site);
-                            Ok(self.null())
-                        }
-                    },
-                    NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(self.null()),
-                    NamedKind::Leaf | NamedKind::CustomScalar => {
-                        self.write_leaf(raw);
+                }
+                NamedKind::Enum(values) => match raw.as_str() {
+                    Some(value) if values.contains(value) => {
+                        write_string(self.out, value);
                         Ok(Written::Value)
                     }
+                    _ => {
+                        self.report_invalid_enum(&values.name, raw, path, site);
+                        Ok(self.null())
+                    }
+                },
+                NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(self.null()),
+                NamedKind::Leaf | NamedKind::CustomScalar => {
+                    self.write_leaf(raw);
+                    Ok(Written::Value)
                 }
-            }
+            },
         }
     }
 
@@ -471,14 +393,14 @@ impl<'d> Shaper<'d, '_> {
     /// error; the value itself goes to the log only (it may be one the API hides).
     fn report_invalid_enum(
         &mut self,
-        definition: &EnumType,
+        enum_type: &str,
         raw: &Value,
-        path: &[Step<'d>],
-        site: &FieldSite<'_, 'd>,
+        path: &[Step<'p>],
+        site: &FieldSite<'p>,
     ) {
         let path: Vec<PathSegment> = path.iter().map(|step| step.to_segment()).collect();
         tracing::warn!(
-            enum_type = %definition.name,
+            enum_type,
             value = %raw,
             path = ?path,
             "a subgraph returned an enum value outside the API schema"
@@ -486,7 +408,7 @@ impl<'d> Shaper<'d, '_> {
         let mut error = GraphQLError::with_code(
             format!(
                 "Enum \"{}\" cannot represent the value returned for {}.{}.",
-                definition.name, site.parent_type, site.field.name
+                enum_type, site.parent_type, site.group.name
             ),
             SUBGRAPH_ERROR,
         );
@@ -495,7 +417,7 @@ impl<'d> Shaper<'d, '_> {
     }
 
     /// `__typename` of a value whose concrete type no subgraph gave.
-    fn report_unknown_type(&mut self, abstract_type: &str, path: &[Step<'d>]) {
+    fn report_unknown_type(&mut self, abstract_type: &str, path: &[Step<'p>]) {
         let mut error = GraphQLError::with_code(
             format!("Could not resolve the concrete type of this \"{abstract_type}\"."),
             SUBGRAPH_ERROR,
@@ -507,7 +429,7 @@ impl<'d> Shaper<'d, '_> {
     /// Adds "Cannot return null" unless an error already explains this path: one at it, below
     /// it, or at one of its parents (whose fields are then all missing), or a failed entity
     /// fetch of an object there.
-    fn report_null(&mut self, path: &[Step<'d>], site: &FieldSite<'_, 'd>) {
+    fn report_null(&mut self, path: &[Step<'p>], site: &FieldSite<'p>) {
         // One path starts with the other.
         let related = |other: &[PathSegment]| {
             other
@@ -523,7 +445,7 @@ impl<'d> Shaper<'d, '_> {
         if !explained {
             let mut error = GraphQLError::new(format!(
                 "Cannot return null for non-nullable field {}.{}.",
-                site.parent_type, site.field.name
+                site.parent_type, site.group.name
             ));
             error.path = Some(path.iter().map(|step| step.to_segment()).collect());
             self.errors.push(error);
@@ -532,10 +454,9 @@ impl<'d> Shaper<'d, '_> {
 }
 
 /// The field being completed, for error messages.
-struct FieldSite<'t, 'd> {
-    parent_type: &'t str,
-    field: &'d Field,
-    kind: NamedKind<'d>,
+struct FieldSite<'p> {
+    parent_type: &'p str,
+    group: &'p Group,
 }
 
 /// A JSON string.
@@ -546,9 +467,4 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
         out.truncate(start);
         out.extend_from_slice(b"null");
     }
-}
-
-fn is_custom_scalar(schema: &ApiSchema, name: &str) -> bool {
-    matches!(schema.type_def(name), Some(TypeDefinition::Scalar(_)))
-        && !["String", "Int", "Float", "Boolean", "ID"].contains(&name)
 }
