@@ -25,6 +25,7 @@
 mod fields;
 mod introspection;
 mod projection;
+mod strings;
 #[cfg(test)]
 mod tests;
 
@@ -36,7 +37,8 @@ use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
 pub use self::projection::OperationShape;
-use self::projection::{Group, NamedKind, Node, Projection};
+use self::projection::{Group, Meta, NamedKind, Node, Projection};
+use self::strings::write_string;
 use crate::execute::SUBGRAPH_ERROR;
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
 use crate::schema::ApiSchema;
@@ -205,41 +207,37 @@ impl<'p> Shaper<'p, '_> {
         let runtime_type = &*node.runtime_type;
         self.out.push(b'{');
         let mut first = true;
+        let mut entries = Entries::of(data);
         for group in &node.groups {
             let key = &*group.key;
-            let name = &*group.name;
             // Unknown fields write nothing, not even their key.
-            if group.field_type.is_none()
-                && name != "__typename"
-                && !(runtime == Runtime::Root && matches!(name, "__schema" | "__type"))
-            {
+            let writes = match group.meta {
+                Meta::Field => group.field_type.is_some(),
+                Meta::Typename => true,
+                Meta::Schema | Meta::Type => runtime == Runtime::Root,
+            };
+            if !writes {
                 continue;
             }
             if !first {
                 self.out.push(b',');
             }
             first = false;
-            write_string(self.out, key);
-            self.out.push(b':');
-            match name {
-                "__typename" if runtime == Runtime::Abstract => {
+            self.out.extend_from_slice(&group.key_json);
+            match (group.meta, &group.field_type) {
+                (Meta::Typename, _) if runtime == Runtime::Abstract => {
                     path.push(Step::Key(key));
                     self.report_unknown_type(runtime_type, path);
                     path.pop();
                     return Err(NullBubble);
                 }
-                "__typename" => write_string(self.out, runtime_type),
-                "__schema" | "__type" if runtime == Runtime::Root => {
-                    let value = self.introspection(runtime_type, key, name);
+                (Meta::Typename, _) => self.out.extend_from_slice(&node.typename_json),
+                (Meta::Schema | Meta::Type, _) => {
+                    let value = self.introspection(runtime_type, key, &group.name);
                     self.write_leaf(&value);
                 }
-                _ => {
-                    let Some(field_type) = &group.field_type else {
-                        // Left out above; never reached.
-                        self.null();
-                        continue;
-                    };
-                    let raw = data.get(key).unwrap_or(&Value::Null);
+                (Meta::Field, Some(field_type)) => {
+                    let raw = entries.get(data, key);
                     path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
@@ -248,6 +246,10 @@ impl<'p> Shaper<'p, '_> {
                     let completed = self.value(field_type, raw, path, &site);
                     path.pop();
                     completed?;
+                }
+                // Left out above; never reached.
+                (Meta::Field, None) => {
+                    self.null();
                 }
             }
         }
@@ -383,9 +385,17 @@ impl<'p> Shaper<'p, '_> {
 
     /// A leaf (or an introspection answer) as it is.
     fn write_leaf(&mut self, value: &Value) {
-        let start = self.out.len();
-        if serde_json::to_writer(&mut *self.out, value).is_err() {
-            self.null_at(start);
+        match value {
+            Value::String(string) => write_string(self.out, string),
+            Value::Bool(true) => self.out.extend_from_slice(b"true"),
+            Value::Bool(false) => self.out.extend_from_slice(b"false"),
+            Value::Null => self.out.extend_from_slice(b"null"),
+            _ => {
+                let start = self.out.len();
+                if serde_json::to_writer(&mut *self.out, value).is_err() {
+                    self.null_at(start);
+                }
+            }
         }
     }
 
@@ -459,12 +469,37 @@ struct FieldSite<'p> {
     group: &'p Group,
 }
 
-/// A JSON string.
-fn write_string(out: &mut Vec<u8>, value: &str) {
-    // A `str` always serializes.
-    let start = out.len();
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"null");
+/// Reads an object's entries by response key. The merged data mostly holds the keys in the
+/// order the operation selects them, with a few more the plan needed (keys, `__typename`):
+/// the next entries are looked at first, before the map's hash lookup.
+struct Entries<'v> {
+    next: Option<serde_json::map::Iter<'v>>,
+}
+
+/// How many entries past the last one read are compared before hashing.
+const LOOK_AHEAD: usize = 3;
+
+impl<'v> Entries<'v> {
+    fn of(data: &'v Value) -> Self {
+        Self {
+            next: data.as_object().map(Map::iter),
+        }
+    }
+
+    fn get(&mut self, data: &'v Value, key: &str) -> &'v Value {
+        if let Some(next) = &mut self.next {
+            let mut ahead = next.clone();
+            for _ in 0..LOOK_AHEAD {
+                match ahead.next() {
+                    Some((name, value)) if name == key => {
+                        *next = ahead;
+                        return value;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        data.get(key).unwrap_or(&Value::Null)
     }
 }

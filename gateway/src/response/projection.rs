@@ -19,6 +19,7 @@ use graphql_tools::static_graphql::query::{
 use graphql_tools::static_graphql::schema::{Type, TypeDefinition};
 use serde_json::{Map, Value};
 
+use super::strings::write_string;
 use crate::schema::{ApiSchema, named_type};
 
 /// How many sets of `@skip`/`@include` values keep their projection per operation; others
@@ -329,6 +330,8 @@ impl Projection {
 #[derive(Debug)]
 pub(super) struct Node {
     pub runtime_type: Box<str>,
+    /// `runtime_type` as a JSON string, the value of `__typename`.
+    pub typename_json: Box<[u8]>,
     pub groups: Vec<Group>,
 }
 
@@ -337,13 +340,48 @@ pub(super) struct Node {
 #[derive(Debug)]
 pub(super) struct Group {
     pub key: Box<str>,
+    /// `"key":` as written before the value.
+    pub key_json: Box<[u8]>,
     /// The name of the key's first field.
     pub name: Box<str>,
+    pub meta: Meta,
     /// The field's type in the schema (`None` for meta fields and unknown fields).
     pub field_type: Option<Type>,
     pub kind: NamedKind,
     sub_sets: Vec<Arc<Selections>>,
     children: Children,
+}
+
+/// Which meta field a group is, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Meta {
+    Field,
+    Typename,
+    /// `__schema` (answered at the root only).
+    Schema,
+    /// `__type` (answered at the root only).
+    Type,
+}
+
+impl Meta {
+    fn of(name: &str) -> Self {
+        match name {
+            "__typename" => Self::Typename,
+            "__schema" => Self::Schema,
+            "__type" => Self::Type,
+            _ => Self::Field,
+        }
+    }
+}
+
+/// A JSON string, and `:` after it when `colon`.
+fn json_string(value: &str, colon: bool) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(value.len() + 3);
+    write_string(&mut out, value);
+    if colon {
+        out.push(b':');
+    }
+    out.into_boxed_slice()
 }
 
 /// The nodes below a group, built when first reached.
@@ -458,7 +496,9 @@ impl Node {
                 };
                 Some(Group {
                     key: key.into(),
+                    key_json: json_string(key, true),
                     name: first.name.clone(),
+                    meta: Meta::of(&first.name),
                     field_type,
                     kind,
                     sub_sets,
@@ -468,6 +508,7 @@ impl Node {
             .collect();
         Self {
             runtime_type: runtime_type.into(),
+            typename_json: json_string(runtime_type, false),
             groups,
         }
     }

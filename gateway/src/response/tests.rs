@@ -200,3 +200,21 @@ fn union_members_and_enum_values_are_checked_against_the_schema() {
         })]
     );
 }
+
+#[test]
+fn fields_are_written_in_query_order_whatever_the_order_of_the_data() {
+    let schema = schema();
+    let operation = Operation::new("{ b a second: a items { id ... on Book { title } } }");
+
+    let (written, _) = operation.write(
+        &schema,
+        json!({}),
+        json!({"second": 2, "x": 0, "y": 0, "z": 0, "a": 1, "b": "x",
+               "items": [{"title": "T", "__typename": "Book", "id": "1"}]}),
+    );
+
+    assert_eq!(
+        serde_json::to_string(&written).expect("JSON"),
+        r#"{"b":"x","a":1,"second":2,"items":[{"id":"1","title":"T"}]}"#
+    );
+}
