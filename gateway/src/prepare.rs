@@ -16,14 +16,15 @@
 //!
 //! Demand control's cost estimate is not a step here: slicing arguments may be variables,
 //! so it runs per request, right after the variables are coerced ([`crate::cost`]), on an
-//! operation these steps bounded.
+//! operation these steps bounded; an operation without variables keeps the first
+//! request's estimate.
 //!
 //! It runs on a blocking thread (see the supergraph runtime) under a cancellation token that
 //! carries the preparation's time budget and is cancelled when no client waits any more;
 //! every long loop asks it whether to go on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, SelectionSet, VariableDefinition,
@@ -32,6 +33,7 @@ use hive_router_query_planner::utils::cancellation::{CancellationError, Cancella
 use serde_json::Value;
 
 use crate::authorization::operation::OperationAuthorization;
+use crate::cost::CostError;
 use crate::fetch::Plan;
 use crate::graphql::{GraphQLError, OperationKind};
 use crate::limits::expansion::{self, ExpansionError};
@@ -66,6 +68,8 @@ pub struct PreparedOperation {
     pub defers: bool,
     /// The client's selection, from which every response of it is written.
     shape: OperationShape,
+    /// Demand control's estimate, made once when the operation reads no variables.
+    cost_estimate: OnceLock<Result<u64, CostError>>,
     /// The length of the last response body written for it: the next one's buffer starts
     /// that large instead of growing to it.
     written_size: AtomicUsize,
@@ -103,11 +107,16 @@ impl PreparedOperation {
         }
     }
 
-    /// What demand control estimates: the document and the selected operation.
+    /// What demand control estimates: the document and the selected operation, and where
+    /// its estimate is kept when it reads no variables.
     pub(crate) fn for_cost(&self) -> crate::cost::Operation<'_> {
         crate::cost::Operation {
             document: &self.document,
             name: self.operation_name.as_deref(),
+            estimate: self
+                .variable_definitions()
+                .is_empty()
+                .then_some(&self.cost_estimate),
         }
     }
 
@@ -327,6 +336,7 @@ impl Preparer {
             defers,
             authorization,
             shape,
+            cost_estimate: OnceLock::new(),
             written_size: AtomicUsize::new(0),
         })
     }

@@ -237,7 +237,7 @@ impl<'p> Shaper<'p, '_> {
                     self.write_leaf(&value);
                 }
                 (Meta::Field, Some(field_type)) => {
-                    let raw = entries.get(data, key);
+                    let raw = entries.get(key);
                     path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
@@ -470,36 +470,56 @@ struct FieldSite<'p> {
 }
 
 /// Reads an object's entries by response key. The merged data mostly holds the keys in the
-/// order the operation selects them, with a few more the plan needed (keys, `__typename`):
-/// the next entries are looked at first, before the map's hash lookup.
+/// order the operation selects them, with a few more the plan needed (keys, `__typename`)
+/// and the fields other subgraphs added at the end: a small object is scanned from the
+/// entry after the last one read (then from its start), comparing keys, which costs less
+/// than hashing the key; a large one looks a few entries ahead before its hash lookup.
 struct Entries<'v> {
+    map: Option<&'v Map<String, Value>>,
     next: Option<serde_json::map::Iter<'v>>,
 }
 
-/// How many entries past the last one read are compared before hashing.
+/// Objects with at most this many entries are scanned rather than hashed into.
+const SCANNED_ENTRIES: usize = 16;
+/// How many entries past the last one read a larger object compares before hashing.
 const LOOK_AHEAD: usize = 3;
 
 impl<'v> Entries<'v> {
     fn of(data: &'v Value) -> Self {
+        let map = data.as_object();
         Self {
-            next: data.as_object().map(Map::iter),
+            map,
+            next: map.map(Map::iter),
         }
     }
 
-    fn get(&mut self, data: &'v Value, key: &str) -> &'v Value {
-        if let Some(next) = &mut self.next {
-            let mut ahead = next.clone();
-            for _ in 0..LOOK_AHEAD {
-                match ahead.next() {
-                    Some((name, value)) if name == key => {
-                        *next = ahead;
-                        return value;
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
+    fn get(&mut self, key: &str) -> &'v Value {
+        let (Some(map), Some(next)) = (self.map, &mut self.next) else {
+            return &Value::Null;
+        };
+        let small = map.len() <= SCANNED_ENTRIES;
+        let mut ahead = next.clone();
+        let mut looked = 0;
+        while let Some((name, value)) = ahead.next() {
+            if name == key {
+                *next = ahead;
+                return value;
+            }
+            looked += 1;
+            if !small && looked == LOOK_AHEAD {
+                break;
             }
         }
-        data.get(key).unwrap_or(&Value::Null)
+        if small {
+            let mut from_start = map.iter();
+            while let Some((name, value)) = from_start.next() {
+                if name == key {
+                    *next = from_start;
+                    return value;
+                }
+            }
+            return &Value::Null;
+        }
+        map.get(key).unwrap_or(&Value::Null)
     }
 }
