@@ -46,9 +46,10 @@
 //! - [`transport`]: the [`SubgraphTransport`] trait, [`Transports`] and [`HttpTransport`].
 //! - [`execute`]: runs a query plan (fetches, entity batches, flatten, parallel, conditions)
 //!   and merges the results.
-//! - [`response`]: writes the client response straight to bytes from the merged data (null
-//!   propagation, fragments, abstract types with or without a concrete type, enum values
-//!   outside the API schema, introspection).
+//! - [`response`]: writes the client response straight to bytes from the merged data through
+//!   the operation's projection, built once per prepared operation (null propagation,
+//!   fragments, abstract types with or without a concrete type, enum values outside the API
+//!   schema, introspection).
 //! - [`service`]: [`service::GatewayService`], the gateway behind the HTTP layer (auth,
 //!   then the request path).
 //! - [`cache`]: the response cache (stored after the response is sent), in-flight

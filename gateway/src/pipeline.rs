@@ -131,7 +131,7 @@ pub async fn execute_prepared(
     let mut body = WrittenResponse::body_start(prepared.written_size_hint());
     let errors = write_data(
         schema,
-        prepared,
+        prepared.shaped(),
         &variables,
         &output.data,
         errors,

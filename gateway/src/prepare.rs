@@ -16,14 +16,15 @@
 //!
 //! Demand control's cost estimate is not a step here: slicing arguments may be variables,
 //! so it runs per request, right after the variables are coerced ([`crate::cost`]), on an
-//! operation these steps bounded.
+//! operation these steps bounded; an operation without variables keeps the first
+//! request's estimate.
 //!
 //! It runs on a blocking thread (see the supergraph runtime) under a cancellation token that
 //! carries the preparation's time budget and is cancelled when no client waits any more;
 //! every long loop asks it whether to go on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use graphql_tools::static_graphql::query::{
     Definition, Document, OperationDefinition, SelectionSet, VariableDefinition,
@@ -32,12 +33,14 @@ use hive_router_query_planner::utils::cancellation::{CancellationError, Cancella
 use serde_json::Value;
 
 use crate::authorization::operation::OperationAuthorization;
+use crate::cost::CostError;
 use crate::fetch::Plan;
 use crate::graphql::{GraphQLError, OperationKind};
 use crate::limits::expansion::{self, ExpansionError};
 use crate::limits::{self, Figures, LimitExceeded, OperationLimits, lexer, names};
 use crate::override_labels::ActiveLabels;
 use crate::plan::{PlanCache, PlanError, plan_operation};
+use crate::response::{OperationShape, ShapedOperation};
 use crate::supergraph::Supergraph;
 use crate::validate::{
     self, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, RequestError, Rules, Validation,
@@ -63,6 +66,10 @@ pub struct PreparedOperation {
     /// Whether it has a `@defer` (see [`crate::defer_split`]); when not, nothing about deferral
     /// is looked at per request.
     pub defers: bool,
+    /// The client's selection, from which every response of it is written.
+    shape: OperationShape,
+    /// Demand control's estimate, made once when the operation reads no variables.
+    cost_estimate: OnceLock<Result<u64, CostError>>,
     /// The length of the last response body written for it: the next one's buffer starts
     /// that large instead of growing to it.
     written_size: AtomicUsize,
@@ -71,6 +78,15 @@ pub struct PreparedOperation {
 impl PreparedOperation {
     pub fn document(&self) -> &Document {
         &self.document
+    }
+
+    /// What writing its responses needs: the selection and its projections.
+    pub fn shaped(&self) -> ShapedOperation<'_> {
+        ShapedOperation {
+            document: &self.document,
+            selection_set: self.selection_set(),
+            shape: &self.shape,
+        }
     }
 
     /// How many bytes to reserve for a response body of this operation: what the last one
@@ -91,11 +107,16 @@ impl PreparedOperation {
         }
     }
 
-    /// What demand control estimates: the document and the selected operation.
+    /// What demand control estimates: the document and the selected operation, and where
+    /// its estimate is kept when it reads no variables.
     pub(crate) fn for_cost(&self) -> crate::cost::Operation<'_> {
         crate::cost::Operation {
             document: &self.document,
             name: self.operation_name.as_deref(),
+            estimate: self
+                .variable_definitions()
+                .is_empty()
+                .then_some(&self.cost_estimate),
         }
     }
 
@@ -303,6 +324,7 @@ impl Preparer {
             other => PrepareError::Planning(other.to_string()),
         })?;
         let defers = crate::defer_split::mentions_defer(&document);
+        let shape = OperationShape::new(&document, root_type, Some(selection_set));
         Ok(PreparedOperation {
             document,
             operation_index,
@@ -313,6 +335,8 @@ impl Preparer {
             override_labels: labels.clone(),
             defers,
             authorization,
+            shape,
+            cost_estimate: OnceLock::new(),
             written_size: AtomicUsize::new(0),
         })
     }

@@ -28,6 +28,8 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+use std::sync::OnceLock;
+
 use graphql_tools::static_graphql::query::Document;
 use serde_json::{Map, Value, json};
 
@@ -101,6 +103,9 @@ impl Default for CostSettings {
 pub(crate) struct Operation<'a> {
     pub document: &'a Document,
     pub name: Option<&'a str>,
+    /// Where the estimate of an operation that reads no variables is kept: it is the same
+    /// for every request, so the first one makes it. `None`: estimated per request.
+    pub estimate: Option<&'a OnceLock<Result<u64, CostError>>>,
 }
 
 /// The gateway's demand control: its settings and the estimates it has seen.
@@ -146,13 +151,19 @@ impl CostControl {
         operation: Operation<'_>,
         variables: &Map<String, Value>,
     ) -> Result<u64, CostError> {
-        estimate(
-            costs,
-            operation.document,
-            operation.name,
-            variables,
-            self.settings.default_list_size,
-        )
+        let run = || {
+            estimate(
+                costs,
+                operation.document,
+                operation.name,
+                variables,
+                self.settings.default_list_size,
+            )
+        };
+        match operation.estimate {
+            Some(known) => known.get_or_init(run).clone(),
+            None => run(),
+        }
     }
 
     pub fn settings(&self) -> &CostSettings {

@@ -2,6 +2,9 @@
 //! writes the client's `data` straight to JSON bytes, so the response has exactly the fields
 //! the client asked for — aliases, fragments, `__typename`, `@skip`/`@include` — with
 //! GraphQL null propagation and sorted errors, and no second tree is built for the client.
+//! The operation is walked through its projection ([`OperationShape`]): the fields that
+//! apply to each runtime type, worked out once per prepared operation and reused by every
+//! request of it.
 //! A null that propagates truncates what was written below the nearest nullable position
 //! and writes `null` there instead.
 //!
@@ -21,23 +24,36 @@
 
 mod fields;
 mod introspection;
+mod projection;
+mod strings;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Ordering;
-use std::rc::Rc;
 
-use graphql_tools::static_graphql::query::{Field, SelectionSet};
-use graphql_tools::static_graphql::schema::{EnumType, Type, TypeDefinition};
+use graphql_tools::static_graphql::query::{Document, SelectionSet};
+use graphql_tools::static_graphql::schema::Type;
 use serde_json::{Map, Value};
 
 pub use self::fields::FieldCollector;
+pub use self::projection::OperationShape;
+use self::projection::{Group, Meta, NamedKind, Node, Projection};
+use self::strings::write_string;
 use crate::execute::SUBGRAPH_ERROR;
-use crate::graphql::OperationKind;
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
-use crate::prepare::PreparedOperation;
 use crate::schema::ApiSchema;
 
 /// A non-null field resolved to null: the null moves up to the nearest nullable parent.
 struct NullBubble;
+
+/// What shaping needs of a prepared operation.
+#[derive(Clone, Copy)]
+pub struct ShapedOperation<'a> {
+    pub document: &'a Document,
+    /// The selected operation's selection set.
+    pub selection_set: Option<&'a SelectionSet>,
+    pub shape: &'a OperationShape,
+}
 
 /// Writes the client's `data` (the JSON value of the response's `data` entry) at the end of
 /// `out`, from the merged data and the errors gathered so far, and returns the errors sorted
@@ -46,38 +62,29 @@ struct NullBubble;
 #[tracing::instrument(name = "shape", skip_all)]
 pub fn write_data(
     schema: &ApiSchema,
-    operation: &PreparedOperation,
+    operation: ShapedOperation<'_>,
     variables: &Map<String, Value>,
     data: &Value,
     errors: Vec<GraphQLError>,
     unresolved: &[Vec<PathSegment>],
     out: &mut Vec<u8>,
 ) -> Vec<GraphQLError> {
-    let collector = FieldCollector::new(schema, operation.document(), variables);
+    let projection = operation.shape.projection(schema, variables);
     let mut shaper = Shaper {
-        collector,
+        schema,
+        operation,
+        variables,
+        projection: &projection,
         errors,
         unresolved,
-        groups: Vec::new(),
         out,
     };
-    let root_type = match operation.kind {
-        OperationKind::Query => Some(schema.query_type()),
-        OperationKind::Mutation => schema.mutation_type(),
-        OperationKind::Subscription => schema.subscription_type(),
-    };
     let start = shaper.out.len();
-    let written = match (operation.selection_set(), root_type) {
-        (Some(selection_set), Some(root_type)) => shaper
-            .object(
-                root_type,
-                &[selection_set],
-                data,
-                &mut Vec::new(),
-                Runtime::Root,
-            )
+    let written = match projection.root() {
+        Some(root) => shaper
+            .object(root, data, &mut Vec::new(), Runtime::Root)
             .is_ok(),
-        _ => false,
+        None => false,
     };
     if !written {
         shaper.null_at(start);
@@ -92,7 +99,7 @@ pub fn write_data(
 /// events).
 pub fn shape_response(
     schema: &ApiSchema,
-    operation: &PreparedOperation,
+    operation: ShapedOperation<'_>,
     variables: &Map<String, Value>,
     data: Value,
     errors: Vec<GraphQLError>,
@@ -134,12 +141,13 @@ fn compare_paths(a: &GraphQLError, b: &GraphQLError) -> Ordering {
     }
 }
 
-struct Shaper<'d, 'o> {
-    collector: FieldCollector<'d>,
+struct Shaper<'p, 'o> {
+    schema: &'p ApiSchema,
+    operation: ShapedOperation<'p>,
+    variables: &'p Map<String, Value>,
+    projection: &'p Projection,
     errors: Vec<GraphQLError>,
-    unresolved: &'d [Vec<PathSegment>],
-    /// Collected fields per (runtime type, selection sets): every item of a list shares them.
-    groups: Vec<CollectedGroups<'d>>,
+    unresolved: &'p [Vec<PathSegment>],
     /// Where the response is written.
     out: &'o mut Vec<u8>,
 }
@@ -152,45 +160,6 @@ enum Written {
     Value,
 }
 
-/// One response key of an object: its fields and their merged sub-selections.
-struct Group<'d> {
-    key: &'d str,
-    fields: Vec<&'d Field>,
-    sub_sets: Vec<&'d SelectionSet>,
-    /// The field's type in the schema (`None` for meta fields and unknown fields), and what
-    /// kind of named type it ends in: looked up once per group, not once per list item.
-    field_type: Option<&'d Type>,
-    kind: NamedKind<'d>,
-}
-
-/// What the named type at the bottom of a field's type is.
-#[derive(Clone, Copy)]
-enum NamedKind<'d> {
-    Object,
-    Abstract,
-    /// An enum, with the values the API schema gives it.
-    Enum(&'d EnumType),
-    CustomScalar,
-    /// Built-in scalars.
-    Leaf,
-}
-
-impl<'d> NamedKind<'d> {
-    fn of(schema: &'d ApiSchema, ty: &Type) -> Self {
-        let name = match ty {
-            Type::NamedType(name) => name,
-            Type::ListType(inner) | Type::NonNullType(inner) => return Self::of(schema, inner),
-        };
-        match schema.type_def(name) {
-            Some(TypeDefinition::Object(_)) => Self::Object,
-            Some(TypeDefinition::Interface(_) | TypeDefinition::Union(_)) => Self::Abstract,
-            Some(TypeDefinition::Enum(definition)) => Self::Enum(definition),
-            _ if is_custom_scalar(schema, name) => Self::CustomScalar,
-            _ => Self::Leaf,
-        }
-    }
-}
-
 /// What is known of the type of the object being shaped.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Runtime {
@@ -200,12 +169,6 @@ enum Runtime {
     Concrete,
     /// Only the interface or union the field returns: the data named no concrete type.
     Abstract,
-}
-
-struct CollectedGroups<'d> {
-    runtime_type: String,
-    sets: Vec<&'d SelectionSet>,
-    groups: Rc<[Group<'d>]>,
 }
 
 /// A step of the path being shaped, borrowed from the operation; turned into a
@@ -233,110 +196,60 @@ impl Step<'_> {
     }
 }
 
-impl<'d> Shaper<'d, '_> {
-    /// The field groups of `sets` for `runtime_type`, collected once per shaping.
-    fn groups(&mut self, runtime_type: &str, sets: &[&'d SelectionSet]) -> Rc<[Group<'d>]> {
-        let known = self.groups.iter().find(|entry| {
-            entry.runtime_type == runtime_type
-                && entry.sets.len() == sets.len()
-                && entry
-                    .sets
-                    .iter()
-                    .zip(sets)
-                    .all(|(a, b)| std::ptr::eq(*a, *b))
-        });
-        if let Some(entry) = known {
-            return entry.groups.clone();
-        }
-        let groups: Rc<[Group<'d>]> = self
-            .collector
-            .collect(runtime_type, sets)
-            .into_iter()
-            .map(|(key, fields)| {
-                let schema = self.collector.schema;
-                let field_type = fields
-                    .first()
-                    .and_then(|field| schema.field(runtime_type, &field.name))
-                    .map(|definition| &definition.field_type);
-                Group {
-                    key,
-                    sub_sets: fields.iter().map(|f| &f.selection_set).collect(),
-                    kind: field_type.map_or(NamedKind::Leaf, |ty| NamedKind::of(schema, ty)),
-                    field_type,
-                    fields,
-                }
-            })
-            .collect();
-        self.groups.push(CollectedGroups {
-            runtime_type: runtime_type.to_string(),
-            sets: sets.to_vec(),
-            groups: groups.clone(),
-        });
-        groups
-    }
-
+impl<'p> Shaper<'p, '_> {
     fn object(
         &mut self,
-        runtime_type: &str,
-        sets: &[&'d SelectionSet],
+        node: &'p Node,
         data: &Value,
-        path: &mut Vec<Step<'d>>,
+        path: &mut Vec<Step<'p>>,
         runtime: Runtime,
     ) -> Result<(), NullBubble> {
-        let groups = self.groups(runtime_type, sets);
+        let runtime_type = &*node.runtime_type;
         self.out.push(b'{');
         let mut first = true;
-        for group in groups.iter() {
-            let Some(field) = group.fields.first() else {
-                continue;
-            };
-            let key = group.key;
+        let mut entries = Entries::of(data);
+        for group in &node.groups {
+            let key = &*group.key;
             // Unknown fields write nothing, not even their key.
-            if group.field_type.is_none()
-                && !matches!(field.name.as_str(), "__typename")
-                && !(runtime == Runtime::Root
-                    && matches!(field.name.as_str(), "__schema" | "__type"))
-            {
+            let writes = match group.meta {
+                Meta::Field => group.field_type.is_some(),
+                Meta::Typename => true,
+                Meta::Schema | Meta::Type => runtime == Runtime::Root,
+            };
+            if !writes {
                 continue;
             }
             if !first {
                 self.out.push(b',');
             }
             first = false;
-            write_string(self.out, key);
-            self.out.push(b':');
-            match field.name.as_str() {
-                "__typename" if runtime == Runtime::Abstract => {
+            self.out.extend_from_slice(&group.key_json);
+            match (group.meta, &group.field_type) {
+                (Meta::Typename, _) if runtime == Runtime::Abstract => {
                     path.push(Step::Key(key));
                     self.report_unknown_type(runtime_type, path);
                     path.pop();
                     return Err(NullBubble);
                 }
-                "__typename" => write_string(self.out, runtime_type),
-                "__schema" if runtime == Runtime::Root => {
-                    let value = introspection::resolve_schema(&self.collector, &group.fields);
+                (Meta::Typename, _) => self.out.extend_from_slice(&node.typename_json),
+                (Meta::Schema | Meta::Type, _) => {
+                    let value = self.introspection(runtime_type, key, &group.name);
                     self.write_leaf(&value);
                 }
-                "__type" if runtime == Runtime::Root => {
-                    let value = introspection::resolve_type(&self.collector, &group.fields);
-                    self.write_leaf(&value);
-                }
-                _ => {
-                    let Some(field_type) = group.field_type else {
-                        // Left out above; never reached.
-                        self.null();
-                        continue;
-                    };
-                    let raw = data.get(key).unwrap_or(&Value::Null);
+                (Meta::Field, Some(field_type)) => {
+                    let raw = entries.get(key);
                     path.push(Step::Key(key));
                     let site = FieldSite {
                         parent_type: runtime_type,
-                        field,
-                        kind: group.kind,
+                        group,
                     };
-                    let completed = self.value(field_type, &group.sub_sets, raw, path, &site);
+                    let completed = self.value(field_type, raw, path, &site);
                     path.pop();
                     completed?;
+                }
+                // Left out above; never reached.
+                (Meta::Field, None) => {
+                    self.null();
                 }
             }
         }
@@ -344,18 +257,35 @@ impl<'d> Shaper<'d, '_> {
         Ok(())
     }
 
+    /// A root `__schema` or `__type` field, resolved from the operation itself: rare enough
+    /// that its fields are collected on the spot.
+    fn introspection(&self, root_type: &str, key: &str, name: &str) -> Value {
+        let Some(selection_set) = self.operation.selection_set else {
+            return Value::Null;
+        };
+        let collector = FieldCollector::new(self.schema, self.operation.document, self.variables);
+        let groups = collector.collect(root_type, &[selection_set]);
+        let Some((_, fields)) = groups.iter().find(|(k, _)| *k == key) else {
+            return Value::Null;
+        };
+        if name == "__schema" {
+            introspection::resolve_schema(&collector, fields)
+        } else {
+            introspection::resolve_type(&collector, fields)
+        }
+    }
+
     /// Writes a value of type `ty`; a nullable position absorbs a bubbling null (what was
     /// written of the value is cut and `null` written instead).
     fn value(
         &mut self,
-        ty: &Type,
-        sets: &[&'d SelectionSet],
+        ty: &'p Type,
         raw: &Value,
-        path: &mut Vec<Step<'d>>,
-        site: &FieldSite<'_, 'd>,
+        path: &mut Vec<Step<'p>>,
+        site: &FieldSite<'p>,
     ) -> Result<Written, NullBubble> {
         match ty {
-            Type::NonNullType(inner) => match self.inner_value(inner, sets, raw, path, site)? {
+            Type::NonNullType(inner) => match self.inner_value(inner, raw, path, site)? {
                 Written::Null => {
                     self.report_null(path, site);
                     Err(NullBubble)
@@ -364,7 +294,7 @@ impl<'d> Shaper<'d, '_> {
             },
             nullable => {
                 let start = self.out.len();
-                match self.inner_value(nullable, sets, raw, path, site) {
+                match self.inner_value(nullable, raw, path, site) {
                     Ok(written) => Ok(written),
                     Err(NullBubble) => {
                         self.null_at(start);
@@ -377,11 +307,10 @@ impl<'d> Shaper<'d, '_> {
 
     fn inner_value(
         &mut self,
-        ty: &Type,
-        sets: &[&'d SelectionSet],
+        ty: &'p Type,
         raw: &Value,
-        path: &mut Vec<Step<'d>>,
-        site: &FieldSite<'_, 'd>,
+        path: &mut Vec<Step<'p>>,
+        site: &FieldSite<'p>,
     ) -> Result<Written, NullBubble> {
         if raw.is_null() {
             return Ok(self.null());
@@ -397,54 +326,49 @@ impl<'d> Shaper<'d, '_> {
                         self.out.push(b',');
                     }
                     path.push(Step::Index(index));
-                    let completed = self.value(item_type, sets, item, path, site);
+                    let completed = self.value(item_type, item, path, site);
                     path.pop();
                     completed?;
                 }
                 self.out.push(b']');
                 Ok(Written::Value)
             }
-            Type::NonNullType(inner) => self.value(inner, sets, raw, path, site),
-            Type::NamedType(name) => {
-                let schema = self.collector.schema;
-                match site.kind {
-                    NamedKind::Object => self
-                        .object(name, sets, raw, path, Runtime::Concrete)
-                        .map(|()| Written::Value),
-                    NamedKind::Abstract => {
-                        let concrete =
-                            raw.get("__typename")
-                                .and_then(Value::as_str)
-                                .filter(|typename| {
-                                    schema.is_object(typename) && schema.satisfies(typename, name)
-                                });
-                        match concrete {
-                            Some(concrete) => {
-                                self.object(concrete, sets, raw, path, Runtime::Concrete)
-                            }
-                            None => self.object(name, sets, raw, path, Runtime::Abstract),
-                        }
+            Type::NonNullType(inner) => self.value(inner, raw, path, site),
+            Type::NamedType(_) => match &site.group.kind {
+                NamedKind::Object | NamedKind::Abstract => {
+                    let typename = match site.group.kind {
+                        NamedKind::Abstract => raw.get("__typename").and_then(Value::as_str),
+                        _ => None,
+                    };
+                    let Some((node, only_abstract)) =
+                        self.projection.child(self.schema, site.group, typename)
+                    else {
+                        return Ok(self.null());
+                    };
+                    let runtime = if only_abstract {
+                        Runtime::Abstract
+                    } else {
+                        Runtime::Concrete
+                    };
+                    self.object(node, raw, path, runtime)
                         .map(|()| Written::Value)
-                    }
-                    NamedKind::Enum(definition) => match raw.as_str() {
-                        Some(value)
-                            if definition.values.iter().any(|known| known.name == value) =>
-                        {
-                            write_string(self.out, value);
-                            Ok(Written::Value)
-                        }
-                        _ => {
-                            self.report_invalid_enum(definition, raw, path, site);
-                            Ok(self.null())
-                        }
-                    },
-                    NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(self.null()),
-                    NamedKind::Leaf | NamedKind::CustomScalar => {
-                        self.write_leaf(raw);
+                }
+                NamedKind::Enum(values) => match raw.as_str() {
+                    Some(value) if values.contains(value) => {
+                        write_string(self.out, value);
                         Ok(Written::Value)
                     }
+                    _ => {
+                        self.report_invalid_enum(&values.name, raw, path, site);
+                        Ok(self.null())
+                    }
+                },
+                NamedKind::Leaf if raw.is_object() || raw.is_array() => Ok(self.null()),
+                NamedKind::Leaf | NamedKind::CustomScalar => {
+                    self.write_leaf(raw);
+                    Ok(Written::Value)
                 }
-            }
+            },
         }
     }
 
@@ -461,9 +385,17 @@ impl<'d> Shaper<'d, '_> {
 
     /// A leaf (or an introspection answer) as it is.
     fn write_leaf(&mut self, value: &Value) {
-        let start = self.out.len();
-        if serde_json::to_writer(&mut *self.out, value).is_err() {
-            self.null_at(start);
+        match value {
+            Value::String(string) => write_string(self.out, string),
+            Value::Bool(true) => self.out.extend_from_slice(b"true"),
+            Value::Bool(false) => self.out.extend_from_slice(b"false"),
+            Value::Null => self.out.extend_from_slice(b"null"),
+            _ => {
+                let start = self.out.len();
+                if serde_json::to_writer(&mut *self.out, value).is_err() {
+                    self.null_at(start);
+                }
+            }
         }
     }
 
@@ -471,14 +403,14 @@ impl<'d> Shaper<'d, '_> {
     /// error; the value itself goes to the log only (it may be one the API hides).
     fn report_invalid_enum(
         &mut self,
-        definition: &EnumType,
+        enum_type: &str,
         raw: &Value,
-        path: &[Step<'d>],
-        site: &FieldSite<'_, 'd>,
+        path: &[Step<'p>],
+        site: &FieldSite<'p>,
     ) {
         let path: Vec<PathSegment> = path.iter().map(|step| step.to_segment()).collect();
         tracing::warn!(
-            enum_type = %definition.name,
+            enum_type,
             value = %raw,
             path = ?path,
             "a subgraph returned an enum value outside the API schema"
@@ -486,7 +418,7 @@ impl<'d> Shaper<'d, '_> {
         let mut error = GraphQLError::with_code(
             format!(
                 "Enum \"{}\" cannot represent the value returned for {}.{}.",
-                definition.name, site.parent_type, site.field.name
+                enum_type, site.parent_type, site.group.name
             ),
             SUBGRAPH_ERROR,
         );
@@ -495,7 +427,7 @@ impl<'d> Shaper<'d, '_> {
     }
 
     /// `__typename` of a value whose concrete type no subgraph gave.
-    fn report_unknown_type(&mut self, abstract_type: &str, path: &[Step<'d>]) {
+    fn report_unknown_type(&mut self, abstract_type: &str, path: &[Step<'p>]) {
         let mut error = GraphQLError::with_code(
             format!("Could not resolve the concrete type of this \"{abstract_type}\"."),
             SUBGRAPH_ERROR,
@@ -507,7 +439,7 @@ impl<'d> Shaper<'d, '_> {
     /// Adds "Cannot return null" unless an error already explains this path: one at it, below
     /// it, or at one of its parents (whose fields are then all missing), or a failed entity
     /// fetch of an object there.
-    fn report_null(&mut self, path: &[Step<'d>], site: &FieldSite<'_, 'd>) {
+    fn report_null(&mut self, path: &[Step<'p>], site: &FieldSite<'p>) {
         // One path starts with the other.
         let related = |other: &[PathSegment]| {
             other
@@ -523,7 +455,7 @@ impl<'d> Shaper<'d, '_> {
         if !explained {
             let mut error = GraphQLError::new(format!(
                 "Cannot return null for non-nullable field {}.{}.",
-                site.parent_type, site.field.name
+                site.parent_type, site.group.name
             ));
             error.path = Some(path.iter().map(|step| step.to_segment()).collect());
             self.errors.push(error);
@@ -532,23 +464,62 @@ impl<'d> Shaper<'d, '_> {
 }
 
 /// The field being completed, for error messages.
-struct FieldSite<'t, 'd> {
-    parent_type: &'t str,
-    field: &'d Field,
-    kind: NamedKind<'d>,
+struct FieldSite<'p> {
+    parent_type: &'p str,
+    group: &'p Group,
 }
 
-/// A JSON string.
-fn write_string(out: &mut Vec<u8>, value: &str) {
-    // A `str` always serializes.
-    let start = out.len();
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"null");
+/// Reads an object's entries by response key. The merged data mostly holds the keys in the
+/// order the operation selects them, with a few more the plan needed (keys, `__typename`)
+/// and the fields other subgraphs added at the end: a small object is scanned from the
+/// entry after the last one read (then from its start), comparing keys, which costs less
+/// than hashing the key; a large one looks a few entries ahead before its hash lookup.
+struct Entries<'v> {
+    map: Option<&'v Map<String, Value>>,
+    next: Option<serde_json::map::Iter<'v>>,
+}
+
+/// Objects with at most this many entries are scanned rather than hashed into.
+const SCANNED_ENTRIES: usize = 16;
+/// How many entries past the last one read a larger object compares before hashing.
+const LOOK_AHEAD: usize = 3;
+
+impl<'v> Entries<'v> {
+    fn of(data: &'v Value) -> Self {
+        let map = data.as_object();
+        Self {
+            map,
+            next: map.map(Map::iter),
+        }
     }
-}
 
-fn is_custom_scalar(schema: &ApiSchema, name: &str) -> bool {
-    matches!(schema.type_def(name), Some(TypeDefinition::Scalar(_)))
-        && !["String", "Int", "Float", "Boolean", "ID"].contains(&name)
+    fn get(&mut self, key: &str) -> &'v Value {
+        let (Some(map), Some(next)) = (self.map, &mut self.next) else {
+            return &Value::Null;
+        };
+        let small = map.len() <= SCANNED_ENTRIES;
+        let mut ahead = next.clone();
+        let mut looked = 0;
+        while let Some((name, value)) = ahead.next() {
+            if name == key {
+                *next = ahead;
+                return value;
+            }
+            looked += 1;
+            if !small && looked == LOOK_AHEAD {
+                break;
+            }
+        }
+        if small {
+            let mut from_start = map.iter();
+            while let Some((name, value)) = from_start.next() {
+                if name == key {
+                    *next = from_start;
+                    return value;
+                }
+            }
+            return &Value::Null;
+        }
+        map.get(key).unwrap_or(&Value::Null)
+    }
 }

@@ -437,7 +437,7 @@ impl Live {
         errors.extend(output.errors);
         let mut response = shape_response(
             schema,
-            &self.admitted.prepared,
+            self.admitted.prepared.shaped(),
             &self.running.variables,
             output.data,
             errors,

@@ -208,3 +208,34 @@ async fn a_request_gone_before_its_turn_on_the_pool_prepares_nothing() {
     assert!(runtime.prepare(query, None).await.is_ok());
     assert_eq!(runtime.preparations(), 1);
 }
+
+#[tokio::test]
+async fn the_cost_of_an_operation_without_variables_is_estimated_once() {
+    let h = harness();
+    let runtime = h.gateway.runtime();
+    let costs = runtime.supergraph().costs();
+    let fixed = runtime
+        .prepare("{ feed { title author { name } } }", None)
+        .await
+        .expect("prepared");
+    let variable = runtime
+        .prepare(
+            "query($all: Boolean!) { feed { title @include(if: $all) } }",
+            None,
+        )
+        .await
+        .expect("prepared");
+
+    let estimate = h
+        .gateway
+        .cost()
+        .estimate(costs, fixed.for_cost(), &serde_json::Map::new());
+
+    let kept = fixed.for_cost().estimate.and_then(|known| known.get());
+    assert_eq!(kept, Some(&estimate), "the first estimate is kept");
+    assert!(estimate.is_ok_and(|cost| cost > 0));
+    assert!(
+        variable.for_cost().estimate.is_none(),
+        "an operation with variables is estimated per request"
+    );
+}
