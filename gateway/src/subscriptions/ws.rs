@@ -24,7 +24,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -86,6 +86,19 @@ struct Running {
     started: u64,
 }
 
+impl Running {
+    /// Forgets subscription `id` when it is still the one started as `number`.
+    fn forget(&mut self, id: &str, number: u64) {
+        if self
+            .tasks
+            .get(id)
+            .is_some_and(|(started, _)| *started == number)
+        {
+            self.tasks.remove(id);
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         for (_, task) in self.tasks.values() {
@@ -96,8 +109,25 @@ impl Drop for Running {
 
 /// What a subscription's task tells its connection.
 enum Outgoing {
-    Send(Value),
+    /// A message, written out.
+    Send(String),
     Done(String, u64),
+}
+
+/// Messages a connection writes before it flushes them together.
+const WRITTEN_AT_ONCE: usize = 64;
+
+/// A `next` message for the subscription whose id is `id` (as JSON), around a response
+/// body serialized once for every client subscription that receives it.
+fn next(id: &str, payload: &str) -> String {
+    const TYPE: &str = r#","type":"next","payload":"#;
+    let mut message = String::with_capacity(7 + id.len() + TYPE.len() + payload.len() + 1);
+    message.push_str(r#"{"id":"#);
+    message.push_str(id);
+    message.push_str(TYPE);
+    message.push_str(payload);
+    message.push('}');
+    message
 }
 
 struct Connection {
@@ -157,18 +187,29 @@ impl Connection {
                         return;
                     }
                 }
-                Some(said) = from_tasks.recv() => match said {
-                    Outgoing::Send(message) => {
-                        if self.socket.send(Message::text(message.to_string())).await.is_err() {
-                            return;
+                Some(said) = from_tasks.recv() => {
+                    // What the subscriptions have said meanwhile goes out with it, in one
+                    // write.
+                    let mut said = Some(said);
+                    let mut written = 0;
+                    while let Some(next) = said.take() {
+                        match next {
+                            Outgoing::Send(message) => {
+                                if self.socket.feed(Message::text(message)).await.is_err() {
+                                    return;
+                                }
+                                written += 1;
+                            }
+                            Outgoing::Done(id, number) => self.running.forget(&id, number),
+                        }
+                        if written < WRITTEN_AT_ONCE {
+                            said = from_tasks.try_recv().ok();
                         }
                     }
-                    Outgoing::Done(id, number) => {
-                        if self.running.tasks.get(&id).is_some_and(|(started, _)| *started == number) {
-                            self.running.tasks.remove(&id);
-                        }
+                    if self.socket.flush().await.is_err() {
+                        return;
                     }
-                },
+                }
                 () = tokio::time::sleep_until(init_deadline), if waiting_for_init => {
                     return self.close(close::INIT_TIMEOUT, "Connection initialisation timeout").await;
                 }
@@ -322,35 +363,32 @@ async fn run(
     context: RequestContext,
     outgoing: mpsc::Sender<Outgoing>,
 ) {
+    let id_json = Value::String(id.clone()).to_string();
     match session::open(&state.subscriptions, request, &context).await {
         Opened::Refused(event, _) => {
             let errors = event.get("errors").cloned().unwrap_or(json!([]));
-            let _ = outgoing
-                .send(Outgoing::Send(
-                    json!({ "id": id, "type": "error", "payload": errors }),
-                ))
-                .await;
+            let error = json!({ "id": id, "type": "error", "payload": errors });
+            let _ = outgoing.send(Outgoing::Send(error.to_string())).await;
             let _ = outgoing.send(Outgoing::Done(id, number)).await;
             return;
         }
         Opened::Single(event) => {
-            let _ = outgoing
-                .send(Outgoing::Send(
-                    json!({ "id": id, "type": "next", "payload": event }),
-                ))
-                .await;
+            let message = next(&id_json, &event.to_string());
+            let _ = outgoing.send(Outgoing::Send(message)).await;
         }
         Opened::Stream(mut events) => {
             while let Some(event) = events.next().await {
-                let next = json!({ "id": id, "type": "next", "payload": event });
-                if outgoing.send(Outgoing::Send(next)).await.is_err() {
+                if outgoing
+                    .send(Outgoing::Send(next(&id_json, &event)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         }
     }
-    let _ = outgoing
-        .send(Outgoing::Send(json!({ "id": id, "type": "complete" })))
-        .await;
+    let complete = json!({ "id": id, "type": "complete" });
+    let _ = outgoing.send(Outgoing::Send(complete.to_string())).await;
     let _ = outgoing.send(Outgoing::Done(id, number)).await;
 }
