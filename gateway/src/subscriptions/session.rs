@@ -136,9 +136,11 @@ struct Live {
     upstream: HubSubscription,
     /// The client headers the token came in, to verify it again at expiry.
     headers: axum::http::HeaderMap,
-    expires: Option<Instant>,
-    /// Changes when the supergraph is replaced: the subscription is prepared again.
-    supergraphs: watch::Receiver<u64>,
+    /// When the token expires (verified again then), kept from event to event.
+    expiry: Pin<Box<tokio::time::Sleep>>,
+    /// Done when the supergraph is replaced: the subscription is prepared again. Kept from
+    /// event to event, so waiting for the next event registers nothing anew.
+    replaced: BoxFuture<'static, Replaced>,
     request_id: String,
     _place: ActiveSubscription,
     ended: bool,
@@ -279,7 +281,7 @@ impl Live {
             .claims
             .get("exp")
             .and_then(Value::as_i64)
-            .map(expiry_instant);
+            .map_or_else(never, expiry_instant);
         let mut supergraphs = subscriptions.service.gateway().supergraph_changes();
         supergraphs.mark_unchanged();
         Ok(Self {
@@ -287,8 +289,8 @@ impl Live {
             running,
             upstream,
             headers: context.headers.clone(),
-            expires,
-            supergraphs,
+            expiry: Box::pin(tokio::time::sleep_until(expires)),
+            replaced: replaced(supergraphs),
             request_id: context.request_id.clone(),
             admitted,
             _place: place,
@@ -335,15 +337,15 @@ impl Live {
     /// The next event for the client; `None` when the subscription is over.
     async fn next_event(&mut self) -> Option<Payload> {
         loop {
-            let expiry = async {
-                match self.expires {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let received = tokio::select! {
                 received = self.upstream.events.recv() => received,
-                Ok(()) = self.supergraphs.changed() => {
+                Replaced(supergraphs) = &mut self.replaced => {
+                    let Some(supergraphs) = supergraphs else {
+                        // No more supergraphs to come.
+                        self.replaced = Box::pin(std::future::pending());
+                        continue;
+                    };
+                    self.replaced = replaced(supergraphs);
                     match self.replan().await {
                         Ok(()) => continue,
                         Err(event) => {
@@ -352,10 +354,10 @@ impl Live {
                         }
                     }
                 }
-                () = expiry => {
+                () = &mut self.expiry => {
                     match self.subscriptions.service.reauthenticate(&self.headers).await {
                         Ok(_) => {
-                            self.expires = Some(Instant::now() + RECHECK);
+                            self.expiry.as_mut().reset(Instant::now() + RECHECK);
                             continue;
                         }
                         Err(refusal) => {
@@ -486,6 +488,26 @@ impl Resolver {
         response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
         response.into_json()
     }
+}
+
+/// The supergraph was replaced: the receiver to wait for the next one on, or `None` when
+/// none will come.
+struct Replaced(Option<watch::Receiver<u64>>);
+
+/// Done when `supergraphs` says the supergraph was replaced.
+fn replaced(mut supergraphs: watch::Receiver<u64>) -> BoxFuture<'static, Replaced> {
+    Box::pin(async move {
+        match supergraphs.changed().await {
+            Ok(()) => Replaced(Some(supergraphs)),
+            Err(_) => Replaced(None),
+        }
+    })
+}
+
+/// An instant no token expires at (a year from now: far enough, and within the timer's
+/// range).
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 60 * 60)
 }
 
 /// When a token with `exp` (seconds since the epoch) expires, on the monotonic clock.
