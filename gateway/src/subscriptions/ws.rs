@@ -24,14 +24,15 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
+use futures::stream::{AbortHandle as StreamStop, Abortable, BoxStream, SelectAll};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::TOO_MANY_SUBSCRIPTIONS;
 use super::routes::{StreamState, context};
-use super::session::{self, Opened};
+use super::session::{self, EventStream, Opened};
 use crate::graphql_http::{GraphQLRequest, RequestContext};
 
 const PROTOCOL: &str = "graphql-transport-ws";
@@ -82,11 +83,48 @@ pub(crate) async fn upgrade(state: StreamState, request: Request, request_id: St
 /// later subscription that reuses its id.
 #[derive(Default)]
 struct Running {
-    tasks: HashMap<String, (u64, AbortHandle)>,
+    tasks: HashMap<String, (u64, Stop)>,
     started: u64,
 }
 
+/// How a subscription on the connection is ended: the task that opens it, then its events.
+enum Stop {
+    Opening(AbortHandle),
+    Streaming(StreamStop),
+}
+
+impl Stop {
+    fn abort(&self) {
+        match self {
+            Self::Opening(task) => task.abort(),
+            Self::Streaming(events) => events.abort(),
+        }
+    }
+}
+
 impl Running {
+    /// The events of subscription `id`, started as `number`, as the connection writes
+    /// them (ended by a client's `complete`); `None` when it was completed meanwhile.
+    fn streaming(
+        &mut self,
+        id: String,
+        number: u64,
+        events: EventStream,
+    ) -> Option<Abortable<BoxStream<'static, Said>>> {
+        let (started, stop) = self.tasks.get_mut(&id)?;
+        if *started != number {
+            return None;
+        }
+        let id_json = Value::String(id.clone()).to_string();
+        let said = events
+            .map(move |payload| Said::Next(next(&id_json, &payload)))
+            .chain(futures::stream::once(async move { Said::End(id, number) }))
+            .boxed();
+        let (said, stopping) = futures::stream::abortable(said);
+        *stop = Stop::Streaming(stopping);
+        Some(said)
+    }
+
     /// Forgets subscription `id` when it is still the one started as `number`.
     fn forget(&mut self, id: &str, number: u64) {
         if self
@@ -111,8 +149,22 @@ impl Drop for Running {
 enum Outgoing {
     /// A message, written out.
     Send(String),
+    /// Subscription `id` (started as the number) is open: its events, which the
+    /// connection writes as they come, no task in between.
+    Stream(String, u64, EventStream),
     Done(String, u64),
 }
+
+/// What a subscription's events come to on its connection.
+enum Said {
+    /// A message, written out.
+    Next(String),
+    /// The events ended: `complete`, and the subscription is forgotten.
+    End(String, u64),
+}
+
+/// The events of every open subscription on a connection, as they come.
+type Streams = SelectAll<Abortable<BoxStream<'static, Said>>>;
 
 /// Messages a connection writes before it flushes them together.
 const WRITTEN_AT_ONCE: usize = 64;
@@ -168,6 +220,7 @@ impl Connection {
         let init_deadline = tokio::time::Instant::now() + settings.init_timeout;
         let mut heartbeat = tokio::time::interval(settings.heartbeat);
         heartbeat.tick().await;
+        let mut streams = Streams::new();
         loop {
             let waiting_for_init = self.acknowledged.is_none();
             tokio::select! {
@@ -187,23 +240,31 @@ impl Connection {
                         return;
                     }
                 }
-                Some(said) = from_tasks.recv() => {
+                Some(said) = from_tasks.recv() => match said {
+                    Outgoing::Send(message) => {
+                        if self.socket.send(Message::text(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Outgoing::Stream(id, number, events) => {
+                        if let Some(events) = self.running.streaming(id, number, events) {
+                            streams.push(events);
+                        }
+                    }
+                    Outgoing::Done(id, number) => self.running.forget(&id, number),
+                },
+                Some(said) = streams.next(), if !streams.is_empty() => {
                     // What the subscriptions have said meanwhile goes out with it, in one
                     // write.
                     let mut said = Some(said);
                     let mut written = 0;
                     while let Some(next) = said.take() {
-                        match next {
-                            Outgoing::Send(message) => {
-                                if self.socket.feed(Message::text(message)).await.is_err() {
-                                    return;
-                                }
-                                written += 1;
-                            }
-                            Outgoing::Done(id, number) => self.running.forget(&id, number),
+                        if !self.write(next).await {
+                            return;
                         }
+                        written += 1;
                         if written < WRITTEN_AT_ONCE {
-                            said = from_tasks.try_recv().ok();
+                            said = streams.next().now_or_never().flatten();
                         }
                     }
                     if self.socket.flush().await.is_err() {
@@ -220,6 +281,19 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Writes (without flushing) what a subscription said; `false` when the connection is
+    /// over.
+    async fn write(&mut self, said: Said) -> bool {
+        let message = match said {
+            Said::Next(message) => message,
+            Said::End(id, number) => {
+                self.running.forget(&id, number);
+                json!({ "id": id, "type": "complete" }).to_string()
+            }
+        };
+        self.socket.feed(Message::text(message)).await.is_ok()
     }
 
     /// Handles one client message; `false` when the connection is over.
@@ -312,7 +386,7 @@ impl Connection {
         ));
         self.running
             .tasks
-            .insert(id.to_owned(), (number, task.abort_handle()));
+            .insert(id.to_owned(), (number, Stop::Opening(task.abort_handle())));
         true
     }
 
@@ -354,8 +428,8 @@ fn graphql_request(payload: &serde_json::Map<String, Value>) -> Option<GraphQLRe
     (request.query.is_some() || request.names_persisted_document()).then_some(request)
 }
 
-/// One subscription on the connection: its results as `next`, then `complete`; a refusal
-/// as `error`.
+/// Opens one subscription on the connection: a subscription's events go to the connection
+/// to write; one result goes as `next`, then `complete`; a refusal as `error`.
 async fn run(
     state: StreamState,
     (id, number): (String, u64),
@@ -363,7 +437,6 @@ async fn run(
     context: RequestContext,
     outgoing: mpsc::Sender<Outgoing>,
 ) {
-    let id_json = Value::String(id.clone()).to_string();
     match session::open(&state.subscriptions, request, &context).await {
         Opened::Refused(event, _) => {
             let errors = event.get("errors").cloned().unwrap_or(json!([]));
@@ -373,19 +446,12 @@ async fn run(
             return;
         }
         Opened::Single(event) => {
-            let message = next(&id_json, &event.to_string());
+            let message = next(&Value::String(id.clone()).to_string(), &event.to_string());
             let _ = outgoing.send(Outgoing::Send(message)).await;
         }
-        Opened::Stream(mut events) => {
-            while let Some(event) = events.next().await {
-                if outgoing
-                    .send(Outgoing::Send(next(&id_json, &event)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        Opened::Stream(events) => {
+            let _ = outgoing.send(Outgoing::Stream(id, number, events)).await;
+            return;
         }
     }
     let complete = json!({ "id": id, "type": "complete" });
