@@ -37,6 +37,12 @@ use crate::graphql_http::{GraphQLRequest, RequestContext};
 
 const PROTOCOL: &str = "graphql-transport-ws";
 
+/// What a connection reads from its client at once. Clients send small messages (a
+/// larger one takes more reads), and the WebSocket zero-fills this much before every read
+/// it tries, which a connection does after each batch of events it writes: at the default
+/// (128 KiB) that filling costs more than writing the events.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Close codes of the protocol.
 mod close {
     pub const BAD_REQUEST: u16 = 4400;
@@ -51,7 +57,7 @@ mod close {
 pub(crate) async fn upgrade(state: StreamState, request: Request, request_id: String) -> Response {
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade.protocols([PROTOCOL]),
+        Ok(upgrade) => upgrade.protocols([PROTOCOL]).read_buffer_size(READ_BUFFER),
         Err(rejection) => return rejection.into_response(),
     };
     let offered = upgrade.selected_protocol().is_some();
