@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use super::reservations::{AddressKey, NotOpened, Refused, Registry, ReservationLimits};
 use super::routes::{StreamState, client_addr, context, read_request};
-use super::session::{self, Event, EventStream, Opened};
+use super::session::{self, EventStream, Opened, payload};
 use super::{TOO_MANY_RESERVATIONS, TOO_MANY_SUBSCRIPTIONS};
 
 /// The header that carries the reservation token.
@@ -313,10 +313,12 @@ pub(crate) async fn open(state: StreamState, request: Request, token: String) ->
         .into_response()
 }
 
-fn next(id: &str, payload: &Event) -> SseEvent {
+/// A `next` event of the operation whose id is `id` (as JSON), around a response body
+/// serialized once for every client subscription that receives it.
+fn next(id: &str, payload: &str) -> SseEvent {
     SseEvent::default()
         .event("next")
-        .data(json!({ "id": id, "payload": payload }).to_string())
+        .data(format!(r#"{{"id":{id},"payload":{payload}}}"#))
 }
 
 fn complete(id: &str) -> SseEvent {
@@ -398,7 +400,10 @@ pub(crate) async fn operation(
             )
                 .into_response();
         }
-        Opened::Single(event) => Box::pin(futures::stream::once(async move { event })),
+        Opened::Single(event) => {
+            let body = payload(&event);
+            Box::pin(futures::stream::once(async move { body }))
+        }
         Opened::Stream(events) => events,
     };
     let task = tokio::spawn(forward(
@@ -457,8 +462,9 @@ async fn forward(
     reservations: Reservations,
     token: String,
 ) {
+    let id_json = Value::String(id.clone()).to_string();
     while let Some(event) = events.next().await {
-        if sender.send(next(&id, &event)).await.is_err() {
+        if sender.send(next(&id_json, &event)).await.is_err() {
             return;
         }
     }

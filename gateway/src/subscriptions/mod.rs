@@ -27,11 +27,13 @@
 //! - `plan`: a subscription's plan split into its subscription fetch and the rest.
 //! - `upstream`: the `graphql-transport-ws` client that subscribes to a subgraph, over
 //!   connections shared by upstream subscriptions of the same identity.
-//! - `hub`: upstream subscriptions shared by identical client subscriptions.
-//! - `session`: one client subscription — admitted, its upstream joined, each event
-//!   resolved and shaped like a query's response, ended at token expiry.
+//! - `hub`: upstream subscriptions shared by identical client subscriptions, each event
+//!   resolved there once for every kind of client subscription and serialized once.
+//! - `session`: one client subscription — admitted, its upstream joined, how its events
+//!   are resolved and shaped like a query's response, ended at token expiry.
 //! - `ws`, `sse`, `event_streams`, `multipart`: the client transports (`sse` one stream
-//!   per operation, `event_streams` one reserved stream for many).
+//!   per operation, `event_streams` one reserved stream for many), each framing the
+//!   shared serialized events.
 //! - `reservations`: the streams `event_streams` holds, and the limits on those reserved
 //!   and not yet opened.
 //! - `routes`: which requests on the GraphQL endpoint go to a client transport.

@@ -8,15 +8,14 @@
 
 use std::time::Duration;
 
+use super::hub::Payload;
+use super::routes::{StreamState, context, read_request};
+use super::session::{self, Opened};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use serde_json::{Value, json};
-
-use super::routes::{StreamState, context, read_request};
-use super::session::{self, Opened};
 
 const CONTENT: &str = "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"";
 const OPENING: &[u8] = b"\r\n--graphql";
@@ -24,18 +23,26 @@ const OPENING: &[u8] = b"\r\n--graphql";
 const END: &[u8] = b"--\r\n";
 
 /// One part: its headers, `json`, and the boundary that ends it.
-fn part(json: &Value) -> Bytes {
+fn part(json: &str) -> Bytes {
     Bytes::from(format!(
         "\r\ncontent-type: application/json\r\n\r\n{json}\r\n--graphql"
     ))
 }
 
+/// The part of one event: `{"payload": …}` around a response body serialized once for
+/// every client subscription that receives it.
+fn event_part(payload: &str) -> Bytes {
+    Bytes::from(format!(
+        "\r\ncontent-type: application/json\r\n\r\n{{\"payload\":{payload}}}\r\n--graphql"
+    ))
+}
+
 /// The events as parts, with a heartbeat part whenever none came for `every`.
 fn parts(
-    events: impl Stream<Item = Value> + Send + 'static,
+    events: impl Stream<Item = Payload> + Send + 'static,
     every: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    let events = events.map(|event| part(&json!({ "payload": event })));
+    let events = events.map(|payload| event_part(&payload));
     let events = Box::pin(events);
     let opening = futures::stream::once(async { Bytes::from_static(OPENING) });
     let parts = futures::stream::unfold(Some(events), move |events| async move {
@@ -45,7 +52,7 @@ fn parts(
                 Some(bytes) => bytes,
                 None => return Some((Bytes::from_static(END), None)),
             },
-            () = tokio::time::sleep(every) => part(&json!({})),
+            () = tokio::time::sleep(every) => part("{}"),
         };
         Some((bytes, Some(events)))
     });

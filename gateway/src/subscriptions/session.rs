@@ -1,7 +1,8 @@
 //! One client subscription: admitted like a query (see [`GatewayService::admit_stream`]),
 //! within the process's limit, its variables coerced and its cost admitted; then it joins
-//! the upstream subscription of its subscription fetch, and for each event runs the rest
-//! of the plan and shapes the response like a query's. When the supergraph is replaced it
+//! the upstream subscription of its subscription fetch with how each event is resolved
+//! (the rest of the plan run, the response shaped like a query's and serialized), which
+//! the upstream's task does once for all identical client subscriptions. When the supergraph is replaced it
 //! is prepared and planned again on the new one and goes on, on the same connection (and
 //! on the same upstream subscription when its subscription fetch did not change). It ends
 //! when the upstream ends, when its client leaves (the stream is dropped: no task outlives
@@ -16,13 +17,14 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures::Stream;
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::hub::{HubEvent, HubSubscription, UpstreamKey};
+use super::hub::{HubEvent, HubSubscription, Payload, Resolve, UpstreamKey};
 use super::plan::{SubscriptionPlan, split};
 use super::upstream::UpstreamRequest;
 use super::{
@@ -33,15 +35,21 @@ use crate::graphql::GraphQLError;
 use crate::graphql_http::{GraphQLRequest, RequestContext};
 use crate::limits::truncate_errors;
 use crate::response::shape_response;
-use crate::service::{AdmittedSubscription, StreamAdmission};
+use crate::service::{AdmittedSubscription, GatewayService, StreamAdmission};
 use crate::transport::SubgraphResponse;
 use crate::variables::coerce_variables;
 
 /// What a client transport sends: a GraphQL response body (`{data?, errors?}`).
 pub type Event = Value;
 
-/// A live subscription's events; it ends when the subscription does.
-pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
+/// A live subscription's events, each a response body serialized once for every client
+/// subscription that receives it; it ends when the subscription does.
+pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Payload> + Send>>;
+
+/// A response body as a transport sends it.
+pub(crate) fn payload(event: &Event) -> Payload {
+    Payload::from(event.to_string())
+}
 
 /// What a request on a streaming transport comes to.
 pub(crate) enum Opened {
@@ -94,7 +102,7 @@ pub(crate) async fn open(
         Ok(StreamAdmission::Subscription(admitted)) => admitted,
         Ok(StreamAdmission::Single(response)) | Err(response) => return answered(*response),
     };
-    match Live::start(subscriptions, *admitted, context, place) {
+    match Live::start(subscriptions, Arc::new(*admitted), context, place) {
         Ok(live) => Opened::Stream(Box::pin(live.into_stream())),
         Err(refusal) => Opened::Refused(refusal, StatusCode::BAD_REQUEST),
     }
@@ -123,24 +131,25 @@ fn http_body(response: crate::graphql_http::GraphQLResponse) -> Value {
 /// A subscription that is running.
 struct Live {
     subscriptions: Arc<Subscriptions>,
-    admitted: AdmittedSubscription,
+    admitted: Arc<AdmittedSubscription>,
     running: Running,
     upstream: HubSubscription,
     /// The client headers the token came in, to verify it again at expiry.
     headers: axum::http::HeaderMap,
-    expires: Option<Instant>,
-    /// Changes when the supergraph is replaced: the subscription is prepared again.
-    supergraphs: watch::Receiver<u64>,
+    /// When the token expires (verified again then), kept from event to event.
+    expiry: Pin<Box<tokio::time::Sleep>>,
+    /// Done when the supergraph is replaced: the subscription is prepared again. Kept from
+    /// event to event, so waiting for the next event registers nothing anew.
+    replaced: BoxFuture<'static, Replaced>,
     request_id: String,
     _place: ActiveSubscription,
     ended: bool,
 }
 
-/// What an admitted subscription runs: its plan, its coerced variables, and the upstream
+/// What an admitted subscription runs: how its events are resolved, and the upstream
 /// subscription of its subscription fetch.
 struct Running {
-    plan: SubscriptionPlan,
-    variables: Map<String, Value>,
+    resolver: Arc<Resolver>,
     upstream: UpstreamRequest,
     key: UpstreamKey,
     /// What tells apart client subscriptions whose events resolve differently: those on
@@ -175,7 +184,7 @@ fn resolution_key(
 impl Running {
     fn new(
         subscriptions: &Subscriptions,
-        admitted: &AdmittedSubscription,
+        admitted: &Arc<AdmittedSubscription>,
         request_id: &str,
     ) -> Result<Self, Value> {
         let gateway = subscriptions.service.gateway();
@@ -235,32 +244,44 @@ impl Running {
         let key = UpstreamKey::new(subgraph, &upstream, admitted.identity.key);
         let resolution = resolution_key(admitted, &variables, key);
         Ok(Self {
-            plan,
-            variables,
+            resolver: Arc::new(Resolver {
+                service: subscriptions.service.clone(),
+                admitted: admitted.clone(),
+                plan,
+                variables,
+            }),
             upstream,
             key,
             resolution,
         })
+    }
+
+    /// Joins the upstream subscription of its subscription fetch.
+    fn join(&self, subscriptions: &Subscriptions) -> HubSubscription {
+        subscriptions.hub.join(
+            self.key,
+            self.upstream.clone(),
+            self.resolution,
+            self.resolver.clone(),
+        )
     }
 }
 
 impl Live {
     fn start(
         subscriptions: &Arc<Subscriptions>,
-        admitted: AdmittedSubscription,
+        admitted: Arc<AdmittedSubscription>,
         context: &RequestContext,
         place: ActiveSubscription,
     ) -> Result<Self, Value> {
         let running = Running::new(subscriptions, &admitted, &context.request_id)?;
-        let upstream = subscriptions
-            .hub
-            .join(running.key, running.upstream.clone());
+        let upstream = running.join(subscriptions);
         let expires = admitted
             .identity
             .claims
             .get("exp")
             .and_then(Value::as_i64)
-            .map(expiry_instant);
+            .map_or_else(never, expiry_instant);
         let mut supergraphs = subscriptions.service.gateway().supergraph_changes();
         supergraphs.mark_unchanged();
         Ok(Self {
@@ -268,8 +289,8 @@ impl Live {
             running,
             upstream,
             headers: context.headers.clone(),
-            expires,
-            supergraphs,
+            expiry: Box::pin(tokio::time::sleep_until(expires)),
+            replaced: replaced(supergraphs),
             request_id: context.request_id.clone(),
             admitted,
             _place: place,
@@ -290,19 +311,20 @@ impl Live {
                 tracing::info!(request_id = %self.request_id, "a subscription ended: it is not valid on the new supergraph");
                 http_body(*response)
             })?;
+        let readmitted = Arc::new(readmitted);
         let running = Running::new(&self.subscriptions, &readmitted, &self.request_id)?;
-        if running.key != self.running.key {
-            self.upstream = self
-                .subscriptions
-                .hub
-                .join(running.key, running.upstream.clone());
+        if running.key == self.running.key {
+            self.upstream
+                .resolve_as(running.resolution, running.resolver.clone());
+        } else {
+            self.upstream = running.join(&self.subscriptions);
         }
         self.running = running;
         self.admitted = readmitted;
         Ok(())
     }
 
-    fn into_stream(self) -> impl Stream<Item = Event> + Send {
+    fn into_stream(self) -> impl Stream<Item = Payload> + Send {
         futures::stream::unfold(self, |mut live| async move {
             if live.ended {
                 return None;
@@ -313,37 +335,37 @@ impl Live {
     }
 
     /// The next event for the client; `None` when the subscription is over.
-    async fn next_event(&mut self) -> Option<Event> {
+    async fn next_event(&mut self) -> Option<Payload> {
         loop {
-            let expiry = async {
-                match self.expires {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let received = tokio::select! {
                 received = self.upstream.events.recv() => received,
-                Ok(()) = self.supergraphs.changed() => {
+                Replaced(supergraphs) = &mut self.replaced => {
+                    let Some(supergraphs) = supergraphs else {
+                        // No more supergraphs to come.
+                        self.replaced = Box::pin(std::future::pending());
+                        continue;
+                    };
+                    self.replaced = replaced(supergraphs);
                     match self.replan().await {
                         Ok(()) => continue,
                         Err(event) => {
                             self.ended = true;
-                            return Some(event);
+                            return Some(payload(&event));
                         }
                     }
                 }
-                () = expiry => {
+                () = &mut self.expiry => {
                     match self.subscriptions.service.reauthenticate(&self.headers).await {
                         Ok(_) => {
-                            self.expires = Some(Instant::now() + RECHECK);
+                            self.expiry.as_mut().reset(Instant::now() + RECHECK);
                             continue;
                         }
                         Err(refusal) => {
                             self.ended = true;
-                            return Some(errors_body(vec![GraphQLError::with_code(
+                            return Some(payload(&errors_body(vec![GraphQLError::with_code(
                                 refusal,
                                 "UNAUTHENTICATED",
-                            )]));
+                            )])));
                         }
                     }
                 }
@@ -354,7 +376,7 @@ impl Live {
                     self.ended = true;
                     let backlog = self.subscriptions.settings.event_backlog;
                     tracing::warn!(request_id = %self.request_id, missed, backlog, "a subscription ended: its client fell too far behind");
-                    return Some(errors_body(vec![
+                    return Some(payload(&errors_body(vec![
                         GraphQLError::with_code(
                             format!(
                                 "The subscription fell more than {backlog} events behind (its client did not read them in time) and missed {missed}; subscribe again"
@@ -363,18 +385,20 @@ impl Live {
                         )
                         .extension("missed", Value::from(missed))
                         .extension("requestId", Value::String(self.request_id.clone())),
-                    ]));
+                    ])));
                 }
                 Err(RecvError::Closed) => return None,
             };
             return match event.as_ref() {
                 HubEvent::Next(response, resolutions) => {
+                    // Resolved by the upstream's task, as a rule: this only takes it.
+                    let resolver = &self.running.resolver;
                     let resolved = resolutions
                         .cell(self.running.resolution)
-                        .get_or_init(|| async { Arc::new(self.resolve(response.clone()).await) })
+                        .get_or_init(|| Resolve::resolve(resolver.clone(), response.clone()))
                         .await
                         .clone();
-                    Some(Value::clone(&resolved))
+                    Some(resolved)
                 }
                 HubEvent::Errors(errors) => {
                     self.ended = true;
@@ -382,14 +406,14 @@ impl Live {
                         errors: errors.clone(),
                         ..SubgraphResponse::default()
                     };
-                    Some(self.resolve(response).await)
+                    Some(payload(&self.running.resolver.respond(response).await))
                 }
                 HubEvent::Complete => None,
                 HubEvent::Failed(error) => {
                     self.ended = true;
-                    let service = &self.running.plan.primary.service_name;
+                    let service = &self.running.resolver.plan.primary.service_name;
                     tracing::warn!(request_id = %self.request_id, subgraph = %service, %error, "a subscription ended: its subgraph subscription failed");
-                    Some(errors_body(vec![
+                    Some(payload(&errors_body(vec![
                         GraphQLError::with_code(
                             format!(
                                 "The subscription to subgraph `{service}` failed: {}",
@@ -399,32 +423,49 @@ impl Live {
                         )
                         .extension("serviceName", Value::String(service.clone()))
                         .extension("requestId", Value::String(self.request_id.clone())),
-                    ]))
+                    ])))
                 }
             };
         }
     }
+}
 
+/// How one client subscription's events are resolved; the upstream's task resolves each
+/// event with it once for every identical client subscription.
+struct Resolver {
+    service: Arc<GatewayService>,
+    admitted: Arc<AdmittedSubscription>,
+    plan: SubscriptionPlan,
+    variables: Map<String, Value>,
+}
+
+impl Resolve for Resolver {
+    fn resolve(self: Arc<Self>, event: SubgraphResponse) -> BoxFuture<'static, Payload> {
+        Box::pin(async move { payload(&self.respond(event).await) })
+    }
+}
+
+impl Resolver {
     /// One event resolved through the rest of the plan and shaped for the client.
-    async fn resolve(&self, event: SubgraphResponse) -> Event {
-        let gateway = self.subscriptions.service.gateway();
+    async fn respond(&self, event: SubgraphResponse) -> Event {
+        let gateway = self.service.gateway();
         let runtime = &self.admitted.runtime;
         let schema = runtime.supergraph().api_schema();
         let context = &self.admitted.context;
         let execution = ExecutionContext {
             transports: gateway.transports(),
             schema,
-            variables: &self.running.variables,
+            variables: &self.variables,
             headers: &context.forwarded_headers,
             context: context.context.clone(),
             deadline: None,
             max_entity_representations: gateway.max_entity_representations(),
         };
         let output = execute_after_primary(
-            &self.running.plan.whole,
-            &self.running.plan.primary,
+            &self.plan.whole,
+            &self.plan.primary,
             event,
-            self.running.plan.rest.as_ref(),
+            self.plan.rest.as_ref(),
             &execution,
         )
         .await;
@@ -438,7 +479,7 @@ impl Live {
         let mut response = shape_response(
             schema,
             self.admitted.prepared.shaped(),
-            &self.running.variables,
+            &self.variables,
             output.data,
             errors,
             &output.unresolved,
@@ -447,6 +488,26 @@ impl Live {
         response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
         response.into_json()
     }
+}
+
+/// The supergraph was replaced: the receiver to wait for the next one on, or `None` when
+/// none will come.
+struct Replaced(Option<watch::Receiver<u64>>);
+
+/// Done when `supergraphs` says the supergraph was replaced.
+fn replaced(mut supergraphs: watch::Receiver<u64>) -> BoxFuture<'static, Replaced> {
+    Box::pin(async move {
+        match supergraphs.changed().await {
+            Ok(()) => Replaced(Some(supergraphs)),
+            Err(_) => Replaced(None),
+        }
+    })
+}
+
+/// An instant no token expires at (a year from now: far enough, and within the timer's
+/// range).
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 60 * 60)
 }
 
 /// When a token with `exp` (seconds since the epoch) expires, on the monotonic clock.

@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 
 use super::routes::{StreamState, context, read_request};
-use super::session::{self, Event, Opened};
+use super::session::{self, Opened};
 
-fn next(event: &Event) -> Result<SseEvent, Infallible> {
-    Ok(SseEvent::default().event("next").data(event.to_string()))
+/// A `next` event around a response body.
+fn next(body: &str) -> Result<SseEvent, Infallible> {
+    Ok(SseEvent::default().event("next").data(body))
 }
 
 fn complete() -> Result<SseEvent, Infallible> {
@@ -30,12 +31,13 @@ pub(crate) async fn respond(state: StreamState, request: Request, request_id: St
     let context = context(&state.http, &bare, headers, request_id);
     let events: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         match session::open(&state.subscriptions, graphql, &context).await {
-            Opened::Single(event) | Opened::Refused(event, _) => {
-                Box::pin(futures::stream::iter([next(&event), complete()]))
-            }
+            Opened::Single(event) | Opened::Refused(event, _) => Box::pin(futures::stream::iter([
+                next(&event.to_string()),
+                complete(),
+            ])),
             Opened::Stream(stream) => Box::pin(
                 stream
-                    .map(|event| next(&event))
+                    .map(|payload| next(&payload))
                     .chain(futures::stream::once(async { complete() })),
             ),
         };

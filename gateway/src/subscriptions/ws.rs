@@ -24,17 +24,24 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::stream::{AbortHandle as StreamStop, Abortable, BoxStream, SelectAll};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::TOO_MANY_SUBSCRIPTIONS;
 use super::routes::{StreamState, context};
-use super::session::{self, Opened};
+use super::session::{self, EventStream, Opened};
 use crate::graphql_http::{GraphQLRequest, RequestContext};
 
 const PROTOCOL: &str = "graphql-transport-ws";
+
+/// What a connection reads from its client at once. Clients send small messages (a
+/// larger one takes more reads), and the WebSocket zero-fills this much before every read
+/// it tries, which a connection does after each batch of events it writes: at the default
+/// (128 KiB) that filling costs more than writing the events.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Close codes of the protocol.
 mod close {
@@ -50,7 +57,7 @@ mod close {
 pub(crate) async fn upgrade(state: StreamState, request: Request, request_id: String) -> Response {
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade.protocols([PROTOCOL]),
+        Ok(upgrade) => upgrade.protocols([PROTOCOL]).read_buffer_size(READ_BUFFER),
         Err(rejection) => return rejection.into_response(),
     };
     let offered = upgrade.selected_protocol().is_some();
@@ -82,8 +89,58 @@ pub(crate) async fn upgrade(state: StreamState, request: Request, request_id: St
 /// later subscription that reuses its id.
 #[derive(Default)]
 struct Running {
-    tasks: HashMap<String, (u64, AbortHandle)>,
+    tasks: HashMap<String, (u64, Stop)>,
     started: u64,
+}
+
+/// How a subscription on the connection is ended: the task that opens it, then its events.
+enum Stop {
+    Opening(AbortHandle),
+    Streaming(StreamStop),
+}
+
+impl Stop {
+    fn abort(&self) {
+        match self {
+            Self::Opening(task) => task.abort(),
+            Self::Streaming(events) => events.abort(),
+        }
+    }
+}
+
+impl Running {
+    /// The events of subscription `id`, started as `number`, as the connection writes
+    /// them (ended by a client's `complete`); `None` when it was completed meanwhile.
+    fn streaming(
+        &mut self,
+        id: String,
+        number: u64,
+        events: EventStream,
+    ) -> Option<Abortable<BoxStream<'static, Said>>> {
+        let (started, stop) = self.tasks.get_mut(&id)?;
+        if *started != number {
+            return None;
+        }
+        let id_json = Value::String(id.clone()).to_string();
+        let said = events
+            .map(move |payload| Said::Next(next(&id_json, &payload)))
+            .chain(futures::stream::once(async move { Said::End(id, number) }))
+            .boxed();
+        let (said, stopping) = futures::stream::abortable(said);
+        *stop = Stop::Streaming(stopping);
+        Some(said)
+    }
+
+    /// Forgets subscription `id` when it is still the one started as `number`.
+    fn forget(&mut self, id: &str, number: u64) {
+        if self
+            .tasks
+            .get(id)
+            .is_some_and(|(started, _)| *started == number)
+        {
+            self.tasks.remove(id);
+        }
+    }
 }
 
 impl Drop for Running {
@@ -96,8 +153,39 @@ impl Drop for Running {
 
 /// What a subscription's task tells its connection.
 enum Outgoing {
-    Send(Value),
+    /// A message, written out.
+    Send(String),
+    /// Subscription `id` (started as the number) is open: its events, which the
+    /// connection writes as they come, no task in between.
+    Stream(String, u64, EventStream),
     Done(String, u64),
+}
+
+/// What a subscription's events come to on its connection.
+enum Said {
+    /// A message, written out.
+    Next(String),
+    /// The events ended: `complete`, and the subscription is forgotten.
+    End(String, u64),
+}
+
+/// The events of every open subscription on a connection, as they come.
+type Streams = SelectAll<Abortable<BoxStream<'static, Said>>>;
+
+/// Messages a connection writes before it flushes them together.
+const WRITTEN_AT_ONCE: usize = 64;
+
+/// A `next` message for the subscription whose id is `id` (as JSON), around a response
+/// body serialized once for every client subscription that receives it.
+fn next(id: &str, payload: &str) -> String {
+    const TYPE: &str = r#","type":"next","payload":"#;
+    let mut message = String::with_capacity(7 + id.len() + TYPE.len() + payload.len() + 1);
+    message.push_str(r#"{"id":"#);
+    message.push_str(id);
+    message.push_str(TYPE);
+    message.push_str(payload);
+    message.push('}');
+    message
 }
 
 struct Connection {
@@ -138,6 +226,7 @@ impl Connection {
         let init_deadline = tokio::time::Instant::now() + settings.init_timeout;
         let mut heartbeat = tokio::time::interval(settings.heartbeat);
         heartbeat.tick().await;
+        let mut streams = Streams::new();
         loop {
             let waiting_for_init = self.acknowledged.is_none();
             tokio::select! {
@@ -159,16 +248,35 @@ impl Connection {
                 }
                 Some(said) = from_tasks.recv() => match said {
                     Outgoing::Send(message) => {
-                        if self.socket.send(Message::text(message.to_string())).await.is_err() {
+                        if self.socket.send(Message::text(message)).await.is_err() {
                             return;
                         }
                     }
-                    Outgoing::Done(id, number) => {
-                        if self.running.tasks.get(&id).is_some_and(|(started, _)| *started == number) {
-                            self.running.tasks.remove(&id);
+                    Outgoing::Stream(id, number, events) => {
+                        if let Some(events) = self.running.streaming(id, number, events) {
+                            streams.push(events);
                         }
                     }
+                    Outgoing::Done(id, number) => self.running.forget(&id, number),
                 },
+                Some(said) = streams.next(), if !streams.is_empty() => {
+                    // What the subscriptions have said meanwhile goes out with it, in one
+                    // write.
+                    let mut said = Some(said);
+                    let mut written = 0;
+                    while let Some(next) = said.take() {
+                        if !self.write(next).await {
+                            return;
+                        }
+                        written += 1;
+                        if written < WRITTEN_AT_ONCE {
+                            said = streams.next().now_or_never().flatten();
+                        }
+                    }
+                    if self.socket.flush().await.is_err() {
+                        return;
+                    }
+                }
                 () = tokio::time::sleep_until(init_deadline), if waiting_for_init => {
                     return self.close(close::INIT_TIMEOUT, "Connection initialisation timeout").await;
                 }
@@ -179,6 +287,19 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Writes (without flushing) what a subscription said; `false` when the connection is
+    /// over.
+    async fn write(&mut self, said: Said) -> bool {
+        let message = match said {
+            Said::Next(message) => message,
+            Said::End(id, number) => {
+                self.running.forget(&id, number);
+                json!({ "id": id, "type": "complete" }).to_string()
+            }
+        };
+        self.socket.feed(Message::text(message)).await.is_ok()
     }
 
     /// Handles one client message; `false` when the connection is over.
@@ -271,7 +392,7 @@ impl Connection {
         ));
         self.running
             .tasks
-            .insert(id.to_owned(), (number, task.abort_handle()));
+            .insert(id.to_owned(), (number, Stop::Opening(task.abort_handle())));
         true
     }
 
@@ -313,8 +434,8 @@ fn graphql_request(payload: &serde_json::Map<String, Value>) -> Option<GraphQLRe
     (request.query.is_some() || request.names_persisted_document()).then_some(request)
 }
 
-/// One subscription on the connection: its results as `next`, then `complete`; a refusal
-/// as `error`.
+/// Opens one subscription on the connection: a subscription's events go to the connection
+/// to write; one result goes as `next`, then `complete`; a refusal as `error`.
 async fn run(
     state: StreamState,
     (id, number): (String, u64),
@@ -325,32 +446,21 @@ async fn run(
     match session::open(&state.subscriptions, request, &context).await {
         Opened::Refused(event, _) => {
             let errors = event.get("errors").cloned().unwrap_or(json!([]));
-            let _ = outgoing
-                .send(Outgoing::Send(
-                    json!({ "id": id, "type": "error", "payload": errors }),
-                ))
-                .await;
+            let error = json!({ "id": id, "type": "error", "payload": errors });
+            let _ = outgoing.send(Outgoing::Send(error.to_string())).await;
             let _ = outgoing.send(Outgoing::Done(id, number)).await;
             return;
         }
         Opened::Single(event) => {
-            let _ = outgoing
-                .send(Outgoing::Send(
-                    json!({ "id": id, "type": "next", "payload": event }),
-                ))
-                .await;
+            let message = next(&Value::String(id.clone()).to_string(), &event.to_string());
+            let _ = outgoing.send(Outgoing::Send(message)).await;
         }
-        Opened::Stream(mut events) => {
-            while let Some(event) = events.next().await {
-                let next = json!({ "id": id, "type": "next", "payload": event });
-                if outgoing.send(Outgoing::Send(next)).await.is_err() {
-                    return;
-                }
-            }
+        Opened::Stream(events) => {
+            let _ = outgoing.send(Outgoing::Stream(id, number, events)).await;
+            return;
         }
     }
-    let _ = outgoing
-        .send(Outgoing::Send(json!({ "id": id, "type": "complete" })))
-        .await;
+    let complete = json!({ "id": id, "type": "complete" });
+    let _ = outgoing.send(Outgoing::Send(complete.to_string())).await;
     let _ = outgoing.send(Outgoing::Done(id, number)).await;
 }

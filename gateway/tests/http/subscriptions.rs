@@ -501,6 +501,54 @@ impl WsClient {
         }
     }
 
+    /// Connects with a receive buffer of its own small size, so that a client that does
+    /// not read holds up its connection soon.
+    pub async fn connect_with_small_buffer(gateway: &Gateway) -> Self {
+        let mut request = gateway
+            .url()
+            .replace("http://", "ws://")
+            .into_client_request()
+            .expect("a request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("a value"),
+        );
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .set_recv_buffer_size(64 * 1024)
+            .expect("a buffer size");
+        let address = gateway
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        let stream = socket.connect(address).await.expect("connected");
+        let (socket, _) = tokio_tungstenite::client_async(
+            request,
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .expect("the gateway upgrades");
+        Self { socket }
+    }
+
+    /// The next text message as it came (pings answered).
+    pub async fn receive_text(&mut self) -> String {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    if text.as_str().contains(r#""type":"ping""#) {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return text.as_str().to_owned();
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("the connection ended: {other:?}"),
+            }
+        }
+    }
+
     pub async fn init(&mut self, payload: Value) {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
@@ -750,6 +798,105 @@ async fn identical_subscriptions_resolve_each_event_once() {
     }
     // One entity fetch per event, not one per subscriber.
     assert_eq!(reviews.entity_fetches.load(Ordering::SeqCst), 2);
+}
+
+/// The exact `next` message of review `id` by `u1` for subscription `a`.
+fn review_frame(id: &str) -> String {
+    format!(
+        r#"{{"id":"a","type":"next","payload":{{"data":{{"reviewAdded":{{"body":"review {id}","author":{{"name":"person u1"}}}}}}}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_gets_each_event_as_the_same_frame_while_one_not_reading_lags_alone() {
+    // Events large enough that a client that stops reading fills what is buffered for
+    // it (its backlog, its connection's queue and both sockets) well before the last.
+    const EVENTS: usize = 400;
+    const FAST: usize = 3;
+    let padding = "x".repeat(64 * 1024);
+    let (reviews, urls, _) = subgraphs().await;
+    let gateway = gateway(
+        urls,
+        SubscriptionSettings {
+            event_backlog: 64,
+            ..SubscriptionSettings::default()
+        },
+    )
+    .await;
+    let subscribe = json!({ "id": "a", "type": "subscribe", "payload": {
+        "query": REVIEW_ADDED, "variables": { "product": "p1" }
+    } });
+    let mut slow = WsClient::connect_with_small_buffer(&gateway).await;
+    slow.init(json!({})).await;
+    slow.send(subscribe.clone()).await;
+    let received = Arc::new((0..FAST).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+    let mut readers = Vec::new();
+    for reader in 0..FAST {
+        let mut client = WsClient::connect(&gateway, Some("graphql-transport-ws")).await;
+        client.init(json!({})).await;
+        client.send(subscribe.clone()).await;
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            let mut frames = Vec::with_capacity(EVENTS);
+            while frames.len() < EVENTS {
+                frames.push(client.receive_text().await);
+                received[reader].fetch_add(1, Ordering::SeqCst);
+            }
+            frames
+        }));
+    }
+    gateway
+        .until(|s| s.active() == FAST + 1 && s.upstreams() == 1)
+        .await;
+    reviews.until_subscribed(1).await;
+
+    let ids: Vec<String> = (0..EVENTS)
+        .map(|event| format!("{event}-{padding}"))
+        .collect();
+    for (sent, id) in ids.iter().enumerate() {
+        // The readers stay within a few events (a wait for their state, not a timing).
+        while received
+            .iter()
+            .any(|count| count.load(Ordering::SeqCst) + 8 < sent)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        reviews.published.send(review(id, "p1", "u1")).ok();
+    }
+
+    for reader in readers {
+        let frames = reader.await.expect("the reader ran");
+        for (frame, id) in frames.iter().zip(&ids) {
+            assert!(*frame == review_frame(id), "{:.200}", frame);
+        }
+    }
+    // The one that read nothing fell behind alone, and says so once it reads.
+    let mut delivered = 0;
+    let ended = loop {
+        assert!(
+            delivered < EVENTS,
+            "every event reached the client that read none"
+        );
+        let frame = slow.receive_text().await;
+        if frame != review_frame(&ids[delivered]) {
+            break frame;
+        }
+        delivered += 1;
+    };
+    let ended: Value = serde_json::from_str(&ended).expect("JSON");
+    assert_eq!(ended["type"], "next", "{ended}");
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "SUBSCRIPTION_LAGGED",
+        "{ended}"
+    );
+    assert_eq!(
+        slow.receive().await,
+        Ok(json!({ "id": "a", "type": "complete" }))
+    );
+    // At most one entity fetch per event, whoever received it (identical fetches in
+    // flight at once are shared too).
+    let fetches = reviews.entity_fetches.load(Ordering::SeqCst);
+    assert!(fetches <= EVENTS, "{fetches} entity fetches");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
