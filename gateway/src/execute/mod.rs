@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use self::entities::EntityBatch;
-use self::json::{apply_rewrite, deep_merge, value_at_mut};
+use self::json::{apply_rewrite, deep_merge};
 use self::subgraph_errors::{ResponseOrigin, translate_error, transport_error};
 use crate::fetch::{self, EntityCalls, Plan};
 use crate::graphql::{GraphQLError, OperationKind, PathSegment};
@@ -338,7 +338,7 @@ impl<'a> Executor<'a> {
 
     fn merge_entities(
         &self,
-        batch: &EntityBatch,
+        batch: &EntityBatch<'_>,
         mut entities: Vec<Value>,
         output_rewrites: Option<&[hive_router_query_planner::planner::plan_nodes::FetchRewrite]>,
     ) {
@@ -347,33 +347,7 @@ impl<'a> Executor<'a> {
                 apply_rewrite(self.context.schema, rewrite, entity);
             }
         }
-        // An entity shared by several paths (deduplicated) is copied for all but its last
-        // path; most are merged once and moved.
-        let mut remaining = vec![0usize; entities.len()];
-        for (_, index) in &batch.targets {
-            if let Some(count) = remaining.get_mut(*index) {
-                *count += 1;
-            }
-        }
-        let mut data = self.lock_data();
-        for (path, index) in &batch.targets {
-            let (Some(entity), Some(count)) = (entities.get_mut(*index), remaining.get_mut(*index))
-            else {
-                continue;
-            };
-            *count -= 1;
-            if !entity.is_object() {
-                continue;
-            }
-            let entity = if *count == 0 {
-                entity.take()
-            } else {
-                entity.clone()
-            };
-            if let Some(target) = value_at_mut(&mut data, path) {
-                deep_merge(target, entity);
-            }
-        }
+        batch.merge(&mut self.lock_data(), entities);
     }
 
     /// Sends one subgraph request, of the kind and with the entity calls its plan node
@@ -477,15 +451,11 @@ impl<'a> Executor<'a> {
             .collect()
     }
 
-    fn mark_unresolved(&self, batches: &[EntityBatch]) {
+    fn mark_unresolved(&self, batches: &[EntityBatch<'_>]) {
         self.unresolved
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(
-                batches
-                    .iter()
-                    .flat_map(|batch| batch.targets.iter().map(|(path, _)| path.clone())),
-            );
+            .extend(batches.iter().flat_map(EntityBatch::paths));
     }
 
     fn lock_data(&self) -> std::sync::MutexGuard<'_, Value> {
