@@ -197,7 +197,7 @@ impl<'a> Executor<'a> {
         let Some(response) = self
             .send(
                 &fetch.service_name,
-                &fetch.operation.document_str,
+                self.plan.document(fetch.id, &fetch.operation),
                 (kind, EntityCalls::default()),
                 variables,
             )
@@ -249,7 +249,7 @@ impl<'a> Executor<'a> {
         let Some(mut response) = self
             .send(
                 &fetch.service_name,
-                &fetch.operation.document_str,
+                self.plan.document(fetch.id, &fetch.operation),
                 (
                     fetch::kind(fetch.operation_kind.as_ref(), &fetch.operation),
                     self.plan.flattened_calls(fetch),
@@ -306,7 +306,7 @@ impl<'a> Executor<'a> {
         let Some(mut response) = self
             .send(
                 &node.service_name,
-                &node.operation.document_str,
+                self.plan.document(node.id, &node.operation),
                 (
                     fetch::kind(node.operation_kind.as_ref(), &node.operation),
                     self.plan.batch_calls(node),
@@ -355,13 +355,13 @@ impl<'a> Executor<'a> {
     async fn send(
         &self,
         service: &str,
-        query: &str,
+        query: Arc<str>,
         (kind, entity_calls): (OperationKind, EntityCalls),
         variables: Map<String, Value>,
     ) -> Option<SubgraphResponse> {
         let request = SubgraphRequest {
             subgraph_name: service.to_string(),
-            query: query.to_string(),
+            query,
             kind,
             entity_calls,
             operation_name: None,
