@@ -38,6 +38,8 @@ pub type EntityCalls = Arc<[EntityCall]>;
 pub struct Plan {
     pub query_plan: QueryPlan,
     entity_calls: HashMap<i64, EntityCalls>,
+    /// The operation text of each fetch, shared by every request that sends it.
+    documents: HashMap<i64, Arc<str>>,
 }
 
 impl Plan {
@@ -45,15 +47,20 @@ impl Plan {
     /// is as deep as the operation the limits admitted, but no deeper call stack for it.
     pub fn new(query_plan: QueryPlan) -> Self {
         let mut entity_calls = HashMap::new();
+        let mut documents = HashMap::new();
         let mut pending: Vec<&PlanNode> = query_plan.node.iter().collect();
         while let Some(node) = pending.pop() {
             match node {
-                PlanNode::Fetch(fetch) if fetch.requires.is_some() => {
-                    entity_calls.insert(fetch.id, flattened_calls(fetch));
+                PlanNode::Fetch(fetch) => {
+                    if fetch.requires.is_some() {
+                        entity_calls.insert(fetch.id, flattened_calls(fetch));
+                    }
+                    documents.insert(fetch.id, Arc::from(fetch.operation.document_str.as_str()));
                 }
-                PlanNode::Fetch(_) | PlanNode::Subscription(_) | PlanNode::Defer(_) => {}
+                PlanNode::Subscription(_) | PlanNode::Defer(_) => {}
                 PlanNode::BatchFetch(batch) => {
                     entity_calls.insert(batch.id, batch_calls(batch));
+                    documents.insert(batch.id, Arc::from(batch.operation.document_str.as_str()));
                 }
                 PlanNode::Sequence(sequence) => pending.extend(&sequence.nodes),
                 PlanNode::Parallel(parallel) => pending.extend(&parallel.nodes),
@@ -67,6 +74,16 @@ impl Plan {
         Self {
             query_plan,
             entity_calls,
+            documents,
+        }
+    }
+
+    /// The operation text of the fetch `id` (whose operation is `operation`), shared.
+    pub fn document(&self, id: i64, operation: &SubgraphFetchOperation) -> Arc<str> {
+        match self.documents.get(&id) {
+            Some(text) if **text == *operation.document_str => text.clone(),
+            // Not read for this node (another node has its id): copy it now.
+            _ => Arc::from(operation.document_str.as_str()),
         }
     }
 

@@ -78,7 +78,7 @@ impl SubgraphTransport for MockSubgraph {
         if self.unavailable {
             return Err(TransportError::Connect("connection refused".into()));
         }
-        let canned = self.responses.lock().unwrap().get(&request.query).cloned();
+        let canned = self.responses.lock().unwrap().get(&*request.query).cloned();
         let body = canned.unwrap_or_else(|| {
             json!({"errors": [{"message": format!("mock: unexpected query {}", request.query)}]})
         });
@@ -128,7 +128,7 @@ impl Harness {
         self.mocks[name]
             .requests()
             .into_iter()
-            .map(|r| r.query)
+            .map(|r| r.query.to_string())
             .collect()
     }
 

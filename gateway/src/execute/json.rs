@@ -1,24 +1,10 @@
-//! Operations on the response data tree: walking to a path, deep merging fetch results, and
+//! Operations on the response data tree: deep merging fetch results, and
 //! the planner's fetch rewrites.
 
 use hive_router_query_planner::planner::plan_nodes::{FetchNodePathSegment, FetchRewrite};
 use serde_json::Value;
 
-use crate::graphql::PathSegment;
 use crate::schema::ApiSchema;
-
-/// The value at `path` inside `root`, if every step exists.
-pub fn value_at_mut<'v>(root: &'v mut Value, path: &[PathSegment]) -> Option<&'v mut Value> {
-    let mut current = root;
-    for segment in path {
-        current = match (segment, current) {
-            (PathSegment::Key(key), Value::Object(map)) => map.get_mut(key)?,
-            (PathSegment::Index(index), Value::Array(items)) => items.get_mut(*index)?,
-            _ => return None,
-        };
-    }
-    Some(current)
-}
 
 /// Merges `source` into `target`: objects key by key, lists of equal length item by item;
 /// anything else replaces the target.

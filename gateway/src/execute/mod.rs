@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use self::entities::EntityBatch;
-use self::json::{apply_rewrite, deep_merge, value_at_mut};
+use self::json::{apply_rewrite, deep_merge};
 use self::subgraph_errors::{ResponseOrigin, translate_error, transport_error};
 use crate::fetch::{self, EntityCalls, Plan};
 use crate::graphql::{GraphQLError, OperationKind, PathSegment};
@@ -197,7 +197,7 @@ impl<'a> Executor<'a> {
         let Some(response) = self
             .send(
                 &fetch.service_name,
-                &fetch.operation.document_str,
+                self.plan.document(fetch.id, &fetch.operation),
                 (kind, EntityCalls::default()),
                 variables,
             )
@@ -249,7 +249,7 @@ impl<'a> Executor<'a> {
         let Some(mut response) = self
             .send(
                 &fetch.service_name,
-                &fetch.operation.document_str,
+                self.plan.document(fetch.id, &fetch.operation),
                 (
                     fetch::kind(fetch.operation_kind.as_ref(), &fetch.operation),
                     self.plan.flattened_calls(fetch),
@@ -306,7 +306,7 @@ impl<'a> Executor<'a> {
         let Some(mut response) = self
             .send(
                 &node.service_name,
-                &node.operation.document_str,
+                self.plan.document(node.id, &node.operation),
                 (
                     fetch::kind(node.operation_kind.as_ref(), &node.operation),
                     self.plan.batch_calls(node),
@@ -338,7 +338,7 @@ impl<'a> Executor<'a> {
 
     fn merge_entities(
         &self,
-        batch: &EntityBatch,
+        batch: &EntityBatch<'_>,
         mut entities: Vec<Value>,
         output_rewrites: Option<&[hive_router_query_planner::planner::plan_nodes::FetchRewrite]>,
     ) {
@@ -347,33 +347,7 @@ impl<'a> Executor<'a> {
                 apply_rewrite(self.context.schema, rewrite, entity);
             }
         }
-        // An entity shared by several paths (deduplicated) is copied for all but its last
-        // path; most are merged once and moved.
-        let mut remaining = vec![0usize; entities.len()];
-        for (_, index) in &batch.targets {
-            if let Some(count) = remaining.get_mut(*index) {
-                *count += 1;
-            }
-        }
-        let mut data = self.lock_data();
-        for (path, index) in &batch.targets {
-            let (Some(entity), Some(count)) = (entities.get_mut(*index), remaining.get_mut(*index))
-            else {
-                continue;
-            };
-            *count -= 1;
-            if !entity.is_object() {
-                continue;
-            }
-            let entity = if *count == 0 {
-                entity.take()
-            } else {
-                entity.clone()
-            };
-            if let Some(target) = value_at_mut(&mut data, path) {
-                deep_merge(target, entity);
-            }
-        }
+        batch.merge(&mut self.lock_data(), entities);
     }
 
     /// Sends one subgraph request, of the kind and with the entity calls its plan node
@@ -381,13 +355,13 @@ impl<'a> Executor<'a> {
     async fn send(
         &self,
         service: &str,
-        query: &str,
+        query: Arc<str>,
         (kind, entity_calls): (OperationKind, EntityCalls),
         variables: Map<String, Value>,
     ) -> Option<SubgraphResponse> {
         let request = SubgraphRequest {
             subgraph_name: service.to_string(),
-            query: query.to_string(),
+            query,
             kind,
             entity_calls,
             operation_name: None,
@@ -477,15 +451,11 @@ impl<'a> Executor<'a> {
             .collect()
     }
 
-    fn mark_unresolved(&self, batches: &[EntityBatch]) {
+    fn mark_unresolved(&self, batches: &[EntityBatch<'_>]) {
         self.unresolved
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(
-                batches
-                    .iter()
-                    .flat_map(|batch| batch.targets.iter().map(|(path, _)| path.clone())),
-            );
+            .extend(batches.iter().flat_map(EntityBatch::paths));
     }
 
     fn lock_data(&self) -> std::sync::MutexGuard<'_, Value> {

@@ -14,7 +14,7 @@ pub enum ResponseOrigin<'a> {
     /// A root fetch: subgraph paths are client paths.
     Root,
     /// `_entities` calls, keyed by their response key (`_entities` or a batch alias).
-    Entities(Vec<(&'a str, &'a EntityBatch)>),
+    Entities(Vec<(&'a str, &'a EntityBatch<'a>)>),
 }
 
 /// A subgraph error as the client sees it. An error on a representation shared by several
@@ -68,8 +68,7 @@ fn client_paths(path: &[PathSegment], origin: &ResponseOrigin<'_>) -> Vec<Vec<Pa
             };
             batch
                 .paths_of(*index)
-                .map(|entity_path| {
-                    let mut translated = entity_path.to_vec();
+                .map(|mut translated| {
                     translated.extend_from_slice(rest);
                     translated
                 })

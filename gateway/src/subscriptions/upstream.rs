@@ -136,7 +136,7 @@ impl UpstreamSubscription {
         if let Some(subscriber) = &request.in_process {
             let events = subscriber.subscribe(SubgraphRequest {
                 subgraph_name: request.subgraph.clone(),
-                query: request.query.clone(),
+                query: request.query.as_str().into(),
                 operation_name: None,
                 variables: request.variables.clone(),
                 headers: request.headers.clone(),

@@ -73,7 +73,7 @@ fn graphql_request(request: SubgraphRequest) -> async_graphql::Request {
         .and_then(|context| context.downcast_ref::<Caller>())
         .cloned()
         .unwrap_or_default();
-    let mut graphql = async_graphql::Request::new(request.query)
+    let mut graphql = async_graphql::Request::new(&*request.query)
         .variables(Variables::from_json(serde_json::Value::Object(
             request.variables,
         )))

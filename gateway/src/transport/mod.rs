@@ -31,7 +31,9 @@ pub use self::tls::{ClientTls, ClientTlsError, ClientTlsFiles};
 #[derive(Clone)]
 pub struct SubgraphRequest {
     pub subgraph_name: String,
-    pub query: String,
+    /// The operation text, shared with the plan that wrote it (and every other request of
+    /// that fetch).
+    pub query: Arc<str>,
     /// What the plan node says the fetch is: wrappers decide on it (a mutation is never
     /// shared, only queries are cached), never on the text of `query`.
     pub kind: OperationKind,
@@ -67,7 +69,7 @@ impl SubgraphRequest {
     /// parts (the representations of an entity fetch are not copied into a second tree).
     pub fn body(&self) -> RequestBody<'_> {
         RequestBody {
-            query: &self.query,
+            query: &self.query[..],
             operation_name: self.operation_name.as_deref(),
             variables: (!self.variables.is_empty()).then_some(&self.variables),
             extensions: (!self.extensions.is_empty()).then_some(&self.extensions),
