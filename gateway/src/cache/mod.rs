@@ -42,7 +42,7 @@ use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use futures::FutureExt;
 use gantry_kit::invalidation::InvalidationSink;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -719,6 +719,8 @@ pub(crate) fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn request(query: &str, variables: Value) -> GraphQLRequest {
