@@ -24,7 +24,7 @@ use crate::authorization::AuthorizationSettings;
 use crate::authorization::operation::Denied;
 use crate::cache::Operation;
 use crate::defer_split::{self as split, PLACEHOLDER};
-use crate::graphql_http::{GraphQLResponse, IncrementalFormat, IncrementalParts};
+use crate::graphql::{GraphQLResponse, IncrementalFormat, IncrementalParts, ResponseBody};
 use crate::pipeline::{self, execute_prepared};
 use crate::prepare::PreparedOperation;
 use crate::runtime::Authorized;
@@ -62,7 +62,7 @@ pub(crate) async fn run_deferred(
             .cost()
             .admit(runtime.supergraph().costs(), prepared.for_cost(), &coerced)
     {
-        return Some(GraphQLResponse::new(json!({ "errors": [*refusal] })));
+        return Some(GraphQLResponse::request_errors(vec![*refusal]));
     }
     let name = prepared.operation_name.as_deref();
     let mut parts = Vec::with_capacity(split.deferred.len() + 1);
@@ -106,7 +106,8 @@ pub(crate) async fn run_deferred(
                     context,
                 )
                 .await
-                .into_response()
+                .body
+                .into_values()
                 .into_json()
             }
             .remote_handle();
@@ -123,12 +124,18 @@ pub(crate) async fn run_deferred(
         context,
     )
     .await;
-    let mut body = answered.into_response().into_json();
-    if let Some(data) = body.get_mut("data") {
+    let mut primary = answered.body.into_values();
+    if let ResponseBody::Values {
+        data: Some(data), ..
+    } = &mut primary
+    {
         remove_placeholders(data);
     }
-    let Some(data) = body.get("data").filter(|data| data.is_object()) else {
-        return Some(GraphQLResponse::new(body));
+    let data = match &primary {
+        ResponseBody::Values {
+            data: Some(data), ..
+        } if data.is_object() => data,
+        _ => return Some(whole(primary)),
     };
     let deliveries: Vec<Delivery> = split
         .deferred
@@ -144,9 +151,17 @@ pub(crate) async fn run_deferred(
         })
         .collect();
     if deliveries.is_empty() {
-        return Some(GraphQLResponse::new(body));
+        return Some(whole(primary));
     }
-    Some(incremental(body, deliveries, format))
+    Some(incremental(primary.into_json(), deliveries, format))
+}
+
+/// The primary part as the whole answer: nothing deferred is left to send.
+fn whole(primary: ResponseBody) -> GraphQLResponse {
+    GraphQLResponse {
+        body: primary,
+        ..GraphQLResponse::default()
+    }
 }
 
 /// A deferred fragment to send: where it applies in the primary data, and its run.
@@ -205,6 +220,7 @@ fn incremental(
                 index + 1 < total,
             )
         });
+    // The first payload is written now: it is the response's body, as it goes out.
     let mut response = GraphQLResponse::new(first);
     response.incremental = Some(IncrementalParts::new(format, later.boxed()));
     response

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::Gateway;
 use crate::authorization::operation::Denied;
 use crate::execute::{ExecutionContext, RESPONSE_TOO_LARGE, execute_plan};
-use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, WrittenResponse};
+use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse};
 use crate::limits::truncate_errors;
 use crate::prepare::PreparedOperation;
 use crate::response::write_data;
@@ -57,7 +57,7 @@ impl RequestContext {
 }
 
 /// Runs one GraphQL operation through every stage: prepare (or find it prepared), then
-/// [`execute_prepared`]; the response as a JSON tree.
+/// [`execute_prepared`].
 #[tracing::instrument(skip_all, fields(operation_name = request.operation_name.as_deref()))]
 pub async fn execute_operation(
     gateway: &Gateway,
@@ -69,16 +69,17 @@ pub async fn execute_operation(
         .prepare(request.text(), request.operation_name.as_deref())
         .await
     {
-        Ok(prepared) => execute_prepared(
-            gateway,
-            &runtime,
-            &prepared,
-            None,
-            request.variables(),
-            context,
-        )
-        .await
-        .into_response(),
+        Ok(prepared) => {
+            execute_prepared(
+                gateway,
+                &runtime,
+                &prepared,
+                None,
+                request.variables(),
+                context,
+            )
+            .await
+        }
         Err(refusal) => GraphQLResponse::request_errors(
             refusal.to_graphql_errors(context.request_id.as_deref()),
         ),
@@ -95,13 +96,13 @@ pub async fn execute_prepared(
     denied: Option<&Denied>,
     variables: &Map<String, Value>,
     context: RequestContext,
-) -> WrittenResponse {
+) -> GraphQLResponse {
     let schema = runtime.supergraph().api_schema();
     let max_errors = runtime.preparer().limits().max_errors;
     let variables = match coerce_variables(schema, prepared.variable_definitions(), variables) {
         Ok(variables) => variables,
         Err(errors) => {
-            return WrittenResponse::request_errors(truncate_errors(errors, max_errors));
+            return GraphQLResponse::request_errors(truncate_errors(errors, max_errors));
         }
     };
     if let Err(refusal) = gateway.cost().admit(
@@ -109,7 +110,7 @@ pub async fn execute_prepared(
         prepared.for_cost(),
         &variables,
     ) {
-        return WrittenResponse::request_errors(vec![*refusal]);
+        return GraphQLResponse::request_errors(vec![*refusal]);
     }
 
     let execution = ExecutionContext {
@@ -128,7 +129,7 @@ pub async fn execute_prepared(
     let output = execute_plan(plan, &execution).await;
     errors.extend(output.errors);
 
-    let mut body = WrittenResponse::body_start(prepared.written_size_hint());
+    let mut body = GraphQLResponse::body_start(prepared.written_size_hint());
     let errors = write_data(
         schema,
         prepared.shaped(),
@@ -140,19 +141,23 @@ pub async fn execute_prepared(
     );
     drop(output.data);
     prepared.remember_written_size(body.len());
-    let mut response = WrittenResponse::executed(body, truncate_errors(errors, max_errors));
+    let mut response = GraphQLResponse::written(body, truncate_errors(errors, max_errors));
     response.subgraph_cache_control = output.cache_control;
     response.subgraph_headers = output.headers;
     cap_response(response, gateway.max_response_bytes())
 }
 
 /// The response, unless its JSON is longer than `limit`: then only an error saying so.
-fn cap_response(response: WrittenResponse, limit: usize) -> WrittenResponse {
-    if response.body.len() <= limit {
+fn cap_response(response: GraphQLResponse, limit: usize) -> GraphQLResponse {
+    if response
+        .body
+        .written()
+        .is_none_or(|bytes| bytes.len() <= limit)
+    {
         return response;
     }
     tracing::warn!(limit, "a response over the size limit was not sent");
-    WrittenResponse::request_errors(vec![
+    GraphQLResponse::request_errors(vec![
         GraphQLError::with_code(
             format!("The response is larger than the limit of {limit} bytes."),
             RESPONSE_TOO_LARGE,

@@ -18,10 +18,10 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use gantry_kit::rate_limit::{Rate, RateLimiter, Verdict};
 use gantry_kit::shared::SharedState;
-use serde_json::json;
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::graphql_http::GraphQLResponse;
+use crate::graphql::{GraphQLError, GraphQLResponse};
 
 /// The header Apollo clients name themselves with.
 pub(crate) const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
@@ -127,12 +127,13 @@ fn refuse(verdict: Verdict) -> Result<(), Box<GraphQLResponse>> {
     let Some(secs) = verdict.retry_after_secs() else {
         return Ok(());
     };
-    let mut response = GraphQLResponse::new(json!({
-        "errors": [{
-            "message": format!("Too many requests; retry in {secs} s"),
-            "extensions": { "code": RATE_LIMITED, "retryAfter": secs },
-        }]
-    }))
+    let mut response = GraphQLResponse::request_errors(vec![
+        GraphQLError::with_code(
+            format!("Too many requests; retry in {secs} s"),
+            RATE_LIMITED,
+        )
+        .extension("retryAfter", Value::from(secs)),
+    ])
     .with_status(StatusCode::TOO_MANY_REQUESTS);
     response
         .extra_headers
@@ -175,7 +176,7 @@ mod tests {
         );
         assert!(refused.extra_headers.contains_key(RETRY_AFTER));
         assert_eq!(
-            refused.body["errors"][0]["extensions"]["code"],
+            refused.to_json()["errors"][0]["extensions"]["code"],
             RATE_LIMITED
         );
         // The third `ios` request was the refused one, not counted against the name.

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use axum::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use gantry_identity::viewer::{Caller, ClientAddr};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::Gateway;
@@ -28,10 +28,8 @@ use crate::cache::{CacheSettings, Caching, Operation};
 use crate::cost::COST_ESTIMATED_TOO_EXPENSIVE;
 use crate::defer;
 use crate::execute::GATEWAY_TIMEOUT;
-use crate::graphql_http::{
-    GetAnswer, GraphQLRequest, GraphQLResponse, OperationExecutor, OperationKind, RequestContext,
-    incremental_format,
-};
+use crate::graphql::{GraphQLRequest, GraphQLResponse, OperationKind};
+use crate::graphql_http::{GetAnswer, OperationExecutor, RequestContext, incremental_format};
 use crate::header_rules::HeaderRules;
 use crate::override_labels::ActiveLabels;
 use crate::persisted::{PersistedQueries, Registrar};
@@ -249,7 +247,7 @@ impl GatewayService {
             Ok(Authorized::Whole) => {}
             Ok(Authorized::Partly(denied)) => operation.denied = Some(denied),
             Ok(Authorized::Refused(errors)) => {
-                return GraphQLResponse::new(json!({ "errors": errors }));
+                return GraphQLResponse::request_errors(errors);
             }
             Err(error) => return refused(&error, context),
         }
@@ -475,7 +473,7 @@ impl GatewayService {
             Ok(Authorized::Whole) => {}
             Ok(Authorized::Partly(denied)) => operation.denied = Some(denied),
             Ok(Authorized::Refused(errors)) => {
-                return Err(Box::new(GraphQLResponse::new(json!({ "errors": errors }))));
+                return Err(Box::new(GraphQLResponse::request_errors(errors)));
             }
             Err(error) => return Err(Box::new(refused(&error, context))),
         }
@@ -520,7 +518,7 @@ impl GatewayService {
 /// media type when a limit refused it.
 fn refused(refusal: &PrepareError, context: &RequestContext) -> GraphQLResponse {
     let errors = refusal.to_graphql_errors(Some(&context.request_id));
-    let response = GraphQLResponse::new(json!({ "errors": errors }));
+    let response = GraphQLResponse::request_errors(errors);
     if refusal.is_limit() {
         response.with_status(StatusCode::BAD_REQUEST)
     } else {
@@ -529,22 +527,12 @@ fn refused(refusal: &PrepareError, context: &RequestContext) -> GraphQLResponse 
 }
 
 /// `504` when the deadline cut the operation short (whatever data was complete is in the
-/// body); `400` when its estimated cost refused it, whatever the media type.
+/// body); `400` when its estimated cost refused it (it never executed), whatever the media
+/// type.
 fn with_deadline_status(mut response: GraphQLResponse) -> GraphQLResponse {
-    let has_code = |code: &str| {
-        response
-            .body
-            .get("errors")
-            .and_then(Value::as_array)
-            .is_some_and(|errors| {
-                errors
-                    .iter()
-                    .any(|error| error["extensions"]["code"] == code)
-            })
-    };
-    if has_code(GATEWAY_TIMEOUT) {
+    if response.has_error_code(GATEWAY_TIMEOUT) {
         response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
-    } else if has_code(COST_ESTIMATED_TOO_EXPENSIVE) {
+    } else if !response.has_data() && response.has_error_code(COST_ESTIMATED_TOO_EXPENSIVE) {
         response.http_status_hint = Some(StatusCode::BAD_REQUEST);
     }
     response

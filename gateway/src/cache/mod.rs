@@ -42,7 +42,7 @@ use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use futures::FutureExt;
 use gantry_kit::invalidation::InvalidationSink;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -55,8 +55,7 @@ use crate::Gateway;
 use crate::GraphQLRequest;
 use crate::authorization::operation::Denied;
 use crate::execute::GATEWAY_TIMEOUT;
-use crate::graphql::{GraphQLResponse as GraphQLResponseBody, OperationKind};
-use crate::graphql_http::GraphQLResponse;
+use crate::graphql::{GraphQLResponse, OperationKind, ResponseBody};
 use crate::inflight::{self, InFlight, InFlightKey};
 use crate::pipeline::{self, execute_prepared};
 use crate::prepare::PreparedOperation;
@@ -96,22 +95,14 @@ impl Default for CacheSettings {
     }
 }
 
-/// What one execution produced, shared by every identical request waiting on it: the body
-/// as written, so sharing it copies nothing.
+/// What one execution produced, shared by every identical request waiting on it: the
+/// response as the request path made it (an executed one's body written, so sharing it
+/// copies nothing) and its cache policy. Its subgraph headers (header rules) are for the
+/// request that ran the operation, never one that shared its run or read it from the cache.
 #[derive(Debug, Clone)]
 struct Executed {
-    /// The body as it goes on the wire (see [`crate::graphql::WrittenResponse::body`]).
-    body: Bytes,
-    /// `None` when the operation executed; when it did not (request errors), the body as a
-    /// JSON tree: without `data`, the HTTP layer answers `400` under
-    /// `application/graphql-response+json`.
-    refused: Option<Arc<Value>>,
-    /// The deadline cut it short: answered `504` with the data that was complete.
-    timed_out: bool,
+    response: GraphQLResponse,
     policy: CachePolicy,
-    /// Subgraph response headers for the client (header rules); the request that ran the
-    /// operation gets them, never one that shared its run or read it from the cache.
-    headers: HeaderMap,
 }
 
 /// The response cache and operation de-duplication of one gateway process.
@@ -244,8 +235,7 @@ impl Caching {
             OperationKind::Mutation => self.mutation(operation, request, context, viewer).await,
             OperationKind::Subscription => {
                 let executed = run(self.turns.clone(), operation, request, context).await;
-                let headers = executed.headers.clone();
-                respond(executed, CachePolicy::NoStore, None, headers)
+                respond(executed, CachePolicy::NoStore, None, true)
             }
         }
     }
@@ -343,11 +333,6 @@ impl Caching {
             led.store(true, Ordering::Relaxed);
             work().await
         };
-        let headers = if led.load(Ordering::Relaxed) {
-            executed.headers.clone()
-        } else {
-            HeaderMap::new()
-        };
         let cached = match executed.policy {
             CachePolicy::Cacheable { .. } if self.settings.response_cache => {
                 inc(&self.metrics.response_cache.misses);
@@ -356,7 +341,7 @@ impl Caching {
             _ => None,
         };
         let policy = executed.policy;
-        respond(executed, policy, cached, headers)
+        respond(executed, policy, cached, led.load(Ordering::Relaxed))
     }
 
     /// The cached response under the first of `keys`, or the mark of the read that missed.
@@ -415,8 +400,7 @@ impl Caching {
             touched.extend(viewer.map(|id| id.to_string()));
             self.invalidator().invalidate_tags(&touched).await;
         }
-        let headers = executed.headers.clone();
-        respond(executed, CachePolicy::NoStore, None, headers)
+        respond(executed, CachePolicy::NoStore, None, true)
     }
 
     /// What drops cached responses for changes this gateway did not carry (the outbox).
@@ -522,51 +506,38 @@ async fn run(
         context,
     )
     .await;
+    let executed = response.has_data();
     let policy = CachePolicy::for_response(
-        &response.subgraph_cache_control,
-        is_query && response.executed,
-        !response.errors.is_empty(),
+        &std::mem::take(&mut response.subgraph_cache_control),
+        is_query && executed,
+        !response.errors().is_empty(),
     );
-    let timed_out = response.executed && response.has_error_code(GATEWAY_TIMEOUT);
-    let headers = std::mem::take(&mut response.subgraph_headers);
-    let refused = match response.executed {
-        true => None,
-        // A response with neither data nor errors is none the request path writes.
-        false if response.errors.is_empty() => {
-            response.body = br#"{"data":null}"#.to_vec();
-            None
-        }
-        false => Some(Arc::new(
-            serde_json::to_value(GraphQLResponseBody::request_errors(std::mem::take(
-                &mut response.errors,
-            )))
-            .unwrap_or_else(|_| json!({ "data": null })),
-        )),
-    };
-    Executed {
-        body: Bytes::from(response.body),
-        refused,
-        timed_out,
-        policy,
-        headers,
+    // The deadline cut it short: answered `504` with the data that was complete.
+    if executed && response.has_error_code(GATEWAY_TIMEOUT) {
+        response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
     }
+    // A response with neither data nor errors is none the request path writes.
+    if !executed && response.errors().is_empty() {
+        response.body = ResponseBody::Written {
+            bytes: Bytes::from_static(br#"{"data":null}"#),
+            executed: true,
+            errors: Vec::new(),
+        };
+    }
+    Executed { response, policy }
 }
 
-/// The client's response: the written body, shared and not copied by identical requests.
+/// The client's response: the written body, shared and not copied by identical requests;
+/// the subgraphs' headers when this request `led` the run.
 fn respond(
     executed: Executed,
     policy: CachePolicy,
     x_cache: Option<&'static str>,
-    headers: HeaderMap,
+    led: bool,
 ) -> GraphQLResponse {
-    let mut response = match executed.refused {
-        Some(body) => GraphQLResponse::new(Arc::unwrap_or_clone(body)),
-        None => GraphQLResponse::from_serialized(executed.body),
-    };
-    if executed.timed_out {
-        response.http_status_hint = Some(StatusCode::GATEWAY_TIMEOUT);
-    }
-    response.extra_headers = headers;
+    let mut response = executed.response;
+    let headers = std::mem::take(&mut response.subgraph_headers);
+    response.extra_headers = if led { headers } else { HeaderMap::new() };
     if response.has_data() {
         response.cache_control = Some(policy.header_value());
     }
@@ -581,10 +552,10 @@ fn respond(
 /// The `data` of an executed response, read back from its body (`null` for one that did not
 /// execute): which ids it holds, for cache tags.
 fn written_data(executed: &Executed) -> Value {
-    if executed.refused.is_some() {
+    let Some(body) = executed.response.body.written() else {
         return Value::Null;
-    }
-    match serde_json::from_slice::<serde_json::Map<String, Value>>(&executed.body) {
+    };
+    match serde_json::from_slice::<serde_json::Map<String, Value>>(body) {
         Ok(mut body) => body.remove("data").unwrap_or(Value::Null),
         Err(error) => {
             tracing::error!(%error, "a written response is not a JSON object");
@@ -619,7 +590,9 @@ impl Store {
         pending: Arc<PendingWrites<PendingResponse>>,
         writes_behind: Arc<Semaphore>,
     ) {
-        let CachePolicy::Cacheable { private, .. } = executed.policy else {
+        let (CachePolicy::Cacheable { private, .. }, Some(body)) =
+            (executed.policy, executed.response.body.written())
+        else {
             return;
         };
         let Ok(permit) = writes_behind.try_acquire_owned() else {
@@ -628,7 +601,7 @@ impl Store {
         let key = self.key(private).to_owned();
         let response = PendingResponse {
             cache_control: executed.policy.header_value(),
-            body: executed.body.clone(),
+            body: body.clone(),
         };
         let landed = pending.insert(key.clone(), self.since, response);
         tokio::spawn(async move {
@@ -648,7 +621,9 @@ impl Store {
     }
 
     async fn store(&self, executed: &Executed) {
-        let CachePolicy::Cacheable { max_age, private } = executed.policy else {
+        let (CachePolicy::Cacheable { max_age, private }, Some(body)) =
+            (executed.policy, executed.response.body.written())
+        else {
             return;
         };
         let mut tags = self.named.clone();
@@ -657,7 +632,7 @@ impl Store {
             tags.extend(self.viewer.map(|id| id.to_string()));
         }
         let key = self.key(private);
-        let value = match StoredResponse::write(&executed.policy.header_value(), &executed.body) {
+        let value = match StoredResponse::write(&executed.policy.header_value(), body) {
             Ok(value) => value,
             Err(err) => {
                 tracing::error!(error = %err, "could not serialize a response to store");
@@ -744,6 +719,8 @@ pub(crate) fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn request(query: &str, variables: Value) -> GraphQLRequest {

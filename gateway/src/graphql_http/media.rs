@@ -4,6 +4,8 @@
 use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
+use crate::graphql::IncrementalFormat;
+
 /// The media type of a GraphQL response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMediaType {
@@ -18,31 +20,6 @@ impl ResponseMediaType {
         match self {
             Self::GraphQLResponseJson => "application/graphql-response+json; charset=utf-8",
             Self::Json => "application/json; charset=utf-8",
-        }
-    }
-}
-
-/// An incremental-delivery format (`@defer`), sent as `multipart/mixed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncrementalFormat {
-    /// `deferSpec=20220824`, what Apollo Client and Relay speak: the first part
-    /// `{data, hasNext}`, then `{incremental: [{data, path, label}], hasNext}`. Also what a
-    /// plain `multipart/mixed` gets.
-    DeferSpec20220824,
-    /// `incrementalSpec=v0.2`, the current incremental-delivery RFC (graphql-js 17): the
-    /// first part announces `pending: [{id, path, label}]`, later ones carry
-    /// `incremental: [{id, data}]` and `completed: [{id}]`.
-    IncrementalV02,
-}
-
-impl IncrementalFormat {
-    /// The boundary every part ends with; JSON never contains it at a line start.
-    pub const BOUNDARY: &'static str = "graphql";
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::DeferSpec20220824 => "multipart/mixed; boundary=\"graphql\"; deferSpec=20220824",
-            Self::IncrementalV02 => "multipart/mixed; boundary=\"graphql\"; incrementalSpec=v0.2",
         }
     }
 }

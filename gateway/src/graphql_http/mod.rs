@@ -32,7 +32,8 @@
 //! - [`settings`]: [`HttpSettings`], every default documented.
 //! - `media`: `Accept` negotiation and the request `Content-Type` check.
 //! - `request`: reading a POST body or GET query string into [`GraphQLRequest`]s.
-//! - `response`: [`GraphQLResponse`] → HTTP response, with the status rules in one place.
+//! - `response`: [`GraphQLResponse`] (the gateway's one response type, from
+//!   [`crate::graphql`]) → HTTP response, with the status rules in one place.
 //! - `request_id`: the `x-request-id` middleware.
 //! - `handler`: the axum handlers that run the steps above.
 
@@ -49,21 +50,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::routing::get;
-use futures::stream::BoxStream;
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
-pub use crate::graphql_http::media::{IncrementalFormat, ResponseMediaType, incremental_format};
+pub use crate::graphql_http::media::{ResponseMediaType, incremental_format};
 pub use crate::graphql_http::request_id::REQUEST_ID_HEADER;
 pub use crate::graphql_http::settings::HttpSettings;
 use crate::playground;
 
-pub use crate::graphql::GraphQLRequest;
+pub use crate::graphql::{
+    GraphQLRequest, GraphQLResponse, IncrementalFormat, IncrementalParts, ResponseBody,
+};
 
 /// What the HTTP layer knows about the request that the executor may need (auth headers,
 /// the id to log with, the client address for rate limits).
@@ -77,116 +77,6 @@ pub struct RequestContext {
     /// [`HttpSettings::trusted_proxies`]). Present when the server was started with connect
     /// info (see [`serve`]).
     pub client_addr: Option<IpAddr>,
-}
-
-/// What an executor answers: the GraphQL response body plus what it wants on the HTTP
-/// response around it.
-#[derive(Debug, Clone)]
-pub struct GraphQLResponse {
-    /// `{data?, errors?, extensions?}`. Leave `data` out for a request that never executed
-    /// (parse, validation, variable coercion, persisted query not found): the layer answers
-    /// those with `400` under `application/graphql-response+json`.
-    pub body: Value,
-    /// The body as it goes on the wire, when the executor already has it as bytes (a cached
-    /// response): sent as it is instead of serializing `body`, which is then `null`. Only
-    /// for responses that executed (they have `data`).
-    pub serialized: Option<Bytes>,
-    /// A status the executor insists on whatever the media type (e.g. `429` when rate
-    /// limited, `503` when no supergraph is loaded). Leave it `None` for GraphQL errors: the
-    /// layer derives `200`/`400` from the media type and the `data` entry.
-    pub http_status_hint: Option<StatusCode>,
-    /// Sent as `Cache-Control` (for cacheable GET queries). None: no `Cache-Control` header.
-    pub cache_control: Option<String>,
-    /// Added to the HTTP response as they are.
-    pub extra_headers: HeaderMap,
-    /// The name of the operation that ran, when the client did not name it in
-    /// `operationName` and the executor knows it: for the access log and request metrics.
-    pub operation_name: Option<String>,
-    /// The payloads that follow `body`, when the response is delivered incrementally
-    /// (`@defer`): then `body` is the first payload, and all of them go out as the parts of
-    /// one `multipart/mixed` response.
-    pub incremental: Option<IncrementalParts>,
-}
-
-/// The later payloads of an incrementally delivered response, in the format the client
-/// asked for. Taken once, by whoever writes the response.
-#[derive(Clone)]
-pub struct IncrementalParts {
-    pub format: IncrementalFormat,
-    parts: Arc<std::sync::Mutex<Option<BoxStream<'static, Value>>>>,
-}
-
-impl IncrementalParts {
-    pub fn new(format: IncrementalFormat, parts: BoxStream<'static, Value>) -> Self {
-        Self {
-            format,
-            parts: Arc::new(std::sync::Mutex::new(Some(parts))),
-        }
-    }
-
-    /// The payloads, unless they were taken already.
-    pub fn take(&self) -> Option<BoxStream<'static, Value>> {
-        self.parts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-}
-
-impl std::fmt::Debug for IncrementalParts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IncrementalParts")
-            .field("format", &self.format)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GraphQLResponse {
-    pub fn new(body: Value) -> Self {
-        Self {
-            body,
-            serialized: None,
-            http_status_hint: None,
-            cache_control: None,
-            extra_headers: HeaderMap::new(),
-            operation_name: None,
-            incremental: None,
-        }
-    }
-
-    /// A request error (nothing executed, so no `data`) with a stable `extensions.code`.
-    pub fn request_error(message: impl Into<String>, code: &str) -> Self {
-        Self::new(json!({
-            "errors": [{ "message": message.into(), "extensions": { "code": code } }]
-        }))
-    }
-
-    pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.http_status_hint = Some(status);
-        self
-    }
-
-    /// Whether the operation executed (the body has a `data` entry, even `null`).
-    /// A response that executed, already serialized (see [`GraphQLResponse::serialized`]).
-    pub fn from_serialized(bytes: Bytes) -> Self {
-        Self {
-            serialized: Some(bytes),
-            ..Self::new(Value::Null)
-        }
-    }
-
-    pub fn has_data(&self) -> bool {
-        self.serialized.is_some() || self.body.get("data").is_some()
-    }
-
-    /// The body as a JSON tree, read back from [`GraphQLResponse::serialized`] when it was
-    /// written as bytes (`null` if those are not JSON).
-    pub fn body_json(&self) -> Value {
-        match &self.serialized {
-            Some(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
-            None => self.body.clone(),
-        }
-    }
 }
 
 pub use crate::graphql::OperationKind;

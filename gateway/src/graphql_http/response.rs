@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
 
-use crate::graphql_http::GraphQLResponse;
-use crate::graphql_http::media::{IncrementalFormat, ResponseMediaType};
+use crate::graphql::{GraphQLResponse, IncrementalFormat, ResponseBody};
+use crate::graphql_http::media::ResponseMediaType;
 
 /// The `extensions.code` of errors about the HTTP request itself (not GraphQL).
 pub const BAD_REQUEST_CODE: &str = "BAD_REQUEST";
@@ -30,9 +30,11 @@ pub fn status_for(response: &GraphQLResponse, media: ResponseMediaType) -> Statu
     }
 }
 
-fn json_response(status: StatusCode, media: ResponseMediaType, body: &Value) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => bytes_response(status, media, Bytes::from(bytes)),
+/// The body as it goes on the wire: a written one as it is, one of values written now;
+/// `500` when that fails.
+fn body_response(status: StatusCode, media: ResponseMediaType, body: ResponseBody) -> Response {
+    match body.into_bytes() {
+        Ok(bytes) => bytes_response(status, media, bytes),
         Err(error) => {
             tracing::error!(%error, "serializing a GraphQL response failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -58,10 +60,9 @@ pub fn single(mut response: GraphQLResponse, media: ResponseMediaType) -> Respon
         .take()
         .and_then(|parts| Some((parts.format, parts.take()?)));
     let status = status_for(&response, media);
-    let mut http = match (parts, response.serialized) {
-        (Some((format, parts)), _) => multipart(format, &response.body, parts),
-        (None, Some(bytes)) => bytes_response(status, media, bytes),
-        (None, None) => json_response(status, media, &response.body),
+    let mut http = match parts {
+        Some((format, parts)) => multipart(format, &response.body, parts),
+        None => body_response(status, media, response.body),
     };
     let headers = http.headers_mut();
     if let Some(policy) = response
@@ -77,11 +78,11 @@ pub fn single(mut response: GraphQLResponse, media: ResponseMediaType) -> Respon
     http
 }
 
-/// One part of a `multipart/mixed` body: its headers, the payload, and the boundary after
-/// it (the body starts with the first boundary).
-fn part(payload: &Value) -> Bytes {
+/// One part of a `multipart/mixed` body: its headers, the payload `write` writes, and the
+/// boundary after it (the body starts with the first boundary).
+fn part(write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) -> Bytes {
     let mut bytes = b"\r\ncontent-type: application/json; charset=utf-8\r\n\r\n".to_vec();
-    if let Err(error) = serde_json::to_writer(&mut bytes, payload) {
+    if let Err(error) = write(&mut bytes) {
         tracing::error!(%error, "serializing an incremental payload failed");
         bytes.extend_from_slice(b"{\"hasNext\":false}");
     }
@@ -94,12 +95,13 @@ fn part(payload: &Value) -> Bytes {
 /// in its own part, written as soon as it is ready; `200` (errors are in the payloads).
 fn multipart(
     format: IncrementalFormat,
-    first: &Value,
+    first: &ResponseBody,
     later: BoxStream<'static, Value>,
 ) -> Response {
     let opening = Bytes::from(format!("\r\n--{}", IncrementalFormat::BOUNDARY));
-    let chunks = stream::iter([opening, part(first)])
-        .chain(later.map(|payload| part(&payload)))
+    let first = part(|out| first.write_to(out));
+    let chunks = stream::iter([opening, first])
+        .chain(later.map(|payload| part(|out| serde_json::to_writer(out, &payload))))
         .chain(stream::once(async { Bytes::from_static(b"--\r\n") }))
         .map(Ok::<_, std::convert::Infallible>);
     let mut response = Response::new(Body::from_stream(chunks));
@@ -128,15 +130,10 @@ pub fn batch(responses: Vec<GraphQLResponse>, media: ResponseMediaType) -> Respo
         if index > 0 {
             array.push(b',');
         }
-        match response.serialized {
-            // A cached item goes in as the bytes it was kept as.
-            Some(bytes) => array.extend_from_slice(&bytes),
-            None => {
-                if let Err(error) = serde_json::to_writer(&mut array, &response.body) {
-                    tracing::error!(%error, "serializing a GraphQL response failed");
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                }
-            }
+        // A written item (a cached one, say) goes in as the bytes it was written as.
+        if let Err(error) = response.body.write_to(&mut array) {
+            tracing::error!(%error, "serializing a GraphQL response failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     }
     array.push(b']');
@@ -155,7 +152,7 @@ pub fn protocol_error(
     message: impl std::fmt::Display,
 ) -> Response {
     let body = GraphQLResponse::request_error(message.to_string(), BAD_REQUEST_CODE).body;
-    json_response(status, media, &body)
+    body_response(status, media, body)
 }
 
 /// `405` for a mutation over GET: only POST may change data.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::graphql_http::{GraphQLRequest, GraphQLResponse};
+use crate::graphql::{GraphQLRequest, GraphQLResponse};
 use crate::persisted::apq::{ApqStore, LocalApqStore, RedisApqStore};
 use crate::persisted::manifest::{ManifestError, ManifestSource};
 use crate::shared::SharedState;

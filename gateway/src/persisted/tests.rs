@@ -40,8 +40,10 @@ fn counter(persisted: &PersistedQueries, name: &str) -> u64 {
 }
 
 fn code(response: &GraphQLResponse) -> &str {
-    response.body["errors"][0]["extensions"]["code"]
-        .as_str()
+    response
+        .errors()
+        .first()
+        .and_then(|error| error.code())
         .unwrap_or_default()
 }
 
@@ -93,7 +95,7 @@ async fn an_unknown_hash_is_not_found_with_status_200_then_registration_makes_it
         .await
         .unwrap_err();
     assert_eq!(
-        refusal.body,
+        refusal.to_json(),
         json!({"errors":[{"message":"PersistedQueryNotFound","extensions":{"code":"PERSISTED_QUERY_NOT_FOUND"}}]})
     );
     assert_eq!(refusal.http_status_hint, Some(StatusCode::OK));

@@ -109,11 +109,7 @@ pub fn shape_response(
     let errors = write_data(
         schema, operation, variables, &data, errors, unresolved, &mut out,
     );
-    GraphQLResponse {
-        data: Some(read_written(&out)),
-        errors,
-        ..GraphQLResponse::default()
-    }
+    GraphQLResponse::executed(read_written(&out), errors)
 }
 
 /// The JSON [`write_data`] wrote, as a tree. What it writes always reads back; `null`

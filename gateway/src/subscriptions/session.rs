@@ -31,7 +31,7 @@ use super::{
     ActiveSubscription, SUBGRAPH_ERROR, SUBSCRIPTION_LAGGED, Subscriptions, TOO_MANY_SUBSCRIPTIONS,
 };
 use crate::execute::{ExecutionContext, execute_after_primary};
-use crate::graphql::GraphQLError;
+use crate::graphql::{GraphQLError, GraphQLResponse, ResponseBody};
 use crate::graphql_http::{GraphQLRequest, RequestContext};
 use crate::limits::truncate_errors;
 use crate::response::shape_response;
@@ -110,21 +110,14 @@ pub(crate) async fn open(
 
 /// A response the service gave at once: a refusal when nothing ran (no `data`, as the
 /// HTTP layer decides too), else the one result.
-fn answered(response: crate::graphql_http::GraphQLResponse) -> Opened {
+fn answered(response: GraphQLResponse) -> Opened {
     let status = response.http_status_hint;
-    let body = http_body(response);
-    if body.get("data").is_none() {
-        Opened::Refused(body, status.unwrap_or(StatusCode::BAD_REQUEST))
-    } else {
+    let executed = response.has_data();
+    let body = response.into_json();
+    if executed {
         Opened::Single(body)
-    }
-}
-
-/// The body of an HTTP-layer response, as an event.
-fn http_body(response: crate::graphql_http::GraphQLResponse) -> Value {
-    match response.serialized {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        None => response.body,
+    } else {
+        Opened::Refused(body, status.unwrap_or(StatusCode::BAD_REQUEST))
     }
 }
 
@@ -309,7 +302,7 @@ impl Live {
             .await
             .map_err(|response| {
                 tracing::info!(request_id = %self.request_id, "a subscription ended: it is not valid on the new supergraph");
-                http_body(*response)
+                response.into_json()
             })?;
         let readmitted = Arc::new(readmitted);
         let running = Running::new(&self.subscriptions, &readmitted, &self.request_id)?;
@@ -485,7 +478,9 @@ impl Resolver {
             &output.unresolved,
         );
         let max_errors = runtime.preparer().limits().max_errors;
-        response.errors = truncate_errors(std::mem::take(&mut response.errors), max_errors);
+        if let ResponseBody::Values { errors, .. } = &mut response.body {
+            *errors = truncate_errors(std::mem::take(errors), max_errors);
+        }
         response.into_json()
     }
 }

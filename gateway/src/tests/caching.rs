@@ -91,7 +91,7 @@ async fn a_request_after_an_invalidation_does_not_join_a_read_begun_before_it() 
             caching
                 .execute(operation, request, RequestContext::default(), None)
                 .await
-                .body_json()
+                .to_json()
         })
     };
 
@@ -153,7 +153,7 @@ async fn ask_for_ada(gateway: &Arc<Gateway>, caching: &Caching) -> (Value, Optio
         .get(crate::cache::X_CACHE)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    (response.body_json(), x_cache)
+    (response.to_json(), x_cache)
 }
 
 fn hinted_gateway() -> (Arc<HintedUsers>, Arc<Gateway>, Caching) {

@@ -506,7 +506,7 @@ fn drive(
     };
     let data = synthetic_json(&mut choices, 10);
     let response = shape_response(schema, prepared.shaped(), &variables, data, Vec::new(), &[]);
-    prop_assert!(response.data.is_some());
+    prop_assert!(response.has_data());
     serde_json::to_vec(&response.into_json())
         .map_err(|error| TestCaseError::fail(error.to_string()))?;
     outcomes.shaped.fetch_add(1, Ordering::Relaxed);
