@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::json::{apply_rewrite, deep_merge, typename};
+use super::json::{apply_rewrite, deep_merge, member, member_mut, typename};
 use crate::graphql::PathSegment;
 use crate::schema::ApiSchema;
 
@@ -172,7 +172,7 @@ fn merge_under(
             .take_while(|(other, _)| other.get(depth) == Some(step))
             .count();
         let child = match (step, &mut *value) {
-            (Step::Key(key), Value::Object(map)) => map.get_mut(*key),
+            (Step::Key(key), Value::Object(map)) => member_mut(map, key),
             (Step::Index(index), Value::Array(items)) => items.get_mut(*index),
             _ => None,
         };
@@ -218,7 +218,7 @@ impl<'p> Collector<'_, 'p> {
         };
         match (segment, value) {
             (FlattenNodePathSegment::Field(name), Value::Object(map)) => {
-                if let Some(child) = map.get(name) {
+                if let Some(child) = member(map, name) {
                     self.current.push(Step::Key(name));
                     self.find_objects(child, rest);
                     self.current.pop();
@@ -355,7 +355,7 @@ fn write_fields(
     for item in &selections.items {
         match item {
             SelectionItem::Field(field) => {
-                let value = map.get(&field.name)?;
+                let value = member(map, &field.name)?;
                 if !std::mem::replace(empty, false) {
                     out.push(b',');
                 }
@@ -438,7 +438,7 @@ fn project_into(
                 // _internal_qp_alias_0`): read the data under the field's name, write the
                 // representation under its alias.
                 let key = field.selection_identifier();
-                let value = map.get(&field.name)?;
+                let value = member(map, &field.name)?;
                 let projected = if field.selections.is_empty() {
                     value.clone()
                 } else {

@@ -2,9 +2,36 @@
 //! the planner's fetch rewrites.
 
 use hive_router_query_planner::planner::plan_nodes::{FetchNodePathSegment, FetchRewrite};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::schema::ApiSchema;
+
+/// Objects with at most this many entries are scanned for a key rather than hashed into:
+/// comparing a handful of short keys costs less than hashing one, and the objects of
+/// GraphQL data are mostly that small.
+pub(crate) const SCANNED_ENTRIES: usize = 16;
+
+/// The value of `key` in `map`.
+pub(crate) fn member<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if map.len() <= SCANNED_ENTRIES {
+        map.iter()
+            .find(|(name, _)| name.as_str() == key)
+            .map(|(_, value)| value)
+    } else {
+        map.get(key)
+    }
+}
+
+/// The value of `key` in `map`, to change it.
+pub(crate) fn member_mut<'v>(map: &'v mut Map<String, Value>, key: &str) -> Option<&'v mut Value> {
+    if map.len() <= SCANNED_ENTRIES {
+        map.iter_mut()
+            .find(|(name, _)| name.as_str() == key)
+            .map(|(_, value)| value)
+    } else {
+        map.get_mut(key)
+    }
+}
 
 /// Merges `source` into `target`: objects key by key, lists of equal length item by item;
 /// anything else replaces the target.
@@ -33,7 +60,7 @@ pub fn deep_merge(target: &mut Value, source: Value) {
 
 /// The object's `__typename`, if it has one.
 pub fn typename(value: &Value) -> Option<&str> {
-    value.get("__typename").and_then(Value::as_str)
+    member(value.as_object()?, "__typename").and_then(Value::as_str)
 }
 
 /// Applies a planner rewrite to `value` (a representation, or a fetch result).
@@ -78,7 +105,7 @@ fn walk_rewrite_path(
         }
         Value::Object(map) => match segment {
             FetchNodePathSegment::TypenameEquals(types) => {
-                let matches = match map.get("__typename").and_then(Value::as_str) {
+                let matches = match member(map, "__typename").and_then(Value::as_str) {
                     Some(name) => types.iter().any(|t| schema.satisfies(name, t)),
                     None => true,
                 };
@@ -89,7 +116,7 @@ fn walk_rewrite_path(
             FetchNodePathSegment::Key(key) => {
                 if rest.is_empty() {
                     at_last_key(map, key);
-                } else if let Some(child) = map.get_mut(key) {
+                } else if let Some(child) = member_mut(map, key) {
                     walk_rewrite_path(schema, rest, child, at_last_key);
                 }
             }

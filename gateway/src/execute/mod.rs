@@ -23,6 +23,7 @@ use crate::graphql::{GraphQLError, OperationKind, PathSegment};
 use crate::schema::ApiSchema;
 use crate::transport::{SubgraphRequest, SubgraphResponse, Transports};
 
+pub(crate) use self::json::{SCANNED_ENTRIES, member};
 pub use self::subgraph_errors::{RESPONSE_TOO_LARGE, SUBGRAPH_ERROR};
 
 /// What one execution needs besides the plan.

@@ -39,7 +39,7 @@ pub use self::fields::FieldCollector;
 pub use self::projection::OperationShape;
 use self::projection::{Group, Meta, NamedKind, Node, Projection};
 use self::strings::write_string;
-use crate::execute::SUBGRAPH_ERROR;
+use crate::execute::{SCANNED_ENTRIES, SUBGRAPH_ERROR, member};
 use crate::graphql::{GraphQLError, GraphQLResponse, PathSegment};
 use crate::schema::ApiSchema;
 
@@ -333,7 +333,10 @@ impl<'p> Shaper<'p, '_> {
             Type::NamedType(_) => match &site.group.kind {
                 NamedKind::Object | NamedKind::Abstract => {
                     let typename = match site.group.kind {
-                        NamedKind::Abstract => raw.get("__typename").and_then(Value::as_str),
+                        NamedKind::Abstract => raw
+                            .as_object()
+                            .and_then(|map| member(map, "__typename"))
+                            .and_then(Value::as_str),
                         _ => None,
                     };
                     let Some((node, only_abstract)) =
@@ -475,8 +478,6 @@ struct Entries<'v> {
     next: Option<serde_json::map::Iter<'v>>,
 }
 
-/// Objects with at most this many entries are scanned rather than hashed into.
-const SCANNED_ENTRIES: usize = 16;
 /// How many entries past the last one read a larger object compares before hashing.
 const LOOK_AHEAD: usize = 3;
 

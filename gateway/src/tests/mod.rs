@@ -3,6 +3,7 @@
 mod authorization;
 mod caching;
 mod fuzz;
+mod layout;
 mod preparation;
 mod requests;
 mod shapes;
